@@ -1,0 +1,157 @@
+"""The dataset folder contract: `data/datasets/<key>/dataset.yaml` plus the files it names."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+KEY_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
+
+# Short names usable in dataset.yaml for the bundled reference files in data/reference/.
+REFERENCE_FILES = {
+    "dorothea": "dorothea_human_ABC.csv",
+    "collectri": "collectri_human.csv",
+    "hg38_ensembl93": "hg38_genes_ensembl93.tsv.gz",
+    "lambert2018": "human_tfs_lambert2018.txt",
+    "ccre_hg38": "human_cCREs_hg38.bed.gz",
+    "gene_vocab_38244": "human_gene_vocab_38244.tsv.gz",
+}
+
+
+class DatasetError(ValueError):
+    """Bad dataset input; the message names the file and the problem."""
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("MULTIOME_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+
+
+def validate_key(key: str) -> str:
+    """A partition key is a folder name under data/datasets: lowercase letters, digits, `_`."""
+    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+        raise DatasetError(
+            f"invalid dataset key {key!r}: use 1-64 lowercase letters, digits or '_' "
+            "(it names a folder under data/datasets/)"
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class QCConfig:
+    """Cisformer-style QC thresholds; a dataset.yaml `qc:` block overrides any of them."""
+
+    min_cells_per_gene: int = 10
+    min_cells_per_peak: int = 10
+    min_genes_per_cell: int = 200
+    max_genes_per_cell: int = 20_000
+    min_peaks_per_cell: int = 500
+    max_peaks_per_cell: int = 50_000
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    key: str
+    folder: Path
+    format: Literal["h5ad_pair", "h5mu", "10x_h5"]
+    files: dict[str, Path]
+    genome: str = "hg38"
+    annotation: Path = field(default=Path())
+    prior: Path = field(default=Path())
+    tf_list: Path = field(default=Path())
+    rna_values: Literal["auto", "raw_counts", "normalized"] = "auto"
+    rna_counts_layer: str | None = None
+    cell_type_column: str | None = None
+    batch_column: str | None = None
+    candidate_window: int = 100_000
+    title: str = ""
+    qc: QCConfig = QCConfig()
+
+    @property
+    def yaml_path(self) -> Path:
+        return self.folder / "dataset.yaml"
+
+
+FORMAT_FILES = {"h5ad_pair": ("rna", "atac"), "h5mu": ("h5mu",), "10x_h5": ("h5",)}
+
+
+def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
+    """Read and check `data/datasets/<key>/dataset.yaml`."""
+    validate_key(key)
+    root = root or data_dir()
+    folder = (root / "datasets" / key).resolve()
+    path = folder / "dataset.yaml"
+    if not path.is_file():
+        raise DatasetError(f"{path}: no dataset.yaml for dataset {key!r}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise DatasetError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{path}: expected a mapping of settings")
+
+    fmt = raw.get("format", "h5ad_pair")
+    if fmt not in FORMAT_FILES:
+        raise DatasetError(f"{path}: format {fmt!r} is not one of {sorted(FORMAT_FILES)}")
+    files = raw.get("files") or {}
+    missing_roles = [r for r in FORMAT_FILES[fmt] if r not in files]
+    if missing_roles:
+        raise DatasetError(f"{path}: format {fmt} needs files: {', '.join(missing_roles)}")
+    resolved = {role: _resolve_file(path, folder, root, name) for role, name in files.items()}
+
+    qc_raw = raw.get("qc") or {}
+    known = {f.name for f in fields(QCConfig)}
+    unknown = set(qc_raw) - known
+    if unknown:
+        raise DatasetError(f"{path}: unknown qc settings {sorted(unknown)}; known: {sorted(known)}")
+    rna_values = raw.get("rna_values", "auto")
+    if rna_values not in ("auto", "raw_counts", "normalized"):
+        raise DatasetError(f"{path}: rna_values must be auto, raw_counts or normalized, not {rna_values!r}")
+
+    return DatasetSpec(
+        key=key,
+        folder=folder,
+        format=fmt,
+        files=resolved,
+        genome=raw.get("genome", "hg38"),
+        annotation=_resolve_file(path, folder, root, raw.get("annotation", "hg38_ensembl93")),
+        prior=_resolve_file(path, folder, root, raw.get("prior", "dorothea")),
+        tf_list=_resolve_file(path, folder, root, raw.get("tf_list", "lambert2018")),
+        rna_values=rna_values,
+        rna_counts_layer=raw.get("rna_counts_layer"),
+        cell_type_column=raw.get("cell_type_column"),
+        batch_column=raw.get("batch_column"),
+        candidate_window=int(raw.get("candidate_window", 100_000)),
+        title=raw.get("title", key),
+        qc=QCConfig(**qc_raw),
+    )
+
+
+def list_dataset_keys(root: Path | None = None) -> list[str]:
+    """Folders under data/datasets/ that hold a dataset.yaml and have a valid key."""
+    base = (root or data_dir()) / "datasets"
+    if not base.is_dir():
+        return []
+    return sorted(
+        p.name for p in base.iterdir() if (p / "dataset.yaml").is_file() and KEY_PATTERN.match(p.name)
+    )
+
+
+def reference_path(name: str, root: Path | None = None) -> Path:
+    return (root or data_dir()) / "reference" / REFERENCE_FILES[name]
+
+
+def _resolve_file(yaml_path: Path, folder: Path, root: Path, name: str) -> Path:
+    if name in REFERENCE_FILES:
+        candidate = reference_path(name, root)
+    else:
+        candidate = (folder / name).resolve()
+        if not candidate.is_relative_to(root):
+            raise DatasetError(f"{yaml_path}: file {name!r} points outside {root}")
+    if not candidate.is_file():
+        raise DatasetError(f"{yaml_path}: file {name!r} does not exist ({candidate})")
+    return candidate

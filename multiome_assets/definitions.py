@@ -1,0 +1,16 @@
+import dagster as dg
+
+from multiome_assets.defs import foundation
+from multiome_assets.defs.io_manager import WarehouseIOManager
+from multiome_assets.defs.resources import DatasetCatalog
+from multiome_assets.defs.sensors import dataset_folder_sensor, foundation_job
+
+ASSETS = dg.load_assets_from_modules([foundation])
+RESOURCES = {"warehouse": WarehouseIOManager(), "datasets": DatasetCatalog()}
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    jobs=[foundation_job],
+    sensors=[dataset_folder_sensor],
+    resources=RESOURCES,
+)

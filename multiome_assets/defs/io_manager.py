@@ -1,0 +1,35 @@
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from multiome_assets import warehouse
+
+
+class WarehouseIOManager(dg.ConfigurableIOManager):
+    """DataFrames → Parquet tables with DuckDB views; everything else → atomic artifact files."""
+
+    root: str = ""  # empty: $MULTIOME_WAREHOUSE or data/warehouse
+
+    def _root(self) -> Path:
+        return Path(self.root).resolve() if self.root else warehouse.warehouse_dir()
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        name, key = context.asset_key.path[-1], context.partition_key
+        if isinstance(obj, pd.DataFrame):
+            path = warehouse.write_table(name, key, obj, self._root())
+            meta = {"dagster/row_count": len(obj), "table": name}
+        else:
+            path = warehouse.write_artifact(name, key, obj, self._root())
+            meta = {}
+        context.add_output_metadata(
+            {**meta, "path": dg.MetadataValue.path(str(path)), "sha256": warehouse.sha256(path),
+             "bytes": path.stat().st_size}
+        )
+
+    def load_input(self, context: dg.InputContext):
+        name, key = context.upstream_output.asset_key.path[-1], context.partition_key
+        table = warehouse.table_path(name, key, self._root())
+        if table.exists():
+            return pd.read_parquet(table).drop(columns=["dataset"])
+        return warehouse.read_artifact(warehouse.find_artifact(name, key, self._root()))

@@ -1,0 +1,17 @@
+from pathlib import Path
+
+import dagster as dg
+
+from multiome_assets.dataset import DatasetSpec, data_dir, load_spec
+
+
+class DatasetCatalog(dg.ConfigurableResource):
+    """Where dataset folders live (`<data_dir>/datasets/<key>/dataset.yaml`)."""
+
+    data_dir: str = ""  # empty: $MULTIOME_DATA_DIR or the project's data/
+
+    def root(self) -> Path:
+        return Path(self.data_dir).resolve() if self.data_dir else data_dir()
+
+    def spec(self, key: str) -> DatasetSpec:
+        return load_spec(key, self.root())

@@ -1,0 +1,80 @@
+"""The regulator × gene pair space that GRN methods score and metrics evaluate.
+
+Every scorer (transformer head, baselines, imported GRNs) returns a dense ``(R, G)`` float
+matrix over ``EdgeSpace.regulators × EdgeSpace.genes``; every metric reads that matrix
+together with the space's training positives (never candidates) and held-out labels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class EdgeSpace:
+    regulators: np.ndarray  # (R,) regulator symbols, each also in `genes`
+    genes: np.ndarray  # (G,) target symbols (all dataset genes)
+    train: sp.csr_matrix  # (R, G) bool: training prior edges, excluded from evaluation
+    test: sp.csr_matrix  # (R, G) bool: held-out prior edges, the labels
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.regulators), len(self.genes)
+
+    @property
+    def regulator_gene_index(self) -> np.ndarray:
+        """(R,) column of each regulator in `genes`."""
+        return pd.Index(self.genes).get_indexer(self.regulators)
+
+    def self_mask(self) -> np.ndarray:
+        """(R, G) bool, True on regulator == target."""
+        mask = np.zeros(self.shape, dtype=bool)
+        mask[np.arange(len(self.regulators)), self.regulator_gene_index] = True
+        return mask
+
+    def candidate_mask(self) -> np.ndarray:
+        """(R, G) bool: pairs that are evaluated (not self-loops, not training positives)."""
+        return ~self.self_mask() & ~self.train.toarray()
+
+    @classmethod
+    def from_edges(
+        cls,
+        regulators: np.ndarray | list[str],
+        genes: np.ndarray | list[str],
+        train_edges: pd.DataFrame,
+        test_edges: pd.DataFrame,
+    ) -> "EdgeSpace":
+        """Build from edge tables with columns ``tf, target``; edges outside the space are dropped."""
+        regulators = np.asarray(regulators, dtype=object)
+        genes = np.asarray(genes, dtype=object)
+        missing = pd.Index(regulators).difference(pd.Index(genes))
+        if len(missing):
+            raise ValueError(f"{len(missing)} regulators are not among the genes, e.g. {list(missing[:3])}")
+        return cls(
+            regulators,
+            genes,
+            _edge_matrix(train_edges, regulators, genes),
+            _edge_matrix(test_edges, regulators, genes),
+        )
+
+    def to_frame(self, scores: np.ndarray, *, mask: np.ndarray | None = None) -> pd.DataFrame:
+        """Long table (tf, target, score) of a (R, G) score matrix, optionally only where `mask`."""
+        if scores.shape != self.shape:
+            raise ValueError(f"scores have shape {scores.shape}, edge space is {self.shape}")
+        rows, cols = np.nonzero(mask) if mask is not None else np.indices(self.shape).reshape(2, -1)
+        return pd.DataFrame(
+            {"tf": self.regulators[rows], "target": self.genes[cols], "score": scores[rows, cols]}
+        )
+
+
+def _edge_matrix(edges: pd.DataFrame, regulators: np.ndarray, genes: np.ndarray) -> sp.csr_matrix:
+    r = pd.Index(regulators).get_indexer(edges["tf"])
+    g = pd.Index(genes).get_indexer(edges["target"])
+    keep = (r >= 0) & (g >= 0)
+    data = np.ones(int(keep.sum()), dtype=bool)
+    m = sp.csr_matrix((data, (r[keep], g[keep])), shape=(len(regulators), len(genes)), dtype=bool)
+    m.sum_duplicates()
+    return m

@@ -1,0 +1,91 @@
+"""QC and normalization of paired RNA + ATAC, sparse throughout."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from multiome_assets.dataset import DatasetError, QCConfig
+from multiome_assets.readers import Multiome
+
+TARGET_SUM = 1e4
+
+
+def looks_like_counts(X: sp.csr_matrix) -> bool:
+    """Raw counts are non-negative integers; normalized values are not."""
+    return bool(X.nnz) and bool(np.all(X.data == np.round(X.data)))
+
+
+def preprocess(mo: Multiome, qc: QCConfig, rna_values: str = "auto", source: str = "dataset") -> tuple[Multiome, dict]:
+    """Filter features and cells (Cisformer-style thresholds), normalize RNA once, binarize ATAC.
+
+    RNA: if raw counts are available (declared, detected in X, or in ``layers['counts']``),
+    ``layers['counts']`` keeps them and X becomes log1p(counts / library size * 1e4). Input
+    declared or detected as already normalized is left as it is (never normalized twice).
+    ATAC: X becomes 0/1 accessibility.
+    Returns the new Multiome and a dict of what QC removed.
+    """
+    rna, atac = mo.rna, mo.atac
+    counts = _raw_counts(rna, rna_values, source)
+
+    gene_cells = np.diff((rna.X > 0).tocsc().indptr)
+    peak_cells = np.diff((atac.X > 0).tocsc().indptr)
+    keep_genes = gene_cells >= qc.min_cells_per_gene
+    keep_peaks = peak_cells >= qc.min_cells_per_peak
+    rna_x, atac_x = rna.X[:, keep_genes], atac.X[:, keep_peaks]
+    n_genes = np.diff(rna_x.indptr)
+    n_peaks = np.diff(atac_x.indptr)
+    keep_cells = (
+        (n_genes >= qc.min_genes_per_cell)
+        & (n_genes <= qc.max_genes_per_cell)
+        & (n_peaks >= qc.min_peaks_per_cell)
+        & (n_peaks <= qc.max_peaks_per_cell)
+    )
+    if keep_cells.sum() == 0 or keep_genes.sum() == 0 or keep_peaks.sum() == 0:
+        raise DatasetError(
+            f"{source}: QC left {int(keep_cells.sum())} cells, {int(keep_genes.sum())} genes, "
+            f"{int(keep_peaks.sum())} peaks; relax the thresholds in the dataset.yaml `qc:` block ({qc})"
+        )
+    rna = rna[keep_cells, keep_genes].copy()
+    atac = atac[keep_cells, keep_peaks].copy()
+    if counts is not None:
+        counts = counts[keep_cells][:, keep_genes]
+        rna.layers["counts"] = counts
+        rna.X = log_normalize(counts)
+    rna.uns["rna_values"] = "raw_counts" if counts is not None else "normalized"
+    atac.X = (atac.X > 0).astype(np.float32)
+    for layer in list(atac.layers):
+        del atac.layers[layer]
+    report = {
+        "cells_in": int(mo.n_cells),
+        "cells_kept": int(keep_cells.sum()),
+        "genes_in": int(len(keep_genes)),
+        "genes_kept": int(keep_genes.sum()),
+        "peaks_in": int(len(keep_peaks)),
+        "peaks_kept": int(keep_peaks.sum()),
+        "rna_values": rna.uns["rna_values"],
+    }
+    return Multiome(rna, atac), report
+
+
+def log_normalize(counts: sp.csr_matrix, target_sum: float = TARGET_SUM) -> sp.csr_matrix:
+    """log1p(counts / library size * target_sum), cells with no counts stay zero."""
+    lib = np.asarray(counts.sum(axis=1)).ravel()
+    scale = np.divide(target_sum, lib, out=np.zeros_like(lib, dtype=np.float64), where=lib > 0)
+    out = sp.csr_matrix(sp.diags(scale) @ counts, dtype=np.float32)
+    out.data = np.log1p(out.data)
+    return out
+
+
+def _raw_counts(rna, rna_values: str, source: str) -> sp.csr_matrix | None:
+    if "counts" in rna.layers:
+        counts = rna.layers["counts"]
+        if not looks_like_counts(counts):
+            raise DatasetError(f"{source}: layers['counts'] holds non-integer values; it must be raw counts")
+        return counts
+    if rna_values == "raw_counts":
+        if not looks_like_counts(rna.X):
+            raise DatasetError(f"{source}: rna_values is raw_counts but X holds non-integer values")
+        return rna.X
+    if rna_values == "auto" and looks_like_counts(rna.X):
+        return rna.X
+    return None

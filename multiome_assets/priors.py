@@ -1,0 +1,68 @@
+"""Bulk prior networks (TF → target) mapped into a dataset's genes, with seeded evaluation splits."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from multiome_assets.dataset import DatasetError
+
+SPLITS = ("random", "tf_heldout")
+
+
+def read_tf_list(path: Path) -> pd.Index:
+    """One TF symbol per line (CRLF tolerated)."""
+    try:
+        names = pd.Index(pd.Series(Path(path).read_text().splitlines()).str.strip())
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read TF list ({e})") from None
+    return names[names != ""].unique()
+
+
+def read_prior(path: Path) -> pd.DataFrame:
+    """A prior edge table with columns source, target and optionally weight (CSV or TSV)."""
+    sep = "\t" if str(path).endswith((".tsv", ".tsv.gz")) else ","
+    try:
+        table = pd.read_csv(path, sep=sep)
+    except (OSError, ValueError, EOFError) as e:
+        raise DatasetError(f"{path}: cannot be read as a prior edge table ({e})") from None
+    missing = {"source", "target"} - set(table.columns)
+    if missing:
+        raise DatasetError(f"{path}: prior lacks columns {sorted(missing)} (found {list(table.columns)})")
+    weight = table["weight"] if "weight" in table else pd.Series(1.0, index=table.index)
+    return pd.DataFrame({"tf": table["source"].astype(str), "target": table["target"].astype(str), "weight": weight.astype(float)})
+
+
+def map_prior(prior: pd.DataFrame, genes: pd.Index, tfs: pd.Index, source: Path | str = "prior") -> pd.DataFrame:
+    """Edges whose TF is in the TF list and both ends are dataset genes; no self-loops, no duplicates."""
+    keep = prior["tf"].isin(tfs) & prior["tf"].isin(genes) & prior["target"].isin(genes) & (prior["tf"] != prior["target"])
+    edges = prior[keep].drop_duplicates(["tf", "target"]).reset_index(drop=True)
+    if edges.empty:
+        raise DatasetError(
+            f"{source}: none of its {len(prior)} edges has a listed TF and a target among the dataset's "
+            f"{len(genes)} genes (genes e.g. {list(genes[:3])}, prior TFs e.g. {list(prior['tf'].unique()[:3])})"
+        )
+    return edges
+
+
+def split_edges(edges: pd.DataFrame, *, test_fraction: float = 0.2, seed: int = 0) -> pd.DataFrame:
+    """Add `split_random` (80/20 over edges) and `split_tf_heldout` (20% of TFs, all their edges) columns."""
+    rng = np.random.default_rng(seed)
+    n = len(edges)
+    test_edges = rng.permutation(n)[: int(round(test_fraction * n))]
+    split_random = np.full(n, "train", dtype=object)
+    split_random[test_edges] = "test"
+
+    tfs = np.sort(edges["tf"].unique())
+    held = rng.permutation(len(tfs))[: max(1, int(round(test_fraction * len(tfs))))]
+    split_tf = np.where(edges["tf"].isin(tfs[held]), "test", "train").astype(object)
+    return edges.assign(split_random=split_random, split_tf_heldout=split_tf, split_seed=seed)
+
+
+def split_frames(prior_edges: pd.DataFrame, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) edges of one split."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    col = f"split_{split}"
+    return prior_edges[prior_edges[col] == "train"], prior_edges[prior_edges[col] == "test"]

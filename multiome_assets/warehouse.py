@@ -1,0 +1,173 @@
+"""Where results live: Parquet per table and partition, artifacts as files, DuckDB views over both.
+
+Layout under the warehouse root (default `data/warehouse/`):
+    tables/<table>/<dataset>.parquet      one file per asset and dataset partition
+    artifacts/<asset>/<dataset>.<ext>     AnnData/MuData (.h5mu), sparse (.npz), checkpoints (.pt)
+    warehouse.duckdb                      views only: `duckdb data/warehouse/warehouse.duckdb`
+
+Writers never open a DuckDB file for writing while they run: each write is a temp file plus an
+atomic rename, and the views file is rebuilt the same way. So a run never waits on a lock held
+by an open SQL session, and a reader sees each table file either whole or not at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+
+from multiome_assets.dataset import data_dir
+
+
+def warehouse_dir() -> Path:
+    return Path(os.environ.get("MULTIOME_WAREHOUSE", data_dir() / "warehouse")).resolve()
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename it over `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def table_path(table: str, dataset: str, root: Path | None = None) -> Path:
+    return (root or warehouse_dir()) / "tables" / table / f"{dataset}.parquet"
+
+
+def write_table(table: str, dataset: str, df: pd.DataFrame, root: Path | None = None) -> Path:
+    """Write one partition of a table (a `dataset` column is added) and refresh the views file."""
+    path = table_path(table, dataset, root)
+    df = df.drop(columns=["dataset"], errors="ignore")
+    df.insert(0, "dataset", dataset)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    refresh_views(root)
+    return path
+
+
+def read_table(table: str, dataset: str, root: Path | None = None) -> pd.DataFrame:
+    return pd.read_parquet(table_path(table, dataset, root))
+
+
+def list_tables(root: Path | None = None) -> list[str]:
+    base = (root or warehouse_dir()) / "tables"
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
+
+
+def create_views(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> list[str]:
+    """One view per table over all its partitions' Parquet files."""
+    root = root or warehouse_dir()
+    tables = list_tables(root)
+    for table in tables:
+        glob = str(root / "tables" / table / "*.parquet").replace("'", "''")
+        con.execute(
+            f'CREATE OR REPLACE VIEW "{table}" AS '
+            f"SELECT * FROM read_parquet('{glob}', union_by_name = true)"
+        )
+    return tables
+
+
+def refresh_views(root: Path | None = None) -> Path:
+    """Rebuild `warehouse.duckdb` (views only) and swap it in atomically."""
+    root = root or warehouse_dir()
+    path = root / "warehouse.duckdb"
+    with atomic_path(path) as tmp:
+        os.remove(tmp)  # DuckDB wants to create the file itself
+        con = duckdb.connect(str(tmp))
+        try:
+            create_views(con, root)
+        finally:
+            con.close()
+    return path
+
+
+def query(sql: str, params: dict | None = None, root: Path | None = None) -> pd.DataFrame:
+    """Run read-only SQL over the warehouse's tables (an in-memory DuckDB with the views)."""
+    con = duckdb.connect(":memory:")
+    try:
+        create_views(con, root)
+        return con.execute(sql, params or {}).df()
+    finally:
+        con.close()
+
+
+def artifact_path(asset: str, dataset: str, suffix: str, root: Path | None = None) -> Path:
+    return (root or warehouse_dir()) / "artifacts" / asset / f"{dataset}{suffix}"
+
+
+def find_artifact(asset: str, dataset: str, root: Path | None = None) -> Path:
+    hits = sorted(((root or warehouse_dir()) / "artifacts" / asset).glob(f"{dataset}.*"))
+    if not hits:
+        raise FileNotFoundError(f"no artifact for asset {asset!r}, dataset {dataset!r}: materialize it first")
+    return hits[0]
+
+
+def write_artifact(asset: str, dataset: str, obj, root: Path | None = None) -> Path:
+    """Write a non-tabular result atomically: Multiome → .h5mu, sparse → .npz, dict (checkpoint) → .pt."""
+    import scipy.sparse as sp
+
+    from multiome_assets.readers import Multiome
+
+    if isinstance(obj, Multiome):
+        import mudata
+
+        path = artifact_path(asset, dataset, ".h5mu", root)
+        with atomic_path(path) as tmp:
+            mudata.MuData({"rna": obj.rna, "atac": obj.atac}).write_h5mu(tmp)
+    elif sp.issparse(obj):
+        path = artifact_path(asset, dataset, ".npz", root)
+        with atomic_path(path) as tmp:
+            sp.save_npz(tmp, sp.csr_matrix(obj))
+    elif isinstance(obj, dict):
+        import torch
+
+        path = artifact_path(asset, dataset, ".pt", root)
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    else:
+        raise TypeError(f"asset {asset!r} returned {type(obj).__name__}; expected DataFrame, Multiome, sparse or dict")
+    for stale in path.parent.glob(f"{dataset}.*"):
+        if stale != path:
+            stale.unlink()
+    return path
+
+
+def read_artifact(path: Path):
+    import scipy.sparse as sp
+
+    if path.suffix == ".h5mu":
+        import mudata
+
+        from multiome_assets.readers import Multiome
+
+        mdata = mudata.read_h5mu(path)
+        return Multiome(mdata.mod["rna"], mdata.mod["atac"])
+    if path.suffix == ".npz":
+        return sp.load_npz(path).tocsr()
+    if path.suffix == ".pt":
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=False)
+    raise ValueError(f"{path}: unknown artifact type {path.suffix!r}")
