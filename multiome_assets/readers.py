@@ -151,7 +151,7 @@ def _clean(adata: ad.AnnData, source: Path, what: str) -> ad.AnnData:
         raise DatasetError(f"{source}: empty matrix ({adata.n_obs} cells × {adata.n_vars} {what})")
     dup = adata.var_names[adata.var_names.duplicated()]
     if len(dup):
-        raise DatasetError(f"{source}: {len(dup)} duplicate {what} names, e.g. {list(dup.unique()[:3])}")
+        raise DatasetError(f"{source}: {len(dup)} duplicate {what[:-1]} names, e.g. {list(dup.unique()[:3])}")
     if adata.obs_names.has_duplicates:
         raise DatasetError(f"{source}: duplicate cell barcodes, e.g. {list(adata.obs_names[adata.obs_names.duplicated()][:3])}")
     adata.X = _checked_csr(adata.X, source, "X")

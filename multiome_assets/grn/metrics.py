@@ -112,19 +112,80 @@ def _expected_hits(c: _Curve, k: np.ndarray) -> np.ndarray:
     return prev_tp + (k - prev_end) * frac_pos
 
 
-def _check(scores: np.ndarray, space: EdgeSpace) -> None:
+def _score_vector(scores: np.ndarray, space: EdgeSpace, flat: np.ndarray) -> np.ndarray:
+    """(n,) scores of the candidates; float32 stays float32 (faster sort, half the memory)."""
+    scores = np.asarray(scores)
     if scores.shape != space.shape:
         raise ValueError(f"scores have shape {scores.shape}, edge space is {space.shape}")
-    if np.isnan(scores).any():
-        raise ValueError(f"scores contain {int(np.isnan(scores).sum())} NaN; use -inf for 'no score'")
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
+    s = scores.ravel()[flat]
+    if np.isnan(s).any():
+        raise ValueError(f"scores contain {int(np.isnan(s).sum())} NaN on candidates; use -inf for 'no score'")
+    return s
 
 
-def _candidates(space: EdgeSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row-major flat indices (n,) of the candidates, their labels (n,) and the mask (R, G)."""
-    cand = space.candidate_mask()
-    flat = np.flatnonzero(cand)
-    labels = space.test.toarray().ravel()[flat]
-    return flat, labels, cand
+@dataclass(frozen=True)
+class _Candidates:
+    flat: np.ndarray  # (n,) row-major flat indices into (R, G) of the candidate pairs
+    labels: np.ndarray  # (n,) bool: held-out edge
+    R: int
+    G: int
+
+    @classmethod
+    def of(cls, space: EdgeSpace) -> "_Candidates":
+        flat = np.flatnonzero(space.candidate_mask())
+        return cls(flat, space.test.toarray().ravel()[flat], *space.shape)
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.flat // self.G
+
+
+# ---------------------------------------------------------------------------------------
+# Seeded sampling without replacement inside contiguous blocks
+# ---------------------------------------------------------------------------------------
+def _sample_distinct(
+    rng: np.random.Generator, sizes: np.ndarray, counts: np.ndarray, n_sets: int
+) -> np.ndarray:
+    """(n_sets, counts.sum()) offsets: per set, block i holds counts[i] distinct draws from
+    range(sizes[i]), uniform over subsets. Rejection: fast when counts <= sizes / 2."""
+    block = np.repeat(np.arange(len(sizes)), counts)  # (M,)
+    M = len(block)
+    if M == 0:
+        return np.zeros((n_sets, 0), dtype=np.int64)
+    draws = rng.integers(0, sizes[block], size=(n_sets, M))
+    stride = int(sizes.max()) + 1
+    base = (np.arange(n_sets)[:, None] * len(sizes) + block[None, :]) * stride  # (n_sets, M)
+    while True:
+        key = (base + draws).ravel()
+        o = np.argsort(key, kind="stable")  # stable: the first occurrence of a value is kept
+        dup = o[1:][key[o][1:] == key[o][:-1]]
+        if len(dup) == 0:
+            return draws
+        draws.ravel()[dup] = rng.integers(0, sizes[block[dup % M]])
+
+
+def _sample_in_blocks(
+    rng: np.random.Generator, size: np.ndarray, count: np.ndarray, n_sets: int
+) -> np.ndarray:
+    """(n_sets, count.sum()) positions in a concatenation of blocks (block b has size[b]
+    items): per set, count[b] distinct items of block b, uniformly at random."""
+    start = np.r_[0, np.cumsum(size)[:-1]]
+    sparse = count <= size - count
+    # blocks where few items are drawn: draw them
+    b = np.flatnonzero(sparse & (count > 0))
+    parts = [start[np.repeat(b, count[b])] + _sample_distinct(rng, size[b], count[b], n_sets)]
+    # blocks where most items are drawn: draw the ones left out
+    b = np.flatnonzero(~sparse)
+    if len(b):
+        out = _sample_distinct(rng, size[b], size[b] - count[b], n_sets)
+        local_start = np.r_[0, np.cumsum(size[b])[:-1]]
+        taken = np.ones((n_sets, int(size[b].sum())), dtype=bool)
+        taken[np.arange(n_sets)[:, None], local_start[np.repeat(np.arange(len(b)), size[b] - count[b])] + out] = False
+        local_to_global = np.arange(int(size[b].sum())) + np.repeat(start[b] - local_start, size[b])
+        parts.append(local_to_global[np.nonzero(taken)[1]].reshape(n_sets, -1))
+    return np.concatenate(parts, axis=1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -157,13 +218,13 @@ def _grouped_auroc(
     new_tie = new_group | np.r_[True, t[1:] != t[:-1]]
     tie_start = np.flatnonzero(new_tie)
     tie_len = np.diff(np.r_[tie_start, n])
-    # positions a..a+len-1 (0-based) share the average 1-based position a + (len + 1) / 2
+    # 0-based positions a..a+len-1 share the average 1-based position a + (len + 1) / 2
     avg_pos = np.repeat(tie_start + (tie_len + 1) / 2.0, tie_len)
     n_tot = np.bincount(g, minlength=n_groups)
     n_pos = np.bincount(g, weights=y, minlength=n_groups)
     group_start = np.zeros(n_groups, dtype=np.int64)
     group_start[g[new_group]] = np.flatnonzero(new_group)
-    # rank within group = global position - group start
+    # rank within group = position - group start
     rank_sum = np.bincount(g, weights=avg_pos * y, minlength=n_groups) - group_start * n_pos
     n_neg = n_tot - n_pos
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -177,16 +238,26 @@ def _log2_bin(degree: np.ndarray) -> np.ndarray:
     return np.frexp(np.asarray(degree, dtype=np.float64) + 1.0)[1] - 1
 
 
-def _rank_within_cell(rng: np.random.Generator, cell: np.ndarray) -> np.ndarray:
-    """(n,) uniformly random rank 0..n_c-1 of each item among the items of its cell."""
-    perm = rng.permutation(len(cell))
-    o = perm[np.argsort(cell[perm], kind="stable")]  # by cell, random order inside
-    c = cell[o]
-    start = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
-    size = np.diff(np.r_[start, len(c)])
-    rank = np.empty(len(cell), dtype=np.int64)
-    rank[o] = np.arange(len(c)) - np.repeat(start, size)
-    return rank
+def _degree_matched_select(
+    c: _Candidates, space: EdgeSpace, m: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(n,) bool over the candidates; see :func:`degree_matched_mask`."""
+    out_deg, in_deg = training_degrees(space)
+    bin_r, bin_t = _log2_bin(out_deg), _log2_bin(in_deg)
+    n_bins_t = int(bin_t.max()) + 1
+    n_cells = (int(bin_r.max()) + 1) * n_bins_t
+    cell_of_pair = (bin_r[:, None] * n_bins_t + bin_t[None, :]).astype(np.uint16)  # (R, G), < 65536 cells
+    assert n_cells <= np.iinfo(np.uint16).max, f"{n_cells} degree cells"
+    cell = cell_of_pair.ravel()[c.flat]
+    n_pos = np.bincount(cell[c.labels], minlength=n_cells)
+    n_neg = np.bincount(cell[~c.labels], minlength=n_cells)
+    keep_pos = np.minimum(n_pos, n_neg // m)
+    keep = np.zeros(len(c.flat), dtype=bool)
+    for is_pos, size, quota in ((True, n_pos, keep_pos), (False, n_neg, m * keep_pos)):
+        idx = np.flatnonzero(c.labels == is_pos)
+        by_cell = idx[np.argsort(cell[idx], kind="stable")]  # cell-contiguous blocks
+        keep[by_cell[_sample_in_blocks(rng, size, quota, 1)[0]]] = True
+    return keep
 
 
 def degree_matched_mask(
@@ -201,7 +272,7 @@ def degree_matched_mask(
        (:func:`training_degrees`); bins are {0}, {1, 2}, {3..6}, {7..14}, ...
     2. In each cell with ``p`` held-out positives and ``q`` negatives, keep
        ``p' = min(p, q // m)`` positives and exactly ``m · p'`` negatives
-       (``m = negatives_per_positive``), both drawn uniformly at random (seeded).
+       (``m = negatives_per_positive``), both drawn uniformly without replacement (seeded).
 
     Every cell then holds m negatives per positive, so negatives and positives have the
     same cell distribution and the positive rate is exactly ``1 / (1 + m)``; a score that
@@ -210,76 +281,16 @@ def degree_matched_mask(
     """
     if negatives_per_positive < 1:
         raise ValueError(f"negatives_per_positive must be >= 1, got {negatives_per_positive}")
-    m = int(negatives_per_positive)
-    flat, labels, _ = _candidates(space)
-    R, G = space.shape
-    out_deg, in_deg = training_degrees(space)
-    bin_r, bin_t = _log2_bin(out_deg), _log2_bin(in_deg)
-    n_bins_t = int(bin_t.max()) + 1
-    cell = (bin_r[flat // G] * n_bins_t + bin_t[flat % G]).astype(np.int64)
-    n_cells = int(cell.max()) + 1 if len(cell) else 0
-    n_pos = np.bincount(cell[labels], minlength=n_cells)
-    n_neg = np.bincount(cell[~labels], minlength=n_cells)
-    keep_pos = np.minimum(n_pos, n_neg // m)
-    rng = np.random.default_rng(seed)
-    keep = np.zeros(len(flat), dtype=bool)
-    for is_pos, quota in ((True, keep_pos), (False, m * keep_pos)):
-        idx = np.flatnonzero(labels == is_pos)
-        keep[idx] = _rank_within_cell(rng, cell[idx]) < quota[cell[idx]]
-    mask = np.zeros(R * G, dtype=bool)
-    mask[flat[keep]] = True
-    return mask.reshape(R, G)
+    c = _Candidates.of(space)
+    keep = _degree_matched_select(c, space, int(negatives_per_positive), np.random.default_rng(seed))
+    mask = np.zeros(c.R * c.G, dtype=bool)
+    mask[c.flat[keep]] = True
+    return mask.reshape(c.R, c.G)
 
 
 # ---------------------------------------------------------------------------------------
 # Degree-preserving random networks
 # ---------------------------------------------------------------------------------------
-def _sample_distinct(
-    rng: np.random.Generator, sizes: np.ndarray, counts: np.ndarray, n_sets: int
-) -> np.ndarray:
-    """(n_sets, counts.sum()) offsets: per set, block i holds counts[i] distinct draws from
-    range(sizes[i]), uniform over subsets. Requires counts <= sizes / 2 (fast rejection)."""
-    block = np.repeat(np.arange(len(sizes)), counts)  # (M,)
-    M = len(block)
-    if M == 0:
-        return np.zeros((n_sets, 0), dtype=np.int64)
-    draws = rng.integers(0, sizes[block], size=(n_sets, M))
-    stride = int(sizes.max()) + 1
-    base = (np.arange(n_sets)[:, None] * len(sizes) + block[None, :]) * stride  # (n_sets, M)
-    while True:
-        key = (base + draws).ravel()
-        o = np.argsort(key, kind="stable")  # stable: first occurrence of a value is kept
-        dup = o[1:][key[o][1:] == key[o][:-1]]
-        if len(dup) == 0:
-            return draws
-        draws.ravel()[dup] = rng.integers(0, sizes[block[dup % M]])
-
-
-def _random_positive_sets(
-    rng: np.random.Generator, rows: np.ndarray, labels: np.ndarray, R: int, n_sets: int
-) -> np.ndarray:
-    """(n_sets, P) candidate indices: per regulator, as many candidate targets as it has
-    held-out positives, uniformly without replacement. Candidates are in row-major order."""
-    size = np.bincount(rows, minlength=R)
-    count = np.bincount(rows[labels], minlength=R)
-    row_start = np.r_[0, np.cumsum(size)[:-1]]
-    sparse = count <= size - count
-    parts = []
-    # rows with few positives: draw the positives
-    r = np.flatnonzero(sparse & (count > 0))
-    parts.append(row_start[np.repeat(r, count[r])] + _sample_distinct(rng, size[r], count[r], n_sets))
-    # rows with mostly positives: draw the negatives, keep the rest
-    r = np.flatnonzero(~sparse)
-    if len(r):
-        neg = _sample_distinct(rng, size[r], size[r] - count[r], n_sets)
-        local_start = np.r_[0, np.cumsum(size[r])[:-1]]
-        taken = np.ones((n_sets, int(size[r].sum())), dtype=bool)
-        taken[np.arange(n_sets)[:, None], local_start[np.repeat(np.arange(len(r)), size[r] - count[r])] + neg] = False
-        local_to_global = np.arange(int(size[r].sum())) + np.repeat(row_start[r] - local_start, size[r])
-        parts.append(local_to_global[np.nonzero(taken)[1]].reshape(n_sets, -1))
-    return np.concatenate(parts, axis=1)
-
-
 def _ap_auroc_of_sets(
     pos_groups: np.ndarray, group_end: np.ndarray, avg_rank: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -292,10 +303,43 @@ def _ap_auroc_of_sets(
     g = np.sort(pos_groups, axis=1)
     n_groups = len(group_end)
     flat = (g + np.arange(S)[:, None] * n_groups).ravel()
-    tp_through = (np.searchsorted(flat, flat, side="right").reshape(S, P) - np.arange(S)[:, None] * P)
+    tp_through = np.searchsorted(flat, flat, side="right").reshape(S, P) - np.arange(S)[:, None] * P
     ap = (tp_through / group_end[g]).sum(axis=1) / P
     auroc = (avg_rank[g].sum(axis=1) - P * (P + 1) / 2.0) / (P * (n - P))
     return ap, auroc
+
+
+def _random_network_pvalues(
+    rng: np.random.Generator, c: _Candidates, group_of: np.ndarray, curve: _Curve, n_random: int
+) -> dict[str, float]:
+    """Regulators keep their held-out out-degree; targets redrawn among their candidates.
+
+    ``group_of`` (n,) is each candidate's descending tie group under the fixed scores.
+    """
+    keys = ["random_network_pvalue_auprc", "random_network_pvalue_auroc", "random_network_auprc_mean"]
+    if n_random <= 0:
+        return dict.fromkeys(keys, float("nan"))
+    n, P = len(c.flat), curve.n_pos
+    rows = c.rows
+    size = np.bincount(rows, minlength=c.R)  # candidates are row-major: rows are blocks
+    count = np.bincount(rows[c.labels], minlength=c.R)
+    group_start = np.r_[0, curve.group_end[:-1]]
+    # ascending 1-based ranks of a group are n - end + 1 .. n - start
+    avg_rank = n - (group_start + curve.group_end - 1) / 2.0
+    obs_ap, obs_auc = _ap_auroc_of_sets(group_of[c.labels][None, :], curve.group_end, avg_rank, n)
+    batch = max(1, 4_000_000 // P)  # bound memory to a few (batch, P) int64 arrays
+    ap, auc = [], []
+    for b in range(0, n_random, batch):
+        sets = _sample_in_blocks(rng, size, count, min(batch, n_random - b))
+        a, u = _ap_auroc_of_sets(group_of[sets], curve.group_end, avg_rank, n)
+        ap.append(a)
+        auc.append(u)
+    ap, auc = np.concatenate(ap), np.concatenate(auc)
+    return {
+        "random_network_pvalue_auprc": float((1 + np.sum(ap >= obs_ap[0])) / (n_random + 1)),
+        "random_network_pvalue_auroc": float((1 + np.sum(auc >= obs_auc[0])) / (n_random + 1)),
+        "random_network_auprc_mean": float(ap.mean()),
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -317,7 +361,7 @@ def evaluate(
     ----------
     scores
         (R, G) float, higher = more likely an edge; values on self-loops and training
-        positives are ignored. NaN is rejected (use -inf).
+        positives are ignored. NaN on a candidate is rejected (use -inf).
     space
         Candidates = not self-loop and not training positive; labels = ``space.test``
         on the candidates.
@@ -331,7 +375,8 @@ def evaluate(
         N of the per-regulator top-N hypergeometric enrichment (``enrichment_*`` keys,
         see :func:`regulator_enrichment`).
     seed
-        Seeds the degree-matched sampling, the random networks and enrichment tie-breaks.
+        Seeds the degree-matched sampling, the random networks and enrichment tie-breaks
+        (independent streams: changing `n_random` leaves the other two unchanged).
     negatives_per_positive
         m of :func:`degree_matched_mask`.
 
@@ -348,15 +393,16 @@ def evaluate(
       are expectations over a random order of the tied pairs;
     - ``early_precision_ratio``: precision in the top n_positives / positive rate;
     - ``per_target_auroc_macro`` (+ ``n_targets_evaluated``): mean over targets with ≥1
-      positive and ≥1 negative candidate of the AUROC ranking that target's regulators;
-      ``per_regulator_auroc_macro`` (+ ``n_regulators_evaluated``): same per regulator;
+      positive and ≥1 negative candidate of the AUROC ranking that target's regulators
+      (a target-only score gives exactly 0.5); ``per_regulator_auroc_macro``
+      (+ ``n_regulators_evaluated``): same within each regulator's row;
     - ``degree_matched_auroc``, ``degree_matched_auprc``, ``degree_matched_auprc_ratio``,
-      ``degree_matched_n_positives`` on :func:`degree_matched_mask`;
-    - ``random_network_pvalue_auprc``/``_auroc``: regulators keep their number of held-out
-      candidate targets, which are redrawn uniformly among the regulator's candidate
-      targets; p = (1 + #{random ≥ observed}) / (n_random + 1). Also
-      ``random_network_auprc_mean``;
-    - ``enrichment_*`` from :func:`enrichment_summary`;
+      ``degree_matched_n_positives`` on the pairs of :func:`degree_matched_mask`;
+    - ``random_network_pvalue_auprc``/``_auroc``: each regulator keeps its number of
+      held-out candidate targets, redrawn uniformly among its candidate targets;
+      p = (1 + #{random ≥ observed}) / (n_random + 1); and ``random_network_auprc_mean``;
+    - ``enrichment_frac_significant``, ``enrichment_median_fold``,
+      ``enrichment_n_regulators`` (:func:`enrichment_summary`);
     - ``n_candidates``, ``n_positives``, ``n_test_not_candidate`` (held-out edges dropped
       because they are self-loops or training positives).
 
@@ -365,119 +411,121 @@ def evaluate(
     >>> m = evaluate(scores, space, ks=(100,), n_random=100)
     >>> m["auprc_ratio"], m["per_target_auroc_macro"], m["random_network_pvalue_auprc"]
     """
-    _check(scores, space)
-    R, G = space.shape
-    flat, labels, cand = _candidates(space)
-    n, n_pos = len(flat), int(labels.sum())
+    c = _Candidates.of(space)
+    s = _score_vector(scores, space, c.flat)
+    n, n_pos = len(c.flat), int(c.labels.sum())
     if n_pos == 0 or n_pos == n:
         raise ValueError(
             f"{n_pos} of {n} candidates are held-out positives; need both positives and "
             "negatives (check that space.test is not inside space.train)"
         )
-    s = np.asarray(scores, dtype=np.float64).ravel()[flat]
-
-    # one sort: descending order, tie groups, curve
+    # the one full sort: descending order and tie groups
     order = np.argsort(s)[::-1]
     groups_desc = _tie_groups_desc(s[order])
-    curve = _curve_from_sorted(groups_desc, labels[order])
+    curve = _curve_from_sorted(groups_desc, c.labels[order])
+    group_of = np.empty(n, dtype=np.int64)  # descending tie group of each candidate
+    group_of[order] = groups_desc
+
     pos_rate = n_pos / n
     out: dict[str, float] = {
         "n_candidates": float(n),
         "n_positives": float(n_pos),
         "n_test_not_candidate": float(space.test.nnz - n_pos),
         "positive_rate": pos_rate,
+        "auprc": _average_precision(curve),
+        "auroc": _auroc(curve),
     }
-    out["auprc"] = _average_precision(curve)
-    out["auroc"] = _auroc(curve)
     out["auprc_ratio"] = out["auprc"] / pos_rate
     hits = _expected_hits(curve, np.r_[list(ks), n_pos])
     for k, h in zip(ks, hits[:-1]):
-        k_eff = min(int(k), n)
-        out[f"precision_at_{k}"] = float(h / k_eff)
+        out[f"precision_at_{k}"] = float(h / min(int(k), n))
         out[f"hit_at_{k}"] = float(h)
         out[f"recall_at_{k}"] = float(h / n_pos)
     out["early_precision_ratio"] = float(hits[-1] / n_pos / pos_rate)
 
-    # per-target / per-regulator AUROC, in ascending score order
+    # per-target / per-regulator AUROC, inputs in ascending score order
     asc = order[::-1]
-    ties_asc = groups_desc[::-1]
-    gdtype = np.uint16 if max(R, G) <= np.iinfo(np.uint16).max else np.int64
-    rows, cols = (flat // G).astype(gdtype), (flat % G).astype(gdtype)
+    flat_asc, labels_asc, ties_asc = c.flat[asc], c.labels[asc], groups_desc[::-1]
+    gdtype = np.uint16 if max(c.R, c.G) <= np.iinfo(np.uint16).max else np.int64
     for name, group, n_groups, count_key in (
-        ("per_target_auroc_macro", cols, G, "n_targets_evaluated"),
-        ("per_regulator_auroc_macro", rows, R, "n_regulators_evaluated"),
+        ("per_target_auroc_macro", flat_asc % c.G, c.G, "n_targets_evaluated"),
+        ("per_regulator_auroc_macro", flat_asc // c.G, c.R, "n_regulators_evaluated"),
     ):
-        auc = _grouped_auroc(group[asc], ties_asc, labels[asc], n_groups)
+        auc = _grouped_auroc(group.astype(gdtype), ties_asc, labels_asc, n_groups)
         ok = ~np.isnan(auc)
         out[name] = float(auc[ok].mean()) if ok.any() else float("nan")
         out[count_key] = float(ok.sum())
+    del asc, flat_asc, labels_asc, ties_asc, order
 
-    seeds = np.random.SeedSequence(seed).spawn(3)
+    rng_dm, rng_rn, rng_en = (np.random.default_rng(x) for x in np.random.SeedSequence(seed).spawn(3))
 
     # degree-matched subset
-    dm = degree_matched_mask(space, negatives_per_positive=negatives_per_positive, seed=seeds[0])
-    dm_sel = dm.ravel()[flat]
-    if labels[dm_sel].any():
-        c = _curve(s[dm_sel], labels[dm_sel])
-        out["degree_matched_auroc"] = _auroc(c)
-        out["degree_matched_auprc"] = _average_precision(c)
-        out["degree_matched_auprc_ratio"] = out["degree_matched_auprc"] * c.n / c.n_pos
-        out["degree_matched_n_positives"] = float(c.n_pos)
+    sel = _degree_matched_select(c, space, int(negatives_per_positive), rng_dm)
+    if c.labels[sel].any():
+        dm = _curve(s[sel], c.labels[sel])
+        out["degree_matched_auroc"] = _auroc(dm)
+        out["degree_matched_auprc"] = _average_precision(dm)
+        out["degree_matched_auprc_ratio"] = out["degree_matched_auprc"] * dm.n / dm.n_pos
+        out["degree_matched_n_positives"] = float(dm.n_pos)
     else:
-        out.update(dict.fromkeys(
-            ["degree_matched_auroc", "degree_matched_auprc", "degree_matched_auprc_ratio"], float("nan")
-        ))
+        for k in ("auroc", "auprc", "auprc_ratio"):
+            out[f"degree_matched_{k}"] = float("nan")
         out["degree_matched_n_positives"] = 0.0
 
-    # degree-preserving random networks
-    out.update(_random_network_pvalues(
-        np.random.default_rng(seeds[1]), rows.astype(np.int64), labels, order, groups_desc, curve, R, n_random
-    ))
-
-    out.update(enrichment_summary(
-        regulator_enrichment(scores, space, top_n=top_n, seed=int(seeds[2].generate_state(1)[0]))
-    ))
+    out.update(_random_network_pvalues(rng_rn, c, group_of, curve, n_random))
+    # enrichment: higher key = better; -group_of reuses the sort above
+    out.update(enrichment_summary(_regulator_enrichment(c, space, -group_of, top_n, rng_en)))
     return out
-
-
-def _random_network_pvalues(
-    rng: np.random.Generator,
-    rows: np.ndarray,
-    labels: np.ndarray,
-    order: np.ndarray,
-    groups_desc: np.ndarray,
-    curve: _Curve,
-    R: int,
-    n_random: int,
-) -> dict[str, float]:
-    keys = ["random_network_pvalue_auprc", "random_network_pvalue_auroc", "random_network_auprc_mean"]
-    if n_random <= 0:
-        return dict.fromkeys(keys, float("nan"))
-    n, P = len(labels), curve.n_pos
-    group_of = np.empty(n, dtype=np.int64)  # descending tie group of each candidate
-    group_of[order] = groups_desc
-    group_start = np.r_[0, curve.group_end[:-1]]
-    # ascending 1-based ranks of a group are n - end + 1 .. n - start
-    avg_rank = n - (group_start + curve.group_end - 1) / 2.0
-    obs_ap, obs_auc = _ap_auroc_of_sets(group_of[labels][None, :], curve.group_end, avg_rank, n)
-    batch = max(1, 4_000_000 // P)  # bound memory to a few (batch, P) int64 arrays
-    ap, auc = [], []
-    for b in range(0, n_random, batch):
-        sets = _random_positive_sets(rng, rows, labels, R, min(batch, n_random - b))
-        a, u = _ap_auroc_of_sets(group_of[sets], curve.group_end, avg_rank, n)
-        ap.append(a)
-        auc.append(u)
-    ap, auc = np.concatenate(ap), np.concatenate(auc)
-    return {
-        "random_network_pvalue_auprc": float((1 + np.sum(ap >= obs_ap[0])) / (n_random + 1)),
-        "random_network_pvalue_auroc": float((1 + np.sum(auc >= obs_auc[0])) / (n_random + 1)),
-        "random_network_auprc_mean": float(ap.mean()),
-    }
 
 
 # ---------------------------------------------------------------------------------------
 # Per-regulator enrichment (TF-held-out split)
 # ---------------------------------------------------------------------------------------
+_ENRICHMENT_COLUMNS = [
+    "regulator", "n_candidates", "n_targets", "n_top", "n_hits",
+    "expected", "fold_enrichment", "pvalue", "fdr",
+]
+
+
+def _regulator_enrichment(
+    c: _Candidates, space: EdgeSpace, rank_key: np.ndarray, top_n: int, rng: np.random.Generator
+) -> pd.DataFrame:
+    """`rank_key` (n,) int: equal iff tied scores, larger = higher score."""
+    if top_n < 1:
+        raise ValueError(f"top_n must be >= 1, got {top_n}")
+    R, G = c.R, c.G
+    rows = c.rows
+    n_targets = np.bincount(rows[c.labels], minlength=R)
+    n_cand = np.bincount(rows, minlength=R)
+    keep = np.flatnonzero(n_targets > 0)
+    if len(keep) == 0:
+        return pd.DataFrame(columns=_ENRICHMENT_COLUMNS)
+    # dense key >= 0 plus U(0, 1) breaks ties at random; non-candidates -1, never preferred
+    key = np.full(R * G, -1.0)
+    key[c.flat] = (rank_key - rank_key.min()) + rng.random(len(c.flat))
+    key = key.reshape(R, G)[keep]  # (R', G)
+    k = min(top_n, G)
+    top = np.argpartition(-key, k - 1, axis=1)[:, :k]  # (R', k)
+    lab = np.zeros(R * G, dtype=bool)
+    lab[c.flat[c.labels]] = True
+    n_hits = lab.reshape(R, G)[keep[:, None], top].sum(axis=1)  # non-candidates are never labels
+    C, K = n_cand[keep], n_targets[keep]
+    n_top = np.minimum(top_n, C)  # a row with < top_n candidates: all of them
+    expected = n_top * K / C
+    table = pd.DataFrame({
+        "regulator": space.regulators[keep],
+        "n_candidates": C,
+        "n_targets": K,
+        "n_top": n_top,
+        "n_hits": n_hits,
+        "expected": expected,
+        "fold_enrichment": n_hits / expected,
+        "pvalue": np.clip(stats.hypergeom.sf(n_hits - 1, C, K, n_top), 0.0, 1.0),
+    })
+    table["fdr"] = stats.false_discovery_control(table["pvalue"].to_numpy(), method="bh")
+    return table[_ENRICHMENT_COLUMNS]
+
+
 def regulator_enrichment(
     scores: np.ndarray, space: EdgeSpace, *, top_n: int = 100, seed: int = 0
 ) -> pd.DataFrame:
@@ -488,55 +536,18 @@ def regulator_enrichment(
     highest-scored candidates (ties broken uniformly at random, seeded), ``n_hits`` = held-out
     targets among them; ``pvalue = P(X ≥ n_hits)``, X ~ Hypergeom(C, K, n);
     ``expected = n K / C``; ``fold_enrichment = n_hits / expected``; ``fdr`` is
-    Benjamini-Hochberg over the regulators in the table.
+    Benjamini-Hochberg over the regulators in the table. Meant for the TF-held-out split,
+    where every held-out regulator has no training edges.
 
     Returns
     -------
     DataFrame with columns regulator, n_candidates, n_targets, n_top, n_hits, expected,
     fold_enrichment, pvalue, fdr; one row per regulator with held-out targets, in space order.
     """
-    _check(scores, space)
-    if top_n < 1:
-        raise ValueError(f"top_n must be >= 1, got {top_n}")
-    flat, labels, cand = _candidates(space)
-    R, G = space.shape
-    s = np.asarray(scores, dtype=np.float64).ravel()[flat]
-    rows = flat // G
-    n_targets = np.bincount(rows[labels], minlength=R)
-    n_cand = np.bincount(rows, minlength=R)
-    keep = np.flatnonzero(n_targets > 0)
-    cols = [
-        "regulator", "n_candidates", "n_targets", "n_top", "n_hits",
-        "expected", "fold_enrichment", "pvalue", "fdr",
-    ]
-    if len(keep) == 0:
-        return pd.DataFrame(columns=cols)
-    # key: dense rank of the score + U(0, 1) breaks ties at random; non-candidates -1
+    c = _Candidates.of(space)
+    s = _score_vector(scores, space, c.flat)
     _, dense = np.unique(s, return_inverse=True)
-    key = np.full(R * G, -1.0)
-    key[flat] = dense + np.random.default_rng(seed).random(len(flat))
-    key = key.reshape(R, G)[keep]  # (R', G)
-    k = min(top_n, G)
-    top = np.argpartition(-key, k - 1, axis=1)[:, :k] if k < G else np.broadcast_to(np.arange(G), key.shape)
-    n_top = np.minimum(top_n, n_cand[keep])  # rows with < top_n candidates: take all of them
-    lab = np.zeros(R * G, dtype=bool)
-    lab[flat[labels]] = True
-    n_hits = lab.reshape(R, G)[keep[:, None], top].sum(axis=1)  # non-candidates are never labels
-    C, K = n_cand[keep], n_targets[keep]
-    pvalue = stats.hypergeom.sf(n_hits - 1, C, K, n_top)
-    expected = n_top * K / C
-    table = pd.DataFrame({
-        "regulator": space.regulators[keep],
-        "n_candidates": C,
-        "n_targets": K,
-        "n_top": n_top,
-        "n_hits": n_hits,
-        "expected": expected,
-        "fold_enrichment": n_hits / expected,
-        "pvalue": np.clip(pvalue, 0.0, 1.0),
-    })
-    table["fdr"] = stats.false_discovery_control(table["pvalue"].to_numpy(), method="bh")
-    return table[cols]
+    return _regulator_enrichment(c, space, dense, top_n, np.random.default_rng(seed))
 
 
 def enrichment_summary(table: pd.DataFrame, *, alpha: float = 0.05) -> dict[str, float]:
@@ -575,12 +586,12 @@ def curves_png(named_scores: dict[str, np.ndarray], space: EdgeSpace, path: str 
 
     if not named_scores:
         raise ValueError("named_scores is empty; pass {method_name: (R, G) scores}")
-    flat, labels, _ = _candidates(space)
+    cands = _Candidates.of(space)
+    flat, labels = cands.flat, cands.labels
     pos_rate = labels.mean()
     fig, (ax_pr, ax_roc, ax_k) = plt.subplots(1, 3, figsize=(16, 5))
     for name, scores in named_scores.items():
-        _check(scores, space)
-        c = _curve(np.asarray(scores, dtype=np.float64).ravel()[flat], labels)
+        c = _curve(_score_vector(scores, space, flat), labels)
         ap, auc = _average_precision(c), _auroc(c)
         g = _curve_points(c)
         tp, end = c.tp_end[g], c.group_end[g]

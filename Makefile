@@ -1,0 +1,41 @@
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install dev demo test ui bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first, pinned: on this machine kind torch==2.13.0 is a local CPU wheel; other specs pull CUDA.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed-dev
+
+demo: install
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/multiome-assets build
+
+test: dev
+	$(BIN)/python -m pytest -q
+
+ui: install
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+bench: install
+	$(BIN)/python benchmarks/grn_throughput.py
+
+clean:
+	rm -rf data/warehouse $(DAGSTER_HOME)

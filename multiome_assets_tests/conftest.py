@@ -1,0 +1,58 @@
+"""Shared fixtures: a temp data dir that holds the bundled datasets and reference files, a temp
+warehouse, and small real fixtures built from the bundled BMMC data in every supported format."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from multiome_assets.dataset import PROJECT_ROOT
+
+BUNDLED = PROJECT_ROOT / "data"
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch) -> Path:
+    """A fresh data dir: reference/ linked to the bundled one, datasets/ copied; warehouse in tmp."""
+    root = tmp_path / "data"
+    (root / "datasets").mkdir(parents=True)
+    (root / "reference").symlink_to(BUNDLED / "reference")
+    for key in ("bmmc_starter",):
+        shutil.copytree(BUNDLED / "datasets" / key, root / "datasets" / key)
+    monkeypatch.setenv("MULTIOME_DATA_DIR", str(root))
+    monkeypatch.setenv("MULTIOME_WAREHOUSE", str(tmp_path / "warehouse"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def bmmc() -> tuple[ad.AnnData, ad.AnnData]:
+    """The bundled BMMC starter (500 cells, 600 genes, 600 peaks) as raw AnnData."""
+    rna = ad.read_h5ad(BUNDLED / "datasets/bmmc_starter/rna.h5ad")
+    atac = ad.read_h5ad(BUNDLED / "datasets/bmmc_starter/atac.h5ad")
+    return rna, atac
+
+
+def write_dataset(root: Path, key: str, rna: ad.AnnData, atac: ad.AnnData, **settings) -> Path:
+    """A dataset folder with rna.h5ad, atac.h5ad and a dataset.yaml (relaxed QC unless overridden)."""
+    import yaml
+
+    folder = root / "datasets" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    rna.write_h5ad(folder / "rna.h5ad")
+    atac.write_h5ad(folder / "atac.h5ad")
+    spec = {
+        "format": "h5ad_pair",
+        "files": {"rna": "rna.h5ad", "atac": "atac.h5ad"},
+        "qc": {"min_cells_per_gene": 1, "min_cells_per_peak": 1, "min_genes_per_cell": 1, "min_peaks_per_cell": 1},
+        **settings,
+    }
+    (folder / "dataset.yaml").write_text(yaml.safe_dump(spec))
+    return folder
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

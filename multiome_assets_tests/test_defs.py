@@ -1,0 +1,125 @@
+"""Real Dagster materializations into a real warehouse, read back with real DuckDB."""
+import subprocess
+import sys
+import textwrap
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from multiome_assets import warehouse
+from multiome_assets.cli import main as cli
+from multiome_assets.definitions import ASSETS, RESOURCES, defs
+
+FOUNDATION = ["candidate_sets", "gene_annotation", "gene_vocab_map", "multiome", "peak_vocab_matrix",
+              "prior_edges", "randomized_candidate_sets"]
+
+
+def _materialize(key, instance, selection="group:foundation"):
+    if key not in instance.get_dynamic_partitions("dataset"):
+        instance.add_dynamic_partitions("dataset", [key])
+    return dg.materialize(ASSETS, partition_key=key, instance=instance, resources=RESOURCES,
+                          selection=selection, raise_on_error=False)
+
+
+def test_definitions_load_with_partitions():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert set(FOUNDATION) <= keys
+    for name in FOUNDATION:
+        assert graph.get(dg.AssetKey(name)).partitions_def.name == "dataset"
+
+
+def test_foundation_assets_land_in_sql(data_root):
+    instance = dg.DagsterInstance.ephemeral()
+    result = _materialize("bmmc_starter", instance)
+    assert result.success
+    got = warehouse.query("select dataset, count(*) as n from candidate_sets group by 1")
+    assert got.dataset.tolist() == ["bmmc_starter"] and got.n[0] > 0
+    tables = set(warehouse.list_tables())
+    assert {"candidate_sets", "gene_annotation", "prior_edges", "gene_vocab_map"} <= tables
+    # artifacts carry a content hash that matches the file on disk
+    event = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "peak_vocab_matrix"][0]
+    meta = event.materialization.metadata
+    assert meta["sha256"].value == warehouse.sha256(meta["path"].value)
+    # the views file answers plain duckdb too
+    import duckdb
+
+    con = duckdb.connect(str(warehouse.warehouse_dir() / "warehouse.duckdb"), read_only=True)
+    assert con.execute("select count(*) from prior_edges").fetchone()[0] == len(warehouse.read_table("prior_edges", "bmmc_starter"))
+    con.close()
+
+
+def test_run_succeeds_while_a_reader_holds_the_database(data_root):
+    instance = dg.DagsterInstance.ephemeral()
+    assert _materialize("bmmc_starter", instance).success
+    db = warehouse.warehouse_dir() / "warehouse.duckdb"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import duckdb, sys
+            con = duckdb.connect({str(db)!r}, read_only=True)
+            print(con.execute("select count(*) from candidate_sets").fetchone()[0], flush=True)
+            sys.stdin.readline()
+            print(con.execute("select count(*) from candidate_sets").fetchone()[0], flush=True)
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        before = int(reader.stdout.readline())
+        result = _materialize("bmmc_starter", instance)  # rewrites every table and the views file
+        assert result.success
+        assert int(warehouse.query("select count(*) from candidate_sets").iloc[0, 0]) == before
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert int(reader.stdout.readline()) == before
+    finally:
+        reader.kill()
+        reader.wait()
+
+
+def test_failed_asset_leaves_nothing_half_written(data_root):
+    folder = data_root / "datasets/bmmc_starter"
+    (folder / "noprior.csv").write_text("source,target\nNOTATF,NOTAGENE\n")
+    text = (folder / "dataset.yaml").read_text().replace("prior: dorothea", "prior: noprior.csv")
+    (folder / "dataset.yaml").write_text(text)
+    result = _materialize("bmmc_starter", dg.DagsterInstance.ephemeral())
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "noprior.csv: none of its 1 edges" in str(failure.event_specific_data.error)
+    assert not warehouse.table_path("prior_edges", "bmmc_starter").exists()
+    assert warehouse.table_path("candidate_sets", "bmmc_starter").exists()  # independent assets still built
+    leftovers = [p for p in warehouse.warehouse_dir().rglob(".*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_sensor_registers_new_dataset_folders(data_root):
+    from multiome_assets.defs.sensors import dataset_folder_sensor
+
+    (data_root / "datasets/Bad-Name").mkdir()
+    (data_root / "datasets/Bad-Name/dataset.yaml").write_text("format: h5ad_pair\n")
+    instance = dg.DagsterInstance.ephemeral()
+    result = dataset_folder_sensor(dg.build_sensor_context(instance=instance))
+    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["bmmc_starter"]]
+    assert [r.partition_key for r in result.run_requests] == ["bmmc_starter"]
+    instance.add_dynamic_partitions("dataset", ["bmmc_starter"])
+    again = dataset_folder_sensor(dg.build_sensor_context(instance=instance))
+    assert not again.run_requests and not again.dynamic_partitions_requests
+
+
+def test_cli_sql_and_register(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["register", "../x"])
+    assert bad.exit_code == 1 and "invalid dataset key '../x'" in bad.output
+    ok = runner.invoke(cli, ["register", "bmmc_starter"])
+    assert ok.exit_code == 0, ok.output
+    assert "bmmc_starter" in dg.DagsterInstance.get().get_dynamic_partitions("dataset")
+    assert _materialize("bmmc_starter", dg.DagsterInstance.get(), ["multiome", "gene_annotation"]).success
+    n = len(warehouse.read_table("gene_annotation", "bmmc_starter"))
+    out = runner.invoke(cli, ["sql", "select dataset, count(*) as n from gene_annotation group by 1", "--csv"])
+    assert out.exit_code == 0 and out.output == f"dataset,n\nbmmc_starter,{n}\n"
+    param = runner.invoke(cli, ["sql", "select count(*) as n from gene_annotation where gene = $g", "-p", "g", "CD74", "--csv"])
+    assert param.output == "n\n1\n"
+    missing = runner.invoke(cli, ["sql", "select * from nope"])
+    assert missing.exit_code == 1 and "nope does not exist" in missing.output

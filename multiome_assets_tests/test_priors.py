@@ -1,0 +1,40 @@
+"""Prior mapping and the two seeded splits."""
+import pandas as pd
+import pytest
+
+from multiome_assets.dataset import DatasetError, reference_path
+from multiome_assets.priors import map_prior, read_prior, read_tf_list, split_edges
+
+from .conftest import BUNDLED
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return read_prior(reference_path("dorothea", BUNDLED))
+
+
+def test_mapping_keeps_listed_tfs_within_genes(prior):
+    tfs = read_tf_list(reference_path("lambert2018", BUNDLED))
+    assert "\r" not in "".join(tfs) and len(tfs) == 1639
+    genes = pd.Index(pd.concat([prior.tf, prior.target]).unique()[:3000])
+    edges = map_prior(prior, genes, tfs)
+    assert edges.tf.isin(tfs).all() and edges.tf.isin(genes).all() and edges.target.isin(genes).all()
+    assert not (edges.tf == edges.target).any() and not edges.duplicated(["tf", "target"]).any()
+    expected = prior[prior.tf.isin(tfs) & prior.tf.isin(genes) & prior.target.isin(genes) & (prior.tf != prior.target)]
+    assert len(edges) == len(expected.drop_duplicates(["tf", "target"]))
+
+
+def test_prior_with_no_dataset_genes(prior):
+    with pytest.raises(DatasetError, match=r"dorothea\.csv: none of its"):
+        map_prior(prior, pd.Index(["NOTAGENE1", "NOTAGENE2"]), pd.Index(["NOTAGENE1"]), source="dorothea.csv")
+
+
+def test_splits_are_seeded_and_hold_out_whole_tfs(prior):
+    edges = map_prior(prior, pd.Index(pd.concat([prior.tf, prior.target]).unique()), pd.Index(prior.tf.unique()))
+    a, b, c = split_edges(edges, seed=1), split_edges(edges, seed=1), split_edges(edges, seed=2)
+    assert a.equals(b) and not a.split_random.equals(c.split_random)
+    assert abs((a.split_random == "test").mean() - 0.2) < 0.01
+    held = set(a.tf[a.split_tf_heldout == "test"])
+    kept = set(a.tf[a.split_tf_heldout == "train"])
+    assert held and not held & kept
+    assert abs(len(held) / a.tf.nunique() - 0.2) < 0.02

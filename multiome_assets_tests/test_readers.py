@@ -1,0 +1,139 @@
+"""Readers: every supported format gives the same paired cells; bad input names the file and the problem."""
+import h5py
+import mudata
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from multiome_assets.dataset import DatasetError, load_spec, validate_key
+from multiome_assets.readers import parse_peaks, read_dataset
+
+from .conftest import write_dataset
+
+
+def _write_10x_h5(path, rna, atac):
+    """A Cell Ranger ARC feature-barcode matrix: features × barcodes CSC, Gene Expression then Peaks."""
+    X = sp.hstack([rna.layers["counts"], atac.layers["counts"]]).T.tocsc().astype(np.int32)
+    peaks = atac.var_names.str.replace("-", ":", n=1)
+    with h5py.File(path, "w") as f:
+        m = f.create_group("matrix")
+        m["barcodes"] = np.array(rna.obs_names, dtype="S")
+        m["data"], m["indices"], m["indptr"] = X.data, X.indices, X.indptr
+        m["shape"] = np.array(X.shape)
+        feats = m.create_group("features")
+        feats["id"] = np.array(list(rna.var["gene_ids"]) + list(peaks), dtype="S")
+        feats["name"] = np.array(list(rna.var_names) + list(peaks), dtype="S")
+        feats["feature_type"] = np.array(["Gene Expression"] * rna.n_vars + ["Peaks"] * atac.n_vars, dtype="S")
+
+
+def test_three_formats_read_the_same_cells(data_root, bmmc):
+    rna, atac = bmmc
+    folder = write_dataset(data_root, "pair", rna, atac, rna_counts_layer="counts")
+    mudata.MuData({"rna": rna, "atac": atac}).write_h5mu(folder / "both.h5mu")
+    _write_10x_h5(folder / "filtered_feature_bc_matrix.h5", rna, atac)
+    (data_root / "datasets/mu").mkdir()
+    (data_root / "datasets/mu/dataset.yaml").write_text(
+        "format: h5mu\nfiles: {h5mu: ../pair/both.h5mu}\nrna_counts_layer: counts\n")
+    (data_root / "datasets/tenx").mkdir()
+    (data_root / "datasets/tenx/dataset.yaml").write_text(
+        "format: 10x_h5\nfiles: {h5: ../pair/filtered_feature_bc_matrix.h5}\n")
+
+    pair, mu, tenx = (read_dataset(load_spec(k)) for k in ("pair", "mu", "tenx"))
+    for mo in (mu, tenx):
+        assert list(mo.rna.obs_names) == list(pair.rna.obs_names)
+        assert list(mo.atac.var[["Chromosome", "Start", "End"]].itertuples(index=False)) == list(
+            pair.atac.var[["Chromosome", "Start", "End"]].itertuples(index=False))
+    assert (tenx.rna.X != pair.rna.layers["counts"]).nnz == 0
+    assert (mu.atac.X != pair.atac.X).nnz == 0
+
+
+def test_barcodes_are_intersected_in_rna_order(data_root, bmmc):
+    rna, atac = bmmc
+    atac = atac[np.random.default_rng(1).permutation(atac.n_obs)[:400]].copy()
+    write_dataset(data_root, "shuffled", rna[:450].copy(), atac)
+    mo = read_dataset(load_spec("shuffled"))
+    expected = [b for b in rna.obs_names[:450] if b in set(atac.obs_names)]
+    assert list(mo.rna.obs_names) == expected == list(mo.atac.obs_names)
+    # the ATAC rows moved with their barcodes
+    first = expected[0]
+    assert (mo.atac[first].X != sp.csr_matrix(atac[first].X)).nnz == 0
+
+
+@pytest.mark.parametrize("name", ["chr1:100-200", "chr1-100-200", "chr1_100_200"])
+def test_peak_name_styles(name):
+    parsed = parse_peaks([name])
+    assert parsed.iloc[0].tolist() == ["chr1", 100, 200]
+
+
+def test_unparseable_peaks_name_the_file(data_root, bmmc):
+    rna, atac = bmmc
+    atac = atac.copy()
+    atac.var_names = ["peak_%d" % i for i in range(atac.n_vars)]
+    folder = write_dataset(data_root, "badpeaks", rna, atac)
+    with pytest.raises(DatasetError, match=r"atac\.h5ad: 600 of 600 peak names"):
+        read_dataset(load_spec("badpeaks"))
+    assert folder.exists()
+
+
+def test_no_shared_barcodes(data_root, bmmc):
+    rna, atac = bmmc
+    atac = atac.copy()
+    atac.obs_names = ["other-%d" % i for i in range(atac.n_obs)]
+    write_dataset(data_root, "nooverlap", rna, atac)
+    with pytest.raises(DatasetError, match="share no cell barcodes"):
+        read_dataset(load_spec("nooverlap"))
+
+
+@pytest.mark.parametrize("value,problem", [(np.nan, "NaN"), (-1.0, "negative")])
+def test_nan_or_negative_values(data_root, bmmc, value, problem):
+    rna, atac = bmmc
+    rna = rna.copy()
+    X = sp.csr_matrix(rna.X)
+    X.data[0] = value
+    rna.X = X
+    write_dataset(data_root, "badvalues", rna, atac)
+    with pytest.raises(DatasetError, match=rf"rna\.h5ad: X holds 1 {problem}"):
+        read_dataset(load_spec("badvalues"))
+
+
+def test_duplicate_gene_names(data_root, bmmc):
+    rna, atac = bmmc
+    rna = rna.copy()
+    names = list(rna.var_names)
+    names[1] = names[0]
+    rna.var_names = names
+    write_dataset(data_root, "dupgenes", rna, atac)
+    with pytest.raises(DatasetError, match=rf"rna\.h5ad: 1 duplicate gene names, e\.g\. \['{names[0]}'\]"):
+        read_dataset(load_spec("dupgenes"))
+
+
+def test_truncated_h5_file(data_root, bmmc):
+    rna, atac = bmmc
+    folder = write_dataset(data_root, "truncated", rna, atac)
+    data = (folder / "rna.h5ad").read_bytes()
+    (folder / "rna.h5ad").write_bytes(data[: len(data) // 3])
+    with pytest.raises(DatasetError, match=r"rna\.h5ad: cannot be read as \.h5ad"):
+        read_dataset(load_spec("truncated"))
+
+
+def test_missing_file_named_in_yaml(data_root, bmmc):
+    rna, atac = bmmc
+    folder = write_dataset(data_root, "missing", rna, atac)
+    (folder / "atac.h5ad").unlink()
+    with pytest.raises(DatasetError, match=r"dataset\.yaml: file 'atac\.h5ad' does not exist"):
+        load_spec("missing")
+
+
+def test_file_outside_data_dir_is_refused(data_root, bmmc):
+    rna, atac = bmmc
+    folder = write_dataset(data_root, "escape", rna, atac)
+    (folder / "dataset.yaml").write_text("format: h5ad_pair\nfiles: {rna: ../../../etc/passwd, atac: atac.h5ad}\n")
+    with pytest.raises(DatasetError, match="points outside"):
+        load_spec("escape")
+
+
+@pytest.mark.parametrize("key", ["../x", "a/b", "Upper", "", "x" * 65, "sp ace"])
+def test_bad_partition_keys(key):
+    with pytest.raises(DatasetError, match="invalid dataset key"):
+        validate_key(key)
