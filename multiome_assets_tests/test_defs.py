@@ -119,7 +119,7 @@ def test_cli_sql_and_register(data_root, tmp_path, monkeypatch):
     n = len(warehouse.read_table("gene_annotation", "bmmc_starter"))
     out = runner.invoke(cli, ["sql", "select dataset, count(*) as n from gene_annotation group by 1", "--csv"])
     assert out.exit_code == 0 and out.output == f"dataset,n\nbmmc_starter,{n}\n"
-    param = runner.invoke(cli, ["sql", "select count(*) as n from gene_annotation where gene = $g", "-p", "g", "CD74", "--csv"])
+    param = runner.invoke(cli, ["sql", "select count(*) as n from gene_annotation where gene = $g", "-p", "g", "RPL22", "--csv"])
     assert param.output == "n\n1\n"
     missing = runner.invoke(cli, ["sql", "select * from nope"])
     assert missing.exit_code == 1 and "nope does not exist" in missing.output
