@@ -1,12 +1,12 @@
 import dagster as dg
 
-from multiome_assets.defs import foundation
+from multiome_assets.defs import foundation, grn
 from multiome_assets.defs.io_manager import WarehouseIOManager
-from multiome_assets.defs.resources import DatasetCatalog
+from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.defs.sensors import dataset_folder_sensor, foundation_job
 
-ASSETS = dg.load_assets_from_modules([foundation])
-RESOURCES = {"warehouse": WarehouseIOManager(), "datasets": DatasetCatalog()}
+ASSETS = dg.load_assets_from_modules([foundation, grn])
+RESOURCES = {"warehouse": WarehouseIOManager(), "datasets": DatasetCatalog(), "compute": ComputeDevice()}
 
 defs = dg.Definitions(
     assets=ASSETS,

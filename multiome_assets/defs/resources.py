@@ -15,3 +15,16 @@ class DatasetCatalog(dg.ConfigurableResource):
 
     def spec(self, key: str) -> DatasetSpec:
         return load_spec(key, self.root())
+
+
+class ComputeDevice(dg.ConfigurableResource):
+    """Where models train: `auto` picks CUDA when a GPU is visible, else CPU."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def torch_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"

@@ -121,7 +121,8 @@ def _score_vector(scores: np.ndarray, space: EdgeSpace, flat: np.ndarray) -> np.
         scores = scores.astype(np.float64)
     s = scores.ravel()[flat]
     if np.isnan(s).any():
-        raise ValueError(f"scores contain {int(np.isnan(s).sum())} NaN on candidates; use -inf for 'no score'")
+        n_nan = int(np.isnan(s).sum())
+        raise ValueError(f"scores contain {n_nan} NaN on candidates; use -inf for 'no score'")
     return s
 
 
@@ -182,7 +183,8 @@ def _sample_in_blocks(
         out = _sample_distinct(rng, size[b], size[b] - count[b], n_sets)
         local_start = np.r_[0, np.cumsum(size[b])[:-1]]
         taken = np.ones((n_sets, int(size[b].sum())), dtype=bool)
-        taken[np.arange(n_sets)[:, None], local_start[np.repeat(np.arange(len(b)), size[b] - count[b])] + out] = False
+        out_start = local_start[np.repeat(np.arange(len(b)), size[b] - count[b])]
+        taken[np.arange(n_sets)[:, None], out_start + out] = False
         local_to_global = np.arange(int(size[b].sum())) + np.repeat(start[b] - local_start, size[b])
         parts.append(local_to_global[np.nonzero(taken)[1]].reshape(n_sets, -1))
     return np.concatenate(parts, axis=1)
@@ -212,20 +214,23 @@ def _grouped_auroc(
     Returns (n_groups,), NaN where a group lacks a positive or a negative.
     """
     o = np.argsort(group, kind="stable")  # radix sort for uint16 group ids
-    g, t, y = group[o], ties[o], labels[o]
-    n = len(g)
-    new_group = np.r_[True, g[1:] != g[:-1]]
-    new_tie = new_group | np.r_[True, t[1:] != t[:-1]]
+    n_tot = np.bincount(group, minlength=n_groups)
+    g = np.repeat(np.arange(n_groups, dtype=group.dtype), n_tot)  # == group[o], no gather
+    t, y = ties[o], labels[o]
+    new_tie = np.empty(len(g), dtype=bool)
+    new_tie[0] = True
+    new_tie[1:] = (g[1:] != g[:-1]) | (t[1:] != t[:-1])
     tie_start = np.flatnonzero(new_tie)
-    tie_len = np.diff(np.r_[tie_start, n])
-    # 0-based positions a..a+len-1 share the average 1-based position a + (len + 1) / 2
-    avg_pos = np.repeat(tie_start + (tie_len + 1) / 2.0, tie_len)
-    n_tot = np.bincount(g, minlength=n_groups)
-    n_pos = np.bincount(g, weights=y, minlength=n_groups)
-    group_start = np.zeros(n_groups, dtype=np.int64)
-    group_start[g[new_group]] = np.flatnonzero(new_group)
-    # rank within group = position - group start
-    rank_sum = np.bincount(g, weights=avg_pos * y, minlength=n_groups) - group_start * n_pos
+    tie_len = np.diff(np.r_[tie_start, len(g)])
+    # only positives enter the rank sum: 0-based positions a..a+len-1 of a tied block share
+    # the average 1-based position a + (len + 1) / 2; rank in group = position - group start
+    pos = np.flatnonzero(y)
+    tie_of_pos = np.searchsorted(tie_start, pos, side="right") - 1
+    g_pos = g[pos]
+    group_start = np.r_[0, np.cumsum(n_tot)[:-1]]
+    rank = tie_start[tie_of_pos] + (tie_len[tie_of_pos] + 1) / 2.0 - group_start[g_pos]
+    n_pos = np.bincount(g_pos, minlength=n_groups).astype(np.float64)
+    rank_sum = np.bincount(g_pos, weights=rank, minlength=n_groups)
     n_neg = n_tot - n_pos
     with np.errstate(divide="ignore", invalid="ignore"):
         auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
@@ -576,7 +581,7 @@ def _curve_points(c: _Curve, n_points: int = 2000) -> np.ndarray:
 def curves_png(named_scores: dict[str, np.ndarray], space: EdgeSpace, path: str | os.PathLike) -> None:
     """Write one PNG with PR, ROC and precision@K panels, one line per method.
 
-    Candidates and labels as in :func:`evaluate`; dashed lines mark a random scorer. The
+    Candidates and labels as in :func:`evaluate`; dashed lines mark chance. The
     file is written to a temporary file next to `path` and moved into place atomically.
     """
     import matplotlib
@@ -596,14 +601,16 @@ def curves_png(named_scores: dict[str, np.ndarray], space: EdgeSpace, path: str 
         g = _curve_points(c)
         tp, end = c.tp_end[g], c.group_end[g]
         ax_pr.step(np.r_[0, tp / c.n_pos], np.r_[1, tp / end], where="pre", label=f"{name} (AUPRC {ap:.3g})")
-        ax_roc.plot(np.r_[0, (end - tp) / (c.n - c.n_pos)], np.r_[0, tp / c.n_pos], label=f"{name} (AUROC {auc:.3f})")
+        fpr, tpr = np.r_[0, (end - tp) / (c.n - c.n_pos)], np.r_[0, tp / c.n_pos]
+        ax_roc.plot(fpr, tpr, label=f"{name} (AUROC {auc:.3f})")
         k = np.unique(np.geomspace(1, c.n, 400).astype(np.int64))
         ax_k.plot(k, _expected_hits(c, k) / k, label=name)
-    ax_pr.axhline(pos_rate, ls="--", c="grey", lw=1, label=f"random ({pos_rate:.2g})")
-    ax_roc.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="random")
-    ax_k.axhline(pos_rate, ls="--", c="grey", lw=1, label="random")
+    ax_pr.axhline(pos_rate, ls="--", c="grey", lw=1, label=f"chance ({pos_rate:.2g})")
+    ax_roc.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="chance")
+    ax_k.axhline(pos_rate, ls="--", c="grey", lw=1, label="chance")
     ax_pr.set(xlabel="Recall", ylabel="Precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.02))
-    ax_roc.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.02))
+    ax_roc.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC",
+               xlim=(0, 1), ylim=(0, 1.02))
     ax_k.set(xscale="log", xlabel="K (top-ranked candidate pairs)", ylabel="Precision@K",
              title="Precision@K", ylim=(0, 1.02))
     for ax in (ax_pr, ax_roc, ax_k):

@@ -1,0 +1,240 @@
+"""The GRN workflow as plain functions over the foundation assets; `defs/grn.py` calls these.
+
+Variants of the Stage 1 backbone (the ablations):
+    full                 gene and peak tokens, candidate peaks within the dataset's window
+    rna_only             no ATAC: no peak tokens, no gene→peak cross-attention
+    random_candidates    peak tokens, but each gene's candidates drawn at random
+and, without any backbone, `svd`: the same head on a truncated SVD of the expression matrix.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from multiome_assets.grn.edge_space import EdgeSpace
+from multiome_assets.intervals import candidate_matrix
+from multiome_assets.priors import split_frames
+from multiome_assets.readers import Multiome
+
+VARIANTS = ("full", "rna_only", "random_candidates")
+HEAD_INPUTS = (*VARIANTS, "svd")
+OBJECTIVES = ("bce", "nnpu")
+MIN_CELLS_PER_CONTEXT = 10
+
+
+def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, device: str, seed: int,
+             max_epochs: int | None = None) -> dict:
+    """Train one Stage 1 backbone; `candidates=None` gives the RNA-only ablation."""
+    from dataclasses import replace
+
+    from multiome_assets.grn.pretrain import PROFILES, pretrain_backbone
+    from multiome_assets.models.grn_transformer import GRNTransformerConfig
+
+    model_overrides, train_config = PROFILES[profile]
+    model_config = GRNTransformerConfig(n_genes=mo.rna.n_vars, n_peaks=mo.atac.n_vars,
+                                        **{**model_overrides, "use_atac": candidates is not None})
+    train_config = replace(train_config, seed=seed, **({"max_epochs": max_epochs} if max_epochs else {}))
+    cand = candidate_matrix(candidates if candidates is not None else _no_candidates(),
+                            mo.rna.var_names, model_config.max_candidates)
+    checkpoint, history = pretrain_backbone(
+        mo.rna.X, mo.atac.X, cand, counts=mo.rna.layers.get("counts"), model_config=model_config,
+        train_config=train_config, device=device,
+        gene_names=list(mo.rna.var_names), peak_names=list(mo.atac.var_names),
+    )
+    checkpoint["history"] = history
+    checkpoint["profile"] = profile
+    return checkpoint
+
+
+def cell_sets(mo: Multiome, cell_type_column: str | None) -> dict[str, np.ndarray]:
+    """'all' cells, plus one set per cell type with at least MIN_CELLS_PER_CONTEXT cells."""
+    sets = {"all": np.arange(mo.n_cells)}
+    if cell_type_column and cell_type_column in mo.rna.obs:
+        labels = mo.rna.obs[cell_type_column].astype(str).to_numpy()
+        names, counts = np.unique(labels, return_counts=True)
+        for name in names[counts >= MIN_CELLS_PER_CONTEXT]:
+            sets[str(name)] = np.flatnonzero(labels == name)
+    return sets
+
+
+def embed(checkpoint: dict, mo: Multiome, sets: dict[str, np.ndarray], device: str) -> dict[str, np.ndarray]:
+    """(G, d) gene embeddings per cell set from a frozen backbone."""
+    from multiome_assets.grn.pretrain import gene_embeddings, load_backbone
+
+    model = load_backbone(checkpoint, device=device)
+    return gene_embeddings(model, mo.rna.X, mo.atac.X, sets, device=device)
+
+
+def svd_embeddings(mo: Multiome, sets: dict[str, np.ndarray], d: int, seed: int) -> dict[str, np.ndarray]:
+    """No-backbone input: each gene's loadings on the top-d components of its cell set's expression."""
+    from sklearn.decomposition import TruncatedSVD
+
+    out = {}
+    for name, idx in sets.items():
+        X = sp.csr_matrix(mo.rna.X[idx]).T.tocsr()  # (G, cells)
+        k = max(1, min(d, min(X.shape) - 1))
+        z = TruncatedSVD(n_components=k, random_state=seed).fit_transform(X)
+        out[name] = np.pad(z, ((0, 0), (0, d - k))).astype(np.float32)
+    return out
+
+
+def regulator_universe(genes: pd.Index, tfs: pd.Index) -> np.ndarray:
+    """Every TF of the TF list that is a dataset gene: the rows of exported GRNs."""
+    return np.asarray(genes[genes.isin(tfs)], dtype=object)
+
+
+def edge_space(prior_edges: pd.DataFrame, genes: pd.Index, split: str) -> EdgeSpace:
+    """The evaluation space of one split.
+
+    random:     regulators = every prior TF; train/test = the 80/20 edge split.
+    tf_heldout: regulators = the held-out TFs only (unseen regulators); their edges are all test,
+                and `train` is empty on their rows.
+    all:        regulators = every prior TF, every edge is training (the final, exported model).
+    """
+    if split == "all":
+        return EdgeSpace.from_edges(np.sort(prior_edges.tf.unique()), genes, prior_edges, prior_edges.iloc[:0])
+    train, test = split_frames(prior_edges, split)
+    regulators = np.sort((test if split == "tf_heldout" else prior_edges).tf.unique())
+    return EdgeSpace.from_edges(regulators, genes, train, test)
+
+
+def train_pairs(prior_edges: pd.DataFrame, split: str, genes: pd.Index, regulators: np.ndarray) -> sp.csr_matrix:
+    """(R, G) training positives over `regulators` (the head learns from every training edge)."""
+    train = prior_edges if split == "all" else split_frames(prior_edges, split)[0]
+    return EdgeSpace.from_edges(regulators, genes, train, train.iloc[:0]).train
+
+
+def top_targets(scores: np.ndarray, regulators: np.ndarray, genes: np.ndarray, top: int | None) -> pd.DataFrame:
+    """Long table (tf, target, score, rank) of each regulator's `top` best targets (all if None)."""
+    R, G = scores.shape
+    scores = scores.copy()
+    scores[np.arange(R), pd.Index(genes).get_indexer(regulators)] = -np.inf  # no self-loops
+    k = G - 1 if top is None else min(top, G - 1)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < G else np.argsort(-scores, axis=1)
+    order = np.take_along_axis(part, np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable"), 1)
+    rows = np.repeat(np.arange(R), k)
+    cols = order.ravel()
+    return pd.DataFrame({
+        "tf": regulators[rows], "target": genes[cols],
+        "score": scores[rows, cols].astype(np.float32), "rank": np.tile(np.arange(1, k + 1), R),
+    })
+
+
+def _no_candidates() -> pd.DataFrame:
+    return pd.DataFrame({"gene": pd.Series([], dtype=str), "peak_index": pd.Series([], dtype=np.int64),
+                         "rank": pd.Series([], dtype=np.int64)})
+
+
+def head_key(head_input: str, objective: str, split: str) -> str:
+    return f"{head_input}/{objective}/{split}"
+
+
+def method_name(head_input: str, objective: str) -> str:
+    """epiawarenet_bce, epiawarenet_nnpu_rna_only, ..., mlp_svd_bce (the head without a backbone)."""
+    if head_input == "svd":
+        return f"mlp_svd_{objective}"
+    return f"epiawarenet_{objective}" + ("" if head_input == "full" else f"_{head_input}")
+
+
+def train_heads(grn_embeddings: dict, prior_edges: pd.DataFrame, genes: pd.Index, regulators: np.ndarray, *,
+                epochs: int, prior_pi: float, seed: int, device: str) -> dict:
+    """One Stage 2 head per (embedding, objective, split) on the 'all' cell set.
+
+    Rows are every TF of the TF list (`regulators`); positives are the split's training edges;
+    held-out edges are never seen (they are unlabeled like every other pair).
+    """
+    from dataclasses import asdict
+
+    from multiome_assets.grn.head import EdgeHeadConfig, edge_head_checkpoint, train_edge_head
+
+    reg_index = pd.Index(genes).get_indexer(regulators)
+    heads, histories = {}, []
+    for split in ("random", "tf_heldout", "all"):
+        positives = train_pairs(prior_edges, split, genes, regulators)
+        for head_input in HEAD_INPUTS:
+            z = grn_embeddings["embeddings"][head_input]["all"]
+            for objective in OBJECTIVES:
+                config = EdgeHeadConfig(objective=objective, epochs=epochs, prior_pi=prior_pi, seed=seed)
+                head, history = train_edge_head(z, reg_index, positives, config, device=device)
+                heads[head_key(head_input, objective, split)] = edge_head_checkpoint(head)
+                histories.append(history.assign(head=head_key(head_input, objective, split)))
+    return {"regulators": regulators, "heads": heads, "history": pd.concat(histories, ignore_index=True),
+            "config": asdict(config)}
+
+
+def _score(grn_head: dict, key: str, z: np.ndarray, regulators: np.ndarray, genes: pd.Index, device: str) -> np.ndarray:
+    from multiome_assets.grn.head import load_edge_head, score_all_pairs
+
+    head = load_edge_head(grn_head["heads"][key], device=device)
+    return score_all_pairs(head, z, pd.Index(genes).get_indexer(regulators), device=device)
+
+
+def export_scores(grn_embeddings: dict, grn_head: dict, regulators: np.ndarray, top: int | None, device: str) -> pd.DataFrame:
+    """Edge scores of the heads trained on every prior edge, for every cell set."""
+    genes = np.asarray(grn_embeddings["gene_names"], dtype=object)
+    tables = []
+    for objective in OBJECTIVES:
+        for context, z in grn_embeddings["embeddings"]["full"].items():
+            scores = _score(grn_head, head_key("full", objective, "all"), z, regulators, pd.Index(genes), device)
+            tables.append(top_targets(scores, regulators, genes, top).assign(
+                context=context, method=method_name("full", objective)))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["context", "method", "tf", "target", "score", "rank"]]
+
+
+def method_scores(space: EdgeSpace, split: str, grn_embeddings: dict, grn_head: dict, grn_baselines: dict,
+                  external_grns: list[str], device: str) -> dict[str, np.ndarray]:
+    """(R, G) scores over `space` for every method evaluated on `split`."""
+    from multiome_assets.grn.baselines import degree_baselines, import_external_grn
+
+    genes = pd.Index(space.genes)
+    out = {}
+    for head_input in HEAD_INPUTS:
+        z = grn_embeddings["embeddings"][head_input]["all"]
+        for objective in OBJECTIVES:
+            out[method_name(head_input, objective)] = _score(
+                grn_head, head_key(head_input, objective, split), z, space.regulators, genes, device)
+    rows = pd.Index(grn_baselines["regulators"]).get_indexer(space.regulators)
+    if (rows < 0).any():
+        raise ValueError("baseline scores lack some evaluated regulators; rematerialize grn_baselines")
+    out.update({name: s[rows] for name, s in grn_baselines["scores"].items()})
+    out.update(degree_baselines(space))
+    for path in external_grns:
+        from pathlib import Path
+
+        out[f"external_{Path(path).name.split('.')[0]}"] = import_external_grn(path, space)
+    return out
+
+
+def method_kind(name: str) -> str:
+    if name.startswith("degree_"):
+        return "degree_baseline"
+    if name.startswith("external_"):
+        return "external"
+    if name in ("epiawarenet_bce", "epiawarenet_nnpu"):
+        return "transformer"
+    if name.startswith(("epiawarenet_", "mlp_svd_")):
+        return "ablation"
+    return "baseline"
+
+
+def evaluate_methods(methods: dict[str, np.ndarray], space: EdgeSpace, *, n_random: int, top_n: int,
+                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One metrics row per method, and the per-regulator enrichment table of every method."""
+    from multiome_assets.grn.metrics import enrichment_summary, evaluate, regulator_enrichment
+
+    rows, tables = [], []
+    for name, scores in methods.items():
+        enrichment = regulator_enrichment(scores, space, top_n=top_n, seed=seed)
+        rows.append({"method": name, "kind": method_kind(name),
+                     **evaluate(scores, space, n_random=n_random, top_n=top_n, seed=seed),
+                     **enrichment_summary(enrichment)})
+        tables.append(enrichment.assign(method=name))
+    return pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
+
+
+def headline_methods(methods: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The methods drawn in the PR/ROC/P@K figure."""
+    keep = ("epiawarenet_bce", "epiawarenet_nnpu", "grnboost2", "pearson", "degree_target_in", "degree_product")
+    return {k: methods[k] for k in keep if k in methods}
