@@ -83,7 +83,7 @@ def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
     """Read and check `data/datasets/<key>/dataset.yaml`."""
     validate_key(key)
     root = root or data_dir()
-    folder = (root / "datasets" / key).resolve()
+    folder = root / "datasets" / key
     path = folder / "dataset.yaml"
     if not path.is_file():
         raise DatasetError(f"{path}: no dataset.yaml for dataset {key!r}")
@@ -149,7 +149,8 @@ def _resolve_file(yaml_path: Path, folder: Path, root: Path, name: str) -> Path:
     if name in REFERENCE_FILES:
         candidate = reference_path(name, root)
     else:
-        candidate = (folder / name).resolve()
+        # normpath, not resolve: a symlinked dataset folder is fine, `../../etc` in the YAML is not
+        candidate = Path(os.path.normpath(folder / name))
         if not candidate.is_relative_to(root):
             raise DatasetError(f"{yaml_path}: file {name!r} points outside {root}")
     if not candidate.is_file():

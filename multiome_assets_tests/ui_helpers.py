@@ -1,0 +1,182 @@
+"""Helpers for the real-browser UI test: a `dagster dev` subprocess on 127.0.0.1 that is always
+stopped (process group: SIGTERM, a grace period, then SIGKILL), and a headless Debian chromium
+driven by Playwright that may only talk to 127.0.0.1.
+
+Not a test module (no `test_` prefix); imported by `test_ui.py`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Debian's chromium; override with CHROMIUM_PATH. Never `playwright install` (it downloads browsers).
+CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def chromium_path() -> str | None:
+    """The chromium binary if it exists and is executable, else None."""
+    found = shutil.which(CHROMIUM_PATH)
+    return found if found and os.access(found, os.X_OK) else None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_instance_yaml(home: Path) -> None:
+    """A DAGSTER_HOME whose instance never phones home."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to the process group; False if the group is already gone."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process (not a zombie) is still in the process group."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ... ; comm may contain spaces/parens, so split after the last ')'.
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+class DagsterDev:
+    """`dagster dev -h 127.0.0.1 -p PORT -w workspace.yaml` in its own session/process group.
+
+    Use as a context manager; `stop()` always ends the whole group (webserver, daemon, code
+    server, gRPC server and any run workers it launched), first politely, then with SIGKILL.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None,
+                 cwd: Path = REPO_ROOT, workspace: str = "workspace.yaml"):
+        self.env = env
+        self.log_path = log_path
+        self.port = port or free_port()
+        self.cwd = cwd
+        self.workspace = workspace
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "DagsterDev":
+        cmd = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(self.port),
+               "-w", self.workspace]
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "<no log>"
+        return "\n".join(lines[-n:])
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Poll /server_info until the webserver answers (bounded); raise with the log tail if not."""
+        deadline = time.monotonic() + timeout
+        last_error = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dagster dev exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/server_info", timeout=3) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, OSError) as e:
+                last_error = e
+            time.sleep(1.0)
+        raise TimeoutError(f"dagster webserver not up after {timeout:.0f}s ({last_error}):\n{self.log_tail()}")
+
+    def stop(self, grace: float = 8.0) -> None:
+        """SIGTERM the process group, wait `grace` s, then SIGKILL whatever is left of it."""
+        if self.proc is None:
+            return
+        pgid = self.proc.pid  # start_new_session: the child leads its own group
+        try:
+            if _signal_group(pgid, signal.SIGTERM):
+                deadline = time.monotonic() + grace
+                while time.monotonic() < deadline:
+                    self.proc.poll()
+                    if not group_alive(pgid):
+                        break
+                    time.sleep(0.25)
+            _signal_group(pgid, signal.SIGKILL)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            # Grandchildren killed above are re-parented and reaped by init; wait until none is left.
+            deadline = time.monotonic() + 10
+            while group_alive(pgid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    def __enter__(self) -> "DagsterDev":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def local_only(context, base_url: str, blocked: list[str]) -> None:
+    """Abort every browser request that is not to 127.0.0.1 (recorded in `blocked`)."""
+    allowed = (base_url.rstrip("/") + "/", "data:", "blob:", "about:")
+
+    def handle(route):
+        url = route.request.url
+        if url.startswith(allowed):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    context.route("**/*", handle)
