@@ -2,25 +2,29 @@
 
 Generative story (all cells x features at once, no per-gene loops):
 
-1. Latent cell state ``u`` (cells, K) ~ N(0, I).
-2. Regulator activity ``x`` (cells, R): a mix of the latent state (shared programs) and
-   regulator-specific noise, standardized. Regulator log-expression is linear in ``x``.
-3. Planted edges: each *target* gene gets 1-3 regulators with signed weights; its drive
-   ``d = x W / ||w||`` (cells, T) has unit variance.
+1. Latent cell state ``u`` (cells, K) ~ N(0, I): K programs.
+2. Regulator activity ``x`` (cells, R): the regulator's program plus as much regulator-specific
+   noise, standardized. Regulator log-expression is linear in ``x``.
+3. Planted edges: each *target* gene belongs to a module (a program) and gets 1-3 regulators,
+   mostly of that program, with signed weights (75% activating); its drive
+   ``d = x W / ||w||`` (cells, T) has unit variance. Modules give the co-regulation structure
+   that an edge classifier can generalize from; a fully random network has none.
 4. Peaks are laid out along a genome: gene g's candidates are a contiguous window of up to
    ``n_candidates`` peaks (-1 padded). One candidate of each target is its *enhancer*; the
    enhancer opens with probability ``sigmoid(a_p + 1.5 d)``, so accessibility tracks target
-   activity. Other peaks open at a low, latent-modulated rate (ATAC ~2-4% dense).
+   activity. Other peaks open at a low, latent-modulated rate.
 5. Target log-mean: ``base + amp * sigmoid(2 d) * (0.35 + 0.65 * open_enhancer)``: the
    regulators act through a saturating nonlinearity, gated by the enhancer's accessibility.
    Non-target genes follow the latent state weakly.
 6. Counts ~ NB(mean = library size x exp(log-mean), dispersion theta = 2) as a Gamma-Poisson
    mixture; normalized values are ``log1p(counts / library * median library)``.
 
-Calibration: the SNARE-seq hESC RNA (385 cells x 8,595 genes) is ~5% dense with a median gene
-detected in ~3% of cells and most nonzero counts equal to 1; the defaults here give a
-comparable shape (low means, many zeros, heavy upper tail), with planted regulators and
-targets drawn somewhat higher so a few hundred cells carry recoverable signal.
+Calibration (``depth=1``): the SNARE-seq hESC RNA (385 cells x 8,595 genes) is 5.4% dense, its
+median gene is detected in 2.9% of cells, its median nonzero count is 1, its ATAC is 2.4% dense.
+The defaults give 7-8% dense RNA, median detection 5-6%, median nonzero count 1, ATAC ~5%
+(regulators are expressed more than the median gene, so a few hundred cells carry signal).
+Targets and non-targets have matched mean expression, so "is a target" cannot be read off the
+expression level alone.
 
 Only non-regulator genes are targets; regulators are not regulated (no cycles).
 """
@@ -49,6 +53,8 @@ class PlantedMultiome:
     edges: pd.DataFrame  # planted edges: tf, target, weight (signed)
     enhancer: np.ndarray  # (G,) int64 enhancer peak of each target, -1 for non-targets
     latent: np.ndarray  # (N, K) float32 latent cell state
+    program: np.ndarray  # (R,) int64 latent program each regulator follows
+    module: np.ndarray  # (G,) int64 program of each target's module, -1 for non-targets
 
     @property
     def regulator_index(self) -> np.ndarray:
@@ -73,6 +79,7 @@ def planted_multiome(
     n_candidates: int = 8,
     n_latent: int = 5,
     target_fraction: float = 0.6,
+    cross_program: float = 0.15,
     depth: float = 1.0,
     seed: int = 0,
 ) -> PlantedMultiome:
@@ -86,9 +93,11 @@ def planted_multiome(
         Width C of the (G, C) candidate-peak matrix; each gene has between C/2 and C valid
         candidates.
     n_latent
-        Dimension K of the latent cell state shared by regulators and non-target genes.
+        Number K of latent programs: each regulator follows one, non-target genes mix them.
     target_fraction
         Fraction of non-regulator genes that get 1-3 planted regulators.
+    cross_program
+        About this fraction of the planted edges come from outside the target's module program.
     depth
         Multiplies every cell's RNA library size; 1.0 matches the SNARE-seq sparsity, larger
         values give denser counts and a cleaner planted signal.
@@ -108,9 +117,10 @@ def planted_multiome(
         raise ValueError(f"n_peaks ({P}) must be at least n_candidates ({C})")
     rng = np.random.default_rng(seed)
 
-    # 1-2. latent state and regulator activity
+    # 1-2. latent programs and regulator activity: each regulator follows one program
     u = rng.normal(size=(N, K)).astype(np.float32)  # (N, K)
-    x = u @ rng.normal(size=(K, R)) / np.sqrt(K) * 0.6 + 0.8 * rng.normal(size=(N, R))  # (N, R)
+    program = rng.integers(0, K, size=R)  # (R,)
+    x = u[:, program] + rng.normal(size=(N, R))  # (N, R): within-program correlation ~0.5
     x = (x - x.mean(0)) / x.std(0)
 
     # gene layout: regulators at random columns; targets among the other genes
@@ -121,13 +131,17 @@ def planted_multiome(
     tgt_cols = np.sort(rng.choice(others, size=max(1, int(round(target_fraction * len(others)))), replace=False))
     T = len(tgt_cols)
 
-    # 3. planted edges: 1-3 distinct regulators per target, signed weights
+    # 3. planted edges: 1-3 distinct regulators per target drawn from its module's program plus a
+    # few outside regulators (about `cross_program` of the picks); 75% activating
     k = rng.integers(1, min(3, R) + 1, size=T)  # (T,)
-    picks = np.argsort(rng.random((T, R)), axis=1)[:, :3]  # (T, 3) distinct regulator rows
+    module = program[rng.integers(0, R, size=T)]  # (T,) a program that has regulators
+    p_cross = cross_program / ((1 - cross_program) * max(1, K - 1))  # per outside regulator
+    in_module = (program[None, :] == module[:, None]) | (rng.random((T, R)) < p_cross)  # (T, R)
+    picks = np.argsort(rng.random((T, R)) - in_module, axis=1)[:, :3]  # (T, 3) distinct rows
     use = np.arange(picks.shape[1])[None, :] < k[:, None]  # (T, 3)
     t_idx, slot = np.nonzero(use)
     e_reg = picks[t_idx, slot]
-    e_w = rng.choice([-1.0, 1.0], size=len(t_idx)) * rng.uniform(0.6, 1.2, size=len(t_idx))
+    e_w = np.where(rng.random(len(t_idx)) < 0.75, 1.0, -1.0) * rng.uniform(0.6, 1.2, size=len(t_idx))
     W = np.zeros((R, T))
     W[e_reg, t_idx] = e_w
     drive = x @ (W / np.sqrt((W**2).sum(0)))  # (N, T), unit variance
@@ -151,12 +165,12 @@ def planted_multiome(
     open_ = rng.random((N, P)) < 1.0 / (1.0 + np.exp(-peak_logit))  # (N, P)
 
     # 5. log-means: low, heavy-tailed baseline; regulators and targets carry the signal
-    log_mu = rng.normal(np.log(0.02), 1.3, size=G)[None, :] + 0.3 * (u @ rng.normal(size=(K, G)) / np.sqrt(K))  # (N, G)
+    log_mu = rng.normal(np.log(0.028), 1.3, size=G)[None, :] + 0.3 * (u @ rng.normal(size=(K, G)) / np.sqrt(K))  # (N, G)
     log_mu[:, reg_cols] = rng.normal(np.log(0.15), 0.5, size=R)[None, :] + 1.2 * x
     gate = 0.35 + 0.65 * open_[:, enh]  # (N, T)
     activation = 1.0 / (1.0 + np.exp(-2.0 * drive))  # (N, T) in (0, 1)
     log_mu[:, tgt_cols] = (
-        rng.normal(np.log(0.02), 0.8, size=T)[None, :] + rng.uniform(2.5, 4.0, size=T)[None, :] * activation * gate
+        rng.normal(np.log(0.014), 0.8, size=T)[None, :] + rng.uniform(2.5, 4.0, size=T)[None, :] * activation * gate
     )
 
     # 6. NB counts (Gamma-Poisson), library sizes, log1p normalization
@@ -170,6 +184,8 @@ def planted_multiome(
     rna = sp.csr_matrix(sp.diags(np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0)) @ counts)
     rna.data = np.log1p(rna.data).astype(np.float32)
 
+    gene_module = np.full(G, -1, dtype=np.int64)
+    gene_module[tgt_cols] = module
     gene_names = np.array([f"G{i:05d}" for i in range(G)], dtype=object)
     gene_names[reg_cols] = [f"TF{j:03d}" for j in range(R)]
     pos = np.arange(P) * 2000 + 10_000
@@ -188,4 +204,6 @@ def planted_multiome(
         edges=edges,
         enhancer=enhancer,
         latent=u,
+        program=program.astype(np.int64),
+        module=gene_module,
     )
