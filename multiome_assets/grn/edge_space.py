@@ -19,6 +19,10 @@ class EdgeSpace:
     genes: np.ndarray  # (G,) target symbols (all dataset genes)
     train: sp.csr_matrix  # (R, G) bool: training prior edges, excluded from evaluation
     test: sp.csr_matrix  # (R, G) bool: held-out prior edges, the labels
+    # (G,) training in-degree of each gene over every training edge, also those of regulators
+    # outside this space: on the TF-held-out split the evaluated rows have no training edges,
+    # but target popularity in the training prior is still there to exploit. None: train's column sums.
+    target_in_degree: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -53,11 +57,14 @@ class EdgeSpace:
         missing = pd.Index(regulators).difference(pd.Index(genes))
         if len(missing):
             raise ValueError(f"{len(missing)} regulators are not among the genes, e.g. {list(missing[:3])}")
+        pairs = train_edges.drop_duplicates(["tf", "target"])
+        cols = pd.Index(genes).get_indexer(pairs["target"])
         return cls(
             regulators,
             genes,
             _edge_matrix(train_edges, regulators, genes),
             _edge_matrix(test_edges, regulators, genes),
+            np.bincount(cols[cols >= 0], minlength=len(genes)),
         )
 
     def to_frame(self, scores: np.ndarray, *, mask: np.ndarray | None = None) -> pd.DataFrame:

@@ -200,7 +200,8 @@ def training_degrees(space: EdgeSpace) -> tuple[np.ndarray, np.ndarray]:
     enter them.
     """
     train = space.train.astype(np.int64)
-    return np.asarray(train.sum(axis=1)).ravel(), np.asarray(train.sum(axis=0)).ravel()
+    in_degree = space.target_in_degree if space.target_in_degree is not None else np.asarray(train.sum(axis=0)).ravel()
+    return np.asarray(train.sum(axis=1)).ravel(), in_degree
 
 
 def _grouped_auroc(

@@ -1,0 +1,50 @@
+"""Split semantics of the evaluation spaces, and the exported top-target tables."""
+import numpy as np
+import pandas as pd
+
+from multiome_assets.grn import pipeline
+from multiome_assets.grn.baselines import degree_baselines
+from multiome_assets.grn.metrics import evaluate
+from multiome_assets.priors import split_edges
+
+
+def _prior(rng, n_tfs=20, n_genes=200, n_edges=600):
+    genes = pd.Index([f"g{i}" for i in range(n_genes)])
+    tf = rng.integers(0, n_tfs, n_edges)
+    # hub targets: a few genes are everyone's target, as in real priors
+    target = np.where(rng.random(n_edges) < 0.5, rng.integers(n_tfs, n_tfs + 10, n_edges), rng.integers(n_tfs, n_genes, n_edges))
+    edges = pd.DataFrame({"tf": genes[tf], "target": genes[target], "weight": 1.0}).drop_duplicates(["tf", "target"])
+    return genes, split_edges(edges.reset_index(drop=True), seed=0)
+
+
+def test_random_split_space(rng):
+    genes, edges = _prior(rng)
+    space = pipeline.edge_space(edges, genes, "random")
+    assert set(space.regulators) == set(edges.tf)
+    assert space.train.sum() == (edges.split_random == "train").sum()
+    assert space.test.sum() == (edges.split_random == "test").sum()
+    assert not space.train.multiply(space.test).nnz
+
+
+def test_tf_heldout_space_keeps_target_popularity(rng):
+    genes, edges = _prior(rng)
+    space = pipeline.edge_space(edges, genes, "tf_heldout")
+    held = set(edges.tf[edges.split_tf_heldout == "test"])
+    assert set(space.regulators) == held and space.train.sum() == 0
+    train = edges[edges.split_tf_heldout == "train"]
+    expected = train.target.value_counts().reindex(genes, fill_value=0).to_numpy()
+    np.testing.assert_array_equal(space.target_in_degree, expected)
+    # so the target in-degree baseline is informative for unseen regulators, TF out-degree is not
+    degree = degree_baselines(space)
+    assert evaluate(degree["degree_target_in"], space, n_random=0)["auroc"] > 0.6
+    assert evaluate(degree["degree_tf_out"], space, n_random=0)["auroc"] == 0.5
+
+
+def test_top_targets_excludes_self_and_ranks(rng):
+    genes = np.array(["a", "b", "c", "d"], dtype=object)
+    regs = np.array(["b", "d"], dtype=object)
+    scores = np.array([[0.1, 9.0, 0.5, 0.3], [0.2, 0.4, 0.6, 9.0]])
+    table = pipeline.top_targets(scores, regs, genes, top=2)
+    assert table.values.tolist() == [["b", "c", np.float32(0.5), 1], ["b", "d", np.float32(0.3), 2],
+                                     ["d", "c", np.float32(0.6), 1], ["d", "b", np.float32(0.4), 2]]
+    assert len(pipeline.top_targets(scores, regs, genes, top=None)) == 2 * 3
