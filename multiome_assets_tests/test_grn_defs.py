@@ -11,7 +11,7 @@ from multiome_assets.priors import read_tf_list
 GRN_CHAIN = ["grn_backbone", "grn_backbone_rna_only", "grn_backbone_random_candidates", "grn_embeddings",
              "grn_head", "edge_scores"]
 SMALL = {
-    **{a: {"config": {"max_epochs": 2}} for a in GRN_CHAIN[:3]},
+    **{a: {"config": {"max_epochs": 1}} for a in GRN_CHAIN[:3]},
     "grn_head": {"config": {"epochs": 2}},
     "grn_baselines": {"config": {"methods": ["pearson", "spearman", "wgcna"]}},
     "grn_evaluation": {"config": {"n_random": 20}},

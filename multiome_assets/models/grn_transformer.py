@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
-_CHUNK_ELEMS = 1 << 22  # ~16 MB of fp32 gathered rows per chunk
+_CHUNK_ELEMS = 1 << 18  # gathered table elements per chunk (1 MB fp32: stays in cache)
 
 
 @dataclass(frozen=True)
@@ -46,120 +47,241 @@ class GRNTransformerConfig:
 
 
 # ----------------------------------------------------------------------------- sparse primitives
-def _steps(n: int, row_elems: int):
-    step = max(1, _CHUNK_ELEMS // max(1, row_elems))
+# Rows of a (T, H, hd) table are gathered chunk by chunk as tc (n, M, H, hd) and contracted right
+# away; backward re-gathers instead of keeping N*M*d floats alive. S = cells sharing one index row.
+def _steps(n: int, row_elems: int, budget: int = _CHUNK_ELEMS):
+    step = max(1, budget // max(1, row_elems))
     return [(i, min(n, i + step)) for i in range(0, n, step)]
 
 
-class _GatherDot(torch.autograd.Function):
-    """out[n, m, s, h] = <a[rows[n], s, h], table[idx[n, m], h]> (rows=None: a[n])."""
+def _contract_d(x, tc):  # (n, H, S, hd), (n, M, H, hd) -> (n, H, S, M)
+    if x.shape[2] == 1:  # elementwise beats n*H tiny matmuls
+        return (tc * x.transpose(1, 2)).sum(-1).transpose(1, 2).unsqueeze(2)
+    return x @ tc.permute(0, 2, 3, 1)
+
+
+def _contract_m(y, tc):  # (n, H, S, M), (n, M, H, hd) -> (n, H, S, hd)
+    if y.shape[2] == 1:
+        return (y.squeeze(2).transpose(1, 2).unsqueeze(-1) * tc).sum(1).unsqueeze(2)
+    return y @ tc.transpose(1, 2)
+
+
+def _outer(y, x):  # (n, H, S, M), (n, H, S, hd) -> (n, M, H, hd), summed over S
+    if y.shape[2] == 1:
+        return y.squeeze(2).transpose(1, 2).unsqueeze(-1) * x.transpose(1, 2)
+    return (y.transpose(-1, -2) @ x).transpose(1, 2)
+
+
+def _add_rows(dst, rows, src):
+    """dst[rows[i]] += src[i] over the first dim."""
+    dst.index_add_(0, rows, src.reshape(rows.numel(), *dst.shape[1:]))
+
+
+class _Gather(torch.autograd.Function):
+    """dot: out[n, h, s, m] = <x[r(n), h, s], table[idx[n, m], h]>;
+    sum: out[r(n), h, s] += sum_m x[n, h, s, m] * table[idx[n, m], h]; r(n) = rows[n] or n."""
 
     @staticmethod
-    def forward(ctx, a, table, idx, rows):
-        N, M = idx.shape
-        S, H, hd = a.shape[1:]
-        out = a.new_empty(N, M, S, H)
+    def forward(ctx, x, table, idx, rows, n_out, dot):
+        (N, M), (T, H, hd) = idx.shape, table.shape
+        flat = table.view(T, H * hd)
+        S = x.shape[2]
+        if dot:
+            out = x.new_empty(N, H, S, M)
+        else:
+            out = (x.new_zeros if rows is not None else x.new_empty)(n_out, H, S, hd)
         for i, j in _steps(N, M * H * hd):
-            ai = a[i:j] if rows is None else a[rows[i:j]]  # (n, S, H, hd)
-            out[i:j] = torch.einsum("nshd,nmhd->nmsh", ai, table[idx[i:j]])
-        ctx.save_for_backward(a, table, idx, rows)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        a, table, idx, rows = ctx.saved_tensors
-        ga = torch.zeros_like(a) if ctx.needs_input_grad[0] else None
-        gt = torch.zeros_like(table) if ctx.needs_input_grad[1] else None
-        H, hd = table.shape[1:]
-        g = g.to(a.dtype)
-        for i, j in _steps(idx.shape[0], idx.shape[1] * H * hd):
-            ti, gi = table[idx[i:j]], g[i:j]  # (n, M, H, hd), (n, M, S, H)
-            if ga is not None:
-                d = torch.einsum("nmsh,nmhd->nshd", gi, ti)
-                if rows is None:
-                    ga[i:j] = d
-                else:
-                    ga.index_add_(0, rows[i:j], d)
-            if gt is not None:
-                ai = a[i:j] if rows is None else a[rows[i:j]]
-                gt.index_add_(0, idx[i:j].reshape(-1), torch.einsum("nmsh,nshd->nmhd", gi, ai).reshape(-1, H, hd))
-        return ga, gt, None, None
-
-
-class _GatherSum(torch.autograd.Function):
-    """out[rows[n], s, h] += sum_m w[n, m, s, h] * table[idx[n, m], h] (rows=None: out[n])."""
-
-    @staticmethod
-    def forward(ctx, w, table, idx, rows, n_out):
-        N, M, S, H = w.shape
-        hd = table.shape[-1]
-        out = (w.new_zeros if rows is not None else w.new_empty)(n_out, S, H, hd)
-        for i, j in _steps(N, M * H * hd):
-            d = torch.einsum("nmsh,nmhd->nshd", w[i:j], table[idx[i:j]])
-            if rows is None:
-                out[i:j] = d
+            tc = flat.index_select(0, idx[i:j].reshape(-1)).view(j - i, M, H, hd)
+            if dot:
+                out[i:j] = _contract_d(x[i:j] if rows is None else x[rows[i:j]], tc)
+            elif rows is None:
+                out[i:j] = _contract_m(x[i:j], tc)
             else:
-                out.index_add_(0, rows[i:j], d)
-        ctx.save_for_backward(w, table, idx, rows)
+                _add_rows(out, rows[i:j], _contract_m(x[i:j], tc))
+        ctx.save_for_backward(x, table, idx, rows)
+        ctx.dot = dot
         return out
 
     @staticmethod
     def backward(ctx, g):
-        w, table, idx, rows = ctx.saved_tensors
-        gw = torch.empty_like(w) if ctx.needs_input_grad[0] else None
-        gt = torch.zeros_like(table) if ctx.needs_input_grad[1] else None
-        H, hd = table.shape[1:]
-        g = g.to(w.dtype)
-        for i, j in _steps(idx.shape[0], idx.shape[1] * H * hd):
-            gi = g[i:j] if rows is None else g[rows[i:j]]  # (n, S, H, hd)
-            if gw is not None:
-                gw[i:j] = torch.einsum("nshd,nmhd->nmsh", gi, table[idx[i:j]])
-            if gt is not None:
-                gt.index_add_(0, idx[i:j].reshape(-1), torch.einsum("nmsh,nshd->nmhd", w[i:j], gi).reshape(-1, H, hd))
-        return gw, gt, None, None, None
+        x, table, idx, rows = ctx.saved_tensors
+        (N, M), (T, H, hd) = idx.shape, table.shape
+        g, flat = g.to(x.dtype), table.view(T, H * hd)
+        gx = x.new_zeros(x.shape) if ctx.needs_input_grad[0] else None
+        gt = flat.new_zeros(flat.shape) if ctx.needs_input_grad[1] else None
+        for i, j in _steps(N, M * H * hd):
+            tc = flat.index_select(0, idx[i:j].reshape(-1)).view(j - i, M, H, hd)
+            if ctx.dot:  # x is the query side, g is (N, H, S, M)
+                xi, gi = (x[i:j] if rows is None else x[rows[i:j]]), g[i:j]
+                if gx is not None:
+                    if rows is None:
+                        gx[i:j] = _contract_m(gi, tc)
+                    else:
+                        _add_rows(gx, rows[i:j], _contract_m(gi, tc))
+                gtc = None if gt is None else _outer(gi, xi)
+            else:  # x is the weights, g is (n_out, H, S, hd)
+                xi, gi = x[i:j], (g[i:j] if rows is None else g[rows[i:j]])
+                if gx is not None:
+                    gx[i:j] = _contract_d(gi, tc)
+                gtc = None if gt is None else _outer(xi, gi)
+            if gtc is not None:
+                _add_rows(gt, idx[i:j].reshape(-1), gtc)
+        return gx, None if gt is None else gt.view(T, H, hd), None, None, None, None
 
 
-def _no_autocast(fn, *args):
-    with torch.autocast(args[0].device.type, enabled=False):
-        return fn(*args)
+class _NeighbourAttention(torch.autograd.Function):
+    """y[n] = sum_m drop(softmax_m(<q[n], k[idx[n, m]]>))[m] * v[idx[n, m]], per head, fused per chunk:
+    keys and values are gathered once per chunk in forward and once in backward."""
+
+    @staticmethod
+    def forward(ctx, q, kv, idx, p_drop):
+        (N, M), (_, _, H, hd) = idx.shape, kv.shape
+        flat = kv.view(kv.shape[0], -1)
+        y = q.new_empty(N, H, hd)
+        probs = q.new_empty(N, M, H)
+        keep, scale = _keep_mask((N, M, H), p_drop, q.device) if p_drop > 0 else (None, 1.0)
+        for i, j in _steps(N, M * 2 * H * hd):
+            kvc = flat.index_select(0, idx[i:j].reshape(-1)).view(j - i, M, 2, H, hd)
+            p = (kvc[:, :, 0] * q[i:j, None]).sum(-1).softmax(dim=1)  # (n, M, H)
+            probs[i:j] = p
+            if keep is not None:
+                p = p * keep[i:j] * scale
+            y[i:j] = (p.unsqueeze(-1) * kvc[:, :, 1]).sum(1)
+        ctx.save_for_backward(q, kv, idx, probs, keep)
+        ctx.scale = scale
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        q, kv, idx, probs, keep = ctx.saved_tensors
+        (N, M), (_, _, H, hd) = idx.shape, kv.shape
+        flat, gy = kv.view(kv.shape[0], -1), gy.to(q.dtype)
+        gq, gkv = q.new_empty(q.shape), flat.new_zeros(flat.shape)
+        for i, j in _steps(N, M * 2 * H * hd):
+            kvc = flat.index_select(0, idx[i:j].reshape(-1)).view(j - i, M, 2, H, hd)
+            p, g = probs[i:j], gy[i:j, None]  # (n, M, H), (n, 1, H, hd)
+            pd = p if keep is None else p * keep[i:j] * ctx.scale
+            dp = (g * kvc[:, :, 1]).sum(-1)  # (n, M, H)
+            if keep is not None:
+                dp = dp * keep[i:j] * ctx.scale
+            dlogit = p * (dp - (p * dp).sum(1, keepdim=True))
+            gq[i:j] = (dlogit.unsqueeze(-1) * kvc[:, :, 0]).sum(1)
+            rows = torch.stack([dlogit.unsqueeze(-1) * q[i:j, None], pd.unsqueeze(-1) * g], dim=2)  # (n, M, 2, H, hd)
+            _add_rows(gkv, idx[i:j].reshape(-1), rows)
+        return gq, gkv.view(kv.shape), None, None
+
+
+def _apply(x, table, idx, rows, n_out, dot):
+    with torch.autocast(x.device.type, enabled=False):
+        return _Gather.apply(x, table.contiguous(), idx, rows, n_out, dot)
 
 
 def gather_dot(a, table, idx, rows=None):
-    """(N|Na, S, H, hd), (T, H, hd), (N, M) -> (N, M, S, H) dot products, never storing table[idx]."""
-    return _no_autocast(_GatherDot.apply, a, table.to(a.dtype), idx, rows)
+    """(Na, H, S, hd), (T, H, hd), (N, M) -> (N, H, S, M) dot products; table[idx] is never stored."""
+    return _apply(a, table.to(a.dtype), idx, rows, None, True)
 
 
 def gather_sum(w, table, idx, rows=None, n_out=None):
-    """(N, M, S, H), (T, H, hd), (N, M) -> (n_out|N, S, H, hd) weighted sums of gathered rows."""
-    return _no_autocast(_GatherSum.apply, w.to(table.dtype), table, idx, rows, n_out or idx.shape[0])
+    """(N, H, S, M), (T, H, hd), (N, M) -> (n_out | N, H, S, hd) weighted sums of gathered rows."""
+    return _apply(w.to(table.dtype), table, idx, rows, n_out or idx.shape[0], False)
+
+
+_KNN_ELEMS = 1 << 23  # similarity block per chunk
 
 
 @torch.no_grad()
-def knn_indices(states: torch.Tensor, k: int) -> torch.Tensor:
+def knn_indices(states: torch.Tensor, k: int, base: torch.Tensor | None = None, shared: torch.Tensor | None = None):
     """(B, G, d) -> (B, G, k) indices of each gene's k most cosine-similar other genes in its cell.
 
-    Exact brute force in fp32, chunked over rows so the (rows, G) similarity block stays small.
+    Exact (ties aside), fp32. Optional ``base`` (G, d) and ``shared`` (B, G) bool: genes whose state
+    is exactly ``base[g]`` (value 0 and not masked: most genes of a sparse cell). Similarities among
+    shared genes are then computed once per batch, keeping each gene's top T; per cell only the
+    rows and columns of its other ("changed") genes are computed. A shared row's answer is exact
+    when its k-th best is at least its T-th shared similarity (nothing dropped can beat it); rows
+    failing that are recomputed in full.
     """
-    B, G, _ = states.shape
+    B, G, d = states.shape
     assert 0 < k < G, f"k_neighbors={k} must be in [1, n_genes - 1 = {G - 1}]"
+    dev, inf = states.device, float("inf")
     x = F.normalize(states.float(), dim=-1)
-    out = torch.empty(B, G, k, dtype=torch.long, device=states.device)
-    ar = torch.arange(G, device=states.device)
-    for i, j in _steps(G, B * G):
-        sims = torch.bmm(x[:, i:j], x.transpose(1, 2))  # (B, r, G)
-        sims[:, ar[: j - i], ar[i:j]] = -float("inf")  # not yourself
-        out[:, i:j] = sims.topk(k, dim=-1, sorted=False).indices
-    return out
+    ar = torch.arange(G, device=dev)
+    changed = None if shared is None else ~shared
+    Cm = G if changed is None else int(changed.sum(1).max())
+    if base is None or 2 * Cm > G:  # brute force
+        out = torch.empty(B, G, k, dtype=torch.long, device=dev)
+        for i, j in _steps(G, B * G, _KNN_ELEMS):
+            sims = torch.bmm(x[:, i:j], x.transpose(1, 2))  # (B, r, G)
+            sims[:, ar[: j - i], ar[i:j]] = -inf  # not yourself
+            out[:, i:j] = sims.topk(k, dim=-1, sorted=False).indices
+        return out
+    xb = F.normalize(base.float(), dim=-1)  # (G, d)
+    x = torch.where(shared[..., None], xb, x)
+    T = min(G - 1, k + math.ceil(k * G / (G - Cm)))  # ~k shared candidates survive the changed ones
+    vals0, idx0 = xb.new_empty(G, T), torch.empty(G, T, dtype=torch.long, device=dev)
+    for i, j in _steps(G, G, _KNN_ELEMS):  # shared x shared, once per batch
+        sims = xb[i:j] @ xb.T
+        sims[ar[: j - i], ar[i:j]] = -inf
+        vals0[i:j], idx0[i:j] = sims.topk(T, dim=-1)  # sorted: vals0[:, -1] bounds what was dropped
+    order = torch.argsort(changed.to(torch.int8), dim=1, descending=True, stable=True)
+    chg = order[:, :Cm]  # (B, Cm) changed genes first
+    chg_ok = ar[:Cm] < changed.sum(1, keepdim=True)  # (B, Cm) real entries, not padding
+    xc = x.gather(1, chg[..., None].expand(B, Cm, d))  # (B, Cm, d)
+    out = torch.empty(B, G + 1, k, dtype=torch.long, device=dev)  # row G: sink for padding
+    exact = torch.empty(B, G, dtype=torch.bool, device=dev)
+    for i, j in _steps(G, B * (T + Cm), _KNN_ELEMS):  # every row: shared top-T + changed columns
+        to_chg = torch.bmm(x[:, i:j], xc.transpose(1, 2))  # (B, r, Cm)
+        to_chg.masked_fill_(~chg_ok[:, None] | (chg[:, None] == ar[i:j, None]), -inf)
+        to_shared = vals0[i:j].expand(B, -1, -1).masked_fill(changed[:, idx0[i:j]], -inf)  # (B, r, T)
+        v, pos = torch.cat([to_shared, to_chg], dim=2).topk(k, dim=-1, sorted=False)
+        from_shared = idx0[i:j].expand(B, -1, -1).gather(2, pos.clamp(max=T - 1))
+        from_chg = chg[:, None].expand(-1, j - i, -1).gather(2, (pos - T).clamp(min=0))
+        out[:, i:j] = torch.where(pos < T, from_shared, from_chg)
+        exact[:, i:j] = v.min(-1).values >= vals0[i:j, -1]
+    sink = torch.where(chg_ok, chg, G)
+    for i, j in _steps(Cm, B * G, _KNN_ELEMS):  # changed rows: every column
+        sims = torch.bmm(xc[:, i:j], x.transpose(1, 2))  # (B, r, G)
+        sims.scatter_(2, chg[:, i:j, None], -inf)
+        out.scatter_(1, sink[:, i:j, None].expand(-1, -1, k), sims.topk(k, dim=-1, sorted=False).indices)
+    fb, fg = (~exact & shared).nonzero(as_tuple=True)  # rare: too many of the shared top T changed
+    for i, j in _steps(len(fb), G + Cm * d, _KNN_ELEMS):
+        b, g = fb[i:j], fg[i:j]
+        sims = F.pad(xb[g] @ xb.T, (0, 1))  # (F, G + 1), exact for shared columns
+        sims.scatter_(1, sink[b], torch.bmm(xc[b], xb[g, :, None]).squeeze(-1))  # changed columns
+        sims[:, G] = -inf
+        sims[torch.arange(j - i, device=dev), g] = -inf
+        out[b, g] = sims.topk(k, dim=-1, sorted=False).indices
+    return out[:, :G]
 
 
 # ----------------------------------------------------------------------------- modules
+def _keep_mask(shape, p: float, device) -> tuple[torch.Tensor, float]:
+    """Dropout keep-mask and its rescale factor. On CPU from 15-bit slices of 64-bit random draws:
+    4x fewer draws from the serial CPU generator, which otherwise costs more than the layer it
+    regularizes; p is then rounded to a multiple of 1/32768 (the rescale keeps the mean exact)."""
+    if device.type != "cpu":
+        return torch.rand(shape, device=device) >= p, 1 / (1 - p)
+    n, thr = math.prod(shape), round(p * 32768)
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_().view(torch.int16)[:n]
+    return ((bits & 0x7FFF) >= thr).view(shape), 32768 / (32768 - thr)
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout with the cheap CPU mask of `_keep_mask`."""
+
+    def forward(self, x):
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        keep, scale = _keep_mask(x.shape, self.p, x.device)
+        return torch.mul(x, keep).mul_(scale)
+
+
 class MLP(nn.Module):
     def __init__(self, config: GRNTransformerConfig):
         super().__init__()
         d = config.d_model
         self.fc = nn.Linear(d, config.ffn_mult * d)
         self.proj = nn.Linear(config.ffn_mult * d, d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x):
         return self.proj(self.dropout(F.silu(self.fc(x))))
@@ -173,17 +295,18 @@ class GeneSelfAttention(nn.Module):
         self.n_heads, d = config.n_heads, config.d_model
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
-        self.attn_dropout = nn.Dropout(config.dropout)
+        self.attn_dropout = Dropout(config.dropout)
 
     def forward(self, x, nbr):
         B, G, d = x.size()
-        H = self.n_heads
-        q, k, v = self.qkv(x).view(B * G, 3, H, d // H).unbind(1)  # (BG, H, hd) each
+        H, hd = self.n_heads, d // self.n_heads
+        qkv = self.qkv(x).view(B * G, 3, H, hd)
         idx = (nbr + torch.arange(B, device=x.device).view(B, 1, 1) * G).view(B * G, -1)  # (BG, k)
-        att = gather_dot(q.unsqueeze(1) * (d // H) ** -0.5, k, idx)  # (BG, k, 1, H)
-        att = self.attn_dropout(att.softmax(dim=1))
-        y = gather_sum(att, v, idx)  # (BG, 1, H, hd)
-        return self.proj(y.reshape(B, G, d))
+        p_drop = self.attn_dropout.p if self.training else 0.0
+        with torch.autocast(x.device.type, enabled=False):
+            kv = qkv[:, 1:].contiguous()  # (BG, 2, H, hd)
+            y = _NeighbourAttention.apply(qkv[:, 0] * hd**-0.5, kv, idx, p_drop)  # (BG, H, hd)
+        return self.proj(y.view(B, G, d))
 
 
 class CandidateCrossAttention(nn.Module):
@@ -198,38 +321,38 @@ class CandidateCrossAttention(nn.Module):
         self.q = nn.Linear(d, d)
         self.kv = nn.Linear(d, 2 * d)
         self.proj = nn.Linear(d, d)
-        self.attn_dropout = nn.Dropout(config.dropout)
+        self.attn_dropout = Dropout(config.dropout)
 
     def forward(self, x, peaks, plan):
         B, G, d = x.size()
         if peaks.shape[0] == 0:  # no gene has a candidate peak
             return torch.zeros_like(x)
         H, hd = self.n_heads, d // self.n_heads
-        cand, valid = plan["cand"], plan["valid"]  # (G, C) long (pads clamped to 0), bool
-        C, E = cand.shape[1], plan["e_flat"].numel()
-        q = (self.q(x) * hd**-0.5).view(B, G, H, hd).transpose(0, 1).contiguous()  # (G, B, H, hd)
-        k, v = self.kv(peaks).view(-1, 2, H, hd).unbind(1)  # (P'+Z, H, hd): zero tokens, then non-zero
-        att = gather_dot(q, k, cand)  # (G, C, B, H), every cell against the shared zero tokens
-        if E:  # (cell, gene, candidate) whose peak is non-zero in that cell use the cell's own token
-            qr = q.view(G * B, 1, H, hd)
-            nz = gather_dot(qr, k, plan["e_tok"][:, None], plan["e_row"]).view(E, H)
-            att = att.view(-1, H).index_put((plan["e_flat"],), nz).view(G, C, B, H)
-        att = att.float().masked_fill(~valid[:, :, None, None], -math.inf)
-        att = att.masked_fill(~plan["has_cand"][:, None, None, None], 0.0)  # no NaN for empty genes
-        if self.top_k < C:  # Top-K routing: softmax over the K largest logits only
-            top, sel = att.topk(self.top_k, dim=1)  # (G, K, B, H)
-            w = torch.zeros_like(att).scatter(1, sel, top.softmax(dim=1))
+        cand, valid, has = plan["cand"], plan["valid"], plan["has_cand"]  # (G, C) pads clamped to 0, (G, C), (G,)
+        C, E = cand.shape[1], plan["e_tok"].numel()
+        q = (self.q(x) * hd**-0.5).view(B, G, H, hd)
+        k, v = self.kv(peaks).view(-1, 2, H, hd).unbind(1)  # (P'+Z, H, hd): shared zero tokens, then non-zero
+        att = gather_dot(q.permute(1, 2, 0, 3).contiguous(), k, cand)  # (G, H, B, C) vs zero tokens
+        if E:  # (cell, gene, candidate) whose peak is non-zero in that cell: the cell's own token
+            nz = gather_dot(q.view(B * G, H, 1, hd), k, plan["e_tok"][:, None], plan["e_row"])  # (E, H, 1, 1)
+            att.view(-1)[plan["e_flat"].view(-1)] = nz.view(-1)
+        att = att.to(torch.promote_types(att.dtype, torch.float32)).masked_fill_(~valid[:, None, None, :], -math.inf)
+        att.masked_fill_(~has[:, None, None, None], 0.0)  # no NaN for genes without candidates
+        if self.top_k < C:  # Top-K routing: renormalized softmax over the K largest logits
+            top, sel = att.topk(self.top_k, dim=-1)  # (G, H, B, K)
+            w = torch.zeros_like(att).scatter(-1, sel, self.attn_dropout(top.softmax(dim=-1)))
         else:
-            w = att.softmax(dim=1)
-        w = self.attn_dropout(w * valid[:, :, None, None])  # (G, C, B, H)
+            w = self.attn_dropout(att.softmax(dim=-1))
+        w = w * valid[:, None, None, :]  # (G, H, B, C), zero on pads and for genes without candidates
         if E:
-            w_nz = w.view(-1, H)[plan["e_flat"]].view(E, 1, 1, H)
-            w = w.view(-1, H).index_put((plan["e_flat"],), w.new_zeros(E, H)).view(G, C, B, H)
-        y = gather_sum(w, v, cand)  # (G, B, H, hd)
+            flat = plan["e_flat"].view(-1)
+            w_nz = w.view(-1)[flat].view(E, H, 1, 1)
+            w.view(-1)[flat] = 0.0  # those weights go to the cells' own tokens below
+        y = gather_sum(w, v, cand).permute(2, 0, 1, 3)  # (B, G, H, hd)
         if E:
-            y = y + gather_sum(w_nz, v, plan["e_tok"][:, None], plan["e_row"], G * B).view(G, B, H, hd)
-        y = self.proj(y.transpose(0, 1).reshape(B, G, d))
-        return y * plan["has_cand"].view(1, G, 1).to(y.dtype)
+            y = y + gather_sum(w_nz, v, plan["e_tok"][:, None], plan["e_row"], B * G).view(B, G, H, hd)
+        y = self.proj(y.reshape(B, G, d))
+        return y * has.view(1, G, 1).to(y.dtype)
 
 
 class Block(nn.Module):
@@ -242,7 +365,7 @@ class Block(nn.Module):
         self.mlp, self.ln_3 = MLP(config), nn.LayerNorm(d)
         self.peak_mlp = MLP(config) if update_peaks else None
         self.ln_peak = nn.LayerNorm(d) if update_peaks else None
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x, nbr, peaks=None, plan=None):
         x = self.ln_1(x + self.dropout(self.attn(x, nbr)))
@@ -265,9 +388,10 @@ def nb_nll(y, log_mu, theta):
 
 
 class GRNTransformer(nn.Module):
-    def __init__(self, config: GRNTransformerConfig, candidates: torch.Tensor):
+    def __init__(self, config: GRNTransformerConfig, candidates: torch.Tensor, *, grad_checkpointing: bool = False):
         super().__init__()
         self.config = c = config
+        self.grad_checkpointing = grad_checkpointing  # recompute each block in backward: far less memory
         d = c.d_model
         assert d % c.n_heads == 0, f"d_model={d} must be divisible by n_heads={c.n_heads}"
         self.gene_id = nn.Embedding(c.n_genes, d)
@@ -287,7 +411,7 @@ class GRNTransformer(nn.Module):
             self.peak_id = nn.Embedding(c.n_peaks, d)
             self.peak_value = nn.Linear(1, d)
             self.peak_type = nn.Parameter(torch.randn(d) * 0.02)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c, c.use_atac and i < c.n_layers - 1) for i in range(c.n_layers))
         self.decoder = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.LayerNorm(d), nn.Linear(d, 2))
 
@@ -312,12 +436,15 @@ class GRNTransformer(nn.Module):
         valid = self.cand >= 0
         ct = tok[:, self.cand.clamp(min=0)].masked_fill(~valid, -1)  # (B, G, C) token of each candidate
         b_e, g_e, c_e = (ct >= 0).nonzero(as_tuple=True)  # (E,) each
+        H = self.config.n_heads
+        h = torch.arange(H, device=xv.device)
         ids = torch.cat([self.peak_index, self.peak_index[uz]])
         vals = torch.cat([xv.new_zeros(P), xv[bz, uz]]).unsqueeze(-1)
         peaks = self.peak_value(vals) + self.peak_id(ids) + self.peak_type  # (P'+Z, d)
         plan = dict(
             cand=self.cand.clamp(min=0), valid=valid, has_cand=valid.any(1),
-            e_tok=ct[b_e, g_e, c_e], e_row=g_e * B + b_e, e_flat=(g_e * C + c_e) * B + b_e,
+            e_tok=ct[b_e, g_e, c_e], e_row=b_e * G + g_e,  # row of (B*G, ...) gene tensors
+            e_flat=((g_e[:, None] * H + h) * B + b_e[:, None]) * C + c_e[:, None],  # (E, H) into (G, H, B, C)
         )
         return self.drop(peaks), plan
 
@@ -326,13 +453,18 @@ class GRNTransformer(nn.Module):
         B, G = gene_values.shape
         assert G == self.config.n_genes, f"gene_values has {G} genes, model expects {self.config.n_genes}"
         e = self.embed_genes(gene_values, mask)  # (B, G, d)
-        nbr = knn_indices(e, self.config.k_neighbors)  # (B, G, k), once, reused by every block
+        shared = (gene_values == 0) if mask is None else (gene_values == 0) & ~mask  # state == base
+        base = self.embed_genes(gene_values.new_zeros(1, G))[0]  # (G, d) the zero-value state
+        nbr = knn_indices(e, self.config.k_neighbors, base, shared)  # (B, G, k), once, reused by every block
         x, peaks, plan = self.drop(e), None, None
         if self.config.use_atac:
             assert peak_values is not None and peak_values.shape[1] == self.config.n_peaks, "peak_values must be (B, n_peaks)"
             peaks, plan = self._peak_plan(peak_values)
         for block in self.blocks:
-            x, peaks = block(x, nbr, peaks, plan)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x, peaks = checkpoint(block, x, nbr, peaks, plan, use_reentrant=False)
+            else:
+                x, peaks = block(x, nbr, peaks, plan)
         loss = None
         if targets is not None:
             if mask is None:
@@ -344,7 +476,8 @@ class GRNTransformer(nn.Module):
         """NB (log mean, inverse dispersion) for every gene; size factor from visible targets only."""
         seen = (~mask).float()
         size = (targets.float() * seen).sum(1) / seen.sum(1).clamp_min(1)  # (B,) mean count per visible gene
-        raw = self.decoder(x).float()  # (B, G, 2)
+        raw = self.decoder(x)  # (B, G, 2)
+        raw = raw.to(torch.promote_types(raw.dtype, torch.float32))
         log_mu = raw[..., 0] + torch.log(size.clamp_min(1e-3)).unsqueeze(1)
         return log_mu, F.softplus(raw[..., 1]) + 1e-4
 

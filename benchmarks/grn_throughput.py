@@ -1,0 +1,205 @@
+"""Stage 1 (EpiAwareNet backbone) throughput, peak memory and gene-embedding export time.
+
+Every configuration runs in a fresh subprocess so its peak RSS (``resource.getrusage``
+``ru_maxrss``) is its own; on CUDA the peak is ``torch.cuda.max_memory_allocated``. A training
+step is forward + backward + AdamW step on ``--batch`` cells. Rows:
+
+- ``reference``: the reference implementation's benchmark sizes (scripts/benchmark_scaling.py of
+  tianyang-x/EpiAwareNet_pub): G=5,000 genes, P=20,000 peaks, 50 random candidates per gene,
+  d=256, 6 layers, 8 heads, K=8, k=16, FFN 4d, synthetic values with realistic sparsity
+  (10% of genes and 4% of peaks non-zero per cell).
+- ``snareseq``: the bundled SNARE-seq data (385 cells, 8,595 genes, 36,954 peaks, candidates
+  within 100 kb of each TSS) with the ``cpu`` profile.
+
+The reference's own numbers on this machine kind (measured by the project: 21 s per cell for
+forward + backward, 7.8 GB peak) are printed alongside for the speedup columns.
+
+    python benchmarks/grn_throughput.py                       # both, fp32 and bf16
+    python benchmarks/grn_throughput.py --configs reference --dtypes fp32 --batch 2 4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REF_S_PER_CELL, REF_PEAK_GB = 21.0, 7.8  # reference implementation, fwd+bwd, this machine kind
+
+
+def flops_per_cell(cfg, n_genes: int, n_cand: float, peak_tokens: float) -> dict:
+    """Forward+backward FLOPs per cell (multiply-adds x 2; backward = 2x forward, kNN forward only).
+
+    ``n_cand``: candidate slots per gene (C, pads included: the shared path scores them all);
+    ``peak_tokens``: peak tokens per cell (shared zero tokens / batch + the cell's non-zero tokens).
+    """
+    d, L, m, k = cfg.d_model, cfg.n_layers, cfg.ffn_mult, cfg.k_neighbors
+    gene = (4 * d * d + 2 * m * d * d + 2 * k * d) * n_genes  # qkv+o, FFN, kNN attention
+    if cfg.use_atac:
+        gene += (2 * d * d + 2 * n_cand * d) * n_genes  # cross q+o, candidate logits + weighted sum
+    peak = (2 * d * d * L + 2 * m * d * d * (L - 1)) * peak_tokens if cfg.use_atac else 0
+    decoder = (d * d + 2 * d) * n_genes
+    knn = n_genes * n_genes * d
+    fwd = 2 * (gene * L + peak + decoder)
+    return {"train": 3 * fwd + 2 * knn, "forward": fwd + 2 * knn}
+
+
+# ------------------------------------------------------------------------------------- worker
+def _synthetic(G, P, C, n_cells, seed=0):
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    counts = sp.random(n_cells, G, density=0.10, random_state=seed, data_rvs=lambda n: rng.poisson(2.0, n) + 1)
+    rna = sp.csr_matrix(counts, dtype=np.float32).log1p()
+    atac = sp.csr_matrix(sp.random(n_cells, P, density=0.04, random_state=seed + 1), dtype=np.float32)
+    atac.data[:] = 1.0
+    cand = rng.integers(0, P, (G, C))  # as the reference's "random" candidate mode (repeats allowed)
+    return rna, atac, cand
+
+
+def _snareseq():
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+
+    sys.path.insert(0, str(ROOT))
+    from multiome_assets.annotation import match_genes, read_annotation
+    from multiome_assets.intervals import candidate_matrix, candidate_sets
+    from multiome_assets.readers import parse_peaks
+
+    rna = ad.read_h5ad(ROOT / "data/datasets/snareseq_hesc/rna.h5ad")
+    atac = ad.read_h5ad(ROOT / "data/datasets/snareseq_hesc/atac.h5ad")
+    genes = match_genes(rna.var_names, None, read_annotation(ROOT / "data/reference/hg38_genes_ensembl93.tsv.gz"))
+    cands = candidate_sets(genes, parse_peaks(atac.var_names), 100_000, 50)
+    cand = candidate_matrix(cands, rna.var_names, 50)
+    return sp.csr_matrix(rna.X, dtype=np.float32), sp.csr_matrix(atac.X, dtype=np.float32), cand
+
+
+def worker(spec: dict) -> dict:
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from multiome_assets.grn.pretrain import PROFILES, gene_embeddings, nb_targets
+    from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
+
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    dev = torch.device(spec["device"])
+    B = spec["batch"]
+    if spec["config"] == "reference":
+        G, P, C = 5000, 20000, 50
+        rna, atac, cand = _synthetic(G, P, C, n_cells=max(8, B * (spec["steps"] + spec["warmup"])))
+        cfg = GRNTransformerConfig(n_genes=G, n_peaks=P, ffn_mult=4, dropout=spec["dropout"])
+    else:
+        rna, atac, cand = _snareseq()
+        cfg = GRNTransformerConfig(n_genes=rna.shape[1], n_peaks=atac.shape[1], **PROFILES["cpu"][0])
+    targets, _ = nb_targets(rna)
+    torch.manual_seed(0)
+    model = GRNTransformer(cfg, torch.from_numpy(cand), grad_checkpointing=spec["checkpointing"]).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16) if spec["dtype"] == "bf16" else torch.autocast(dev.type, enabled=False)
+    gen = torch.Generator().manual_seed(0)
+    n_cells = rna.shape[0]
+
+    def batch(i):
+        rows = np.arange(i * B, (i + 1) * B) % n_cells
+        x = torch.from_numpy(rna[rows].toarray()).to(dev)
+        mask = (torch.rand(B, cfg.n_genes, generator=gen) < cfg.mask_fraction).to(dev)
+        return x, torch.from_numpy(atac[rows].toarray()).to(dev), mask, torch.from_numpy(targets[rows].toarray()).to(dev)
+
+    def step(i):
+        x, a, mask, y = batch(i)
+        with amp:
+            _, loss = model(x, a, mask, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GB (ru_maxrss is KB)
+    model.train()
+    for i in range(spec["warmup"]):
+        step(i)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    sync()
+    t = time.perf_counter()
+    for i in range(spec["steps"]):
+        loss = step(spec["warmup"] + i)
+    sync()
+    train_s = (time.perf_counter() - t) / (spec["steps"] * B)
+    peak = (torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    n_emb = spec["embed_cells"] or n_cells
+    t = time.perf_counter()
+    with amp:
+        gene_embeddings(model, rna[:n_emb], atac[:n_emb], {"all": np.arange(n_emb)}, batch_size=spec["embed_batch"], device=spec["device"])
+    sync()
+    embed_s = time.perf_counter() - t
+    peak_tokens = len(model.peak_index) / B + float(atac[:, model.peak_index.cpu().numpy()].nnz) / n_cells if cfg.use_atac else 0
+    fl = flops_per_cell(cfg, cfg.n_genes, cand.shape[1], peak_tokens)
+    return {**spec, "s_per_cell": train_s, "cells_per_s": 1 / train_s, "peak_gb": peak, "setup_gb": rss_setup,
+            "embed_s": embed_s, "embed_cells": n_emb, "gflop_train": fl["train"] / 1e9, "gflop_fwd": fl["forward"] / 1e9,
+            "loss": loss, "threads": torch.get_num_threads()}
+
+
+# ------------------------------------------------------------------------------------- driver
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--configs", nargs="+", default=["reference", "snareseq"], choices=["reference", "snareseq"])
+    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--batch", type=int, nargs="+", default=None, help="cells per step (default: 2 reference, 16 snareseq)")
+    p.add_argument("--steps", type=int, default=2, help="timed training steps")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--checkpointing", choices=["off", "on", "both"], default="both", help="reference rows")
+    p.add_argument("--dropout", type=float, default=0.0, help="reference rows (0.0 as the reference benchmark)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}  # no spinning on a shared box
+    rows = []
+    for config in args.configs:
+        for B in args.batch or [2 if config == "reference" else 16]:
+            for ckpt in ([False, True] if args.checkpointing == "both" else [args.checkpointing == "on"]) if config == "reference" else [False]:
+                for dtype in args.dtypes:
+                    spec = dict(config=config, batch=B, dtype=dtype, checkpointing=ckpt, steps=args.steps,
+                                warmup=args.warmup, device=args.device, threads=args.threads, dropout=args.dropout,
+                                embed_cells=8 if config == "reference" else 0, embed_batch=4 if config == "reference" else 32)
+                    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
+                                         capture_output=True, text=True)
+                    if out.returncode:
+                        print(out.stderr[-3000:], file=sys.stderr)
+                        continue
+                    rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                    print(f"done {config} B={B} {dtype} ckpt={ckpt}: {rows[-1]['s_per_cell']:.2f} s/cell", file=sys.stderr)
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f} (2 cores); OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}\n")
+    print("| config | batch | dtype | grad ckpt | train s/cell | cells/s | vs ref speed | peak RSS GB | vs ref mem | "
+          "GFLOP/cell (train) | achieved GFLOP/s | embed export |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ref = r["config"] == "reference"
+        print(f"| {r['config']} | {r['batch']} | {r['dtype']} | {'on' if r['checkpointing'] else 'off'} | "
+              f"{r['s_per_cell']:.2f} | {r['cells_per_s']:.3f} | {REF_S_PER_CELL / r['s_per_cell']:.1f}x | " if ref else
+              f"| {r['config']} | {r['batch']} | {r['dtype']} | off | {r['s_per_cell']:.3f} | {r['cells_per_s']:.2f} | - | ",
+              end="")
+        print(f"{r['peak_gb']:.2f} (setup {r['setup_gb']:.2f}) | {r['peak_gb'] / REF_PEAK_GB:.2f}x | " if ref else
+              f"{r['peak_gb']:.2f} (setup {r['setup_gb']:.2f}) | - | ", end="")
+        print(f"{r['gflop_train']:.0f} | {r['gflop_train'] / r['s_per_cell']:.0f} | "
+              f"{r['embed_s']:.1f} s / {r['embed_cells']} cells ({r['embed_s'] / r['embed_cells']:.2f} s/cell) |")
+    print(f"\nreference implementation (same machine kind): {REF_S_PER_CELL} s/cell fwd+bwd, {REF_PEAK_GB} GB peak")
+
+
+if __name__ == "__main__":
+    main()

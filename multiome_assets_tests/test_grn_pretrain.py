@@ -1,0 +1,155 @@
+"""Stage 1 pretraining: it learns on structured data, is reproducible, and exports cell-set embeddings."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from multiome_assets.grn.pretrain import (
+    PROFILES,
+    PretrainConfig,
+    gene_embeddings,
+    load_backbone,
+    nb_targets,
+    pretrain_backbone,
+)
+from multiome_assets.models.grn_transformer import GRNTransformerConfig
+
+G, P, C = 30, 48, 4
+
+
+def structured_multiome(n_cells=160, seed=0):
+    """Three cell programs: each gene's mean count and each peak's accessibility depend on the
+    program; a gene's candidate peaks open together with it. Returns log1p input, atac, counts, candidates."""
+    rng = np.random.default_rng(seed)
+    program = rng.integers(0, 3, n_cells)
+    gene_prog = rng.integers(0, 3, G)
+    mean = np.where(gene_prog[None, :] == program[:, None], 6.0, 0.3) * rng.uniform(0.5, 2.0, G)
+    size = rng.uniform(0.6, 1.6, n_cells)[:, None]
+    counts = rng.poisson(mean * size).astype(np.float32)
+    cand = np.full((G, C), -1)
+    for g in range(G):  # test-data construction, not library code
+        cand[g, : 2 + g % 3] = rng.choice(P, 2 + g % 3, replace=False)
+    peak_prog = np.full(P, -1)
+    valid = cand >= 0
+    peak_prog[cand[valid]] = np.repeat(gene_prog, valid.sum(1))
+    p_open = np.where(peak_prog[None, :] == program[:, None], 0.8, 0.05)
+    atac = (rng.random((n_cells, P)) < p_open).astype(np.float32)
+    return sp.csr_matrix(np.log1p(counts)), sp.csr_matrix(atac), sp.csr_matrix(counts), cand
+
+
+CFG = GRNTransformerConfig(n_genes=G, n_peaks=P, d_model=16, n_layers=1, n_heads=2, dropout=0.0,
+                           top_k=2, k_neighbors=4, max_candidates=C)
+TRAIN = PretrainConfig(lr=1e-2, batch_size=16, max_epochs=8, patience=8, seed=7)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread beats two contending ones on a shared 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return structured_multiome()
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    rna, atac, counts, cand = data
+    return pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG, train_config=TRAIN,
+                             gene_names=[f"g{i}" for i in range(G)], peak_names=[f"p{i}" for i in range(P)])
+
+
+def test_pretraining_lowers_validation_loss(trained):
+    ckpt, history = trained
+    assert list(history.columns) == ["epoch", "train_loss", "val_loss"]
+    assert history.epoch.tolist()[0] == 0 and np.isnan(history.train_loss[0])  # the untrained model
+    assert ckpt["best_val_loss"] == history.val_loss.min() < 0.9 * history.val_loss[0]
+    assert ckpt["best_epoch"] == int(history.epoch[history.val_loss.idxmin()]) > 0
+    assert ckpt["nb_target"] == "counts"
+    assert ckpt["gene_names"][3] == "g3" and ckpt["config"]["d_model"] == 16
+
+
+def test_same_seed_same_checkpoint_other_seed_differs(data):
+    rna, atac, counts, cand = data
+    rna, atac, counts = rna[:64], atac[:64], counts[:64]
+    short = replace(TRAIN, max_epochs=2)
+    a, ha = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG, train_config=short)
+    b, hb = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG, train_config=short)
+    c, _ = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG, train_config=replace(short, seed=8))
+    assert ha.equals(hb)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert not all(torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
+
+
+def test_early_stopping_keeps_the_best_weights(data):
+    rna, atac, counts, cand = data
+    ckpt, history = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG,
+                                      train_config=replace(TRAIN, lr=0.3, max_epochs=8, patience=1))
+    assert len(history) < 9  # stopped before max_epochs
+    model = load_backbone(ckpt)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in ckpt["model"].items())
+
+
+def test_gene_embeddings_are_per_set_means_of_final_states(data, trained):
+    rna, atac, _, _ = data
+    model = load_backbone(trained[0])
+    model.train()
+    sets = {"all": np.arange(rna.shape[0]), "a": np.arange(0, 10), "b": np.array([3, 40, 41, 9])}
+    emb = gene_embeddings(model, rna, atac, sets, batch_size=7)
+    assert model.training  # mode restored
+    model.eval()
+    with torch.no_grad():
+        states, _ = model(torch.from_numpy(rna.toarray()), torch.from_numpy(atac.toarray()))
+    for name, idx in sets.items():
+        assert emb[name].shape == (G, 16) and emb[name].dtype == np.float32
+        np.testing.assert_allclose(emb[name], states[idx].mean(0).numpy(), atol=1e-5)
+    again = gene_embeddings(model, rna, atac, sets, batch_size=32)
+    np.testing.assert_allclose(again["all"], emb["all"], atol=1e-5)
+    with pytest.raises(ValueError, match="'empty'"):
+        gene_embeddings(model, rna, atac, {"empty": np.array([], dtype=int)})
+
+
+def test_rna_only_ablation_trains(data):
+    rna, atac, counts, _ = data
+    cfg = replace(CFG, use_atac=False)
+    ckpt, history = pretrain_backbone(rna, atac, np.full((G, C), -1), counts=counts, model_config=cfg,
+                                      train_config=replace(TRAIN, max_epochs=3))
+    assert history.val_loss.iloc[-1] < history.val_loss[0]
+    emb = gene_embeddings(load_backbone(ckpt), rna, atac, {"all": np.arange(5)})
+    assert np.isfinite(emb["all"]).all()
+
+
+def test_nb_targets_recover_counts_from_log_transforms():
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(2.0, (20, 15)).astype(np.float32))
+    for values, kind in [
+        (counts, "counts"),
+        (counts.log1p(), "expm1"),
+        (sp.csr_matrix((np.log2(1 + counts.data), counts.indices, counts.indptr), shape=counts.shape), "exp2m1"),
+    ]:
+        targets, how = nb_targets(values)
+        assert how == kind
+        assert (targets != counts).nnz == 0
+    lib = np.asarray(counts.sum(1)).ravel()
+    normalized = sp.csr_matrix(sp.diags(1e4 / lib) @ counts).log1p()
+    targets, how = nb_targets(normalized)
+    assert how == "round_expm1" and np.all(targets.data == np.round(targets.data)) and targets.nnz > 0
+    assert nb_targets(normalized, counts)[1] == "counts"
+
+
+def test_profiles():
+    assert set(PROFILES) >= {"paper", "cpu"}
+    overrides, train = PROFILES["paper"]
+    paper = GRNTransformerConfig(n_genes=1, n_peaks=1, **overrides)
+    assert (paper.d_model, paper.n_layers, paper.n_heads, paper.top_k, paper.k_neighbors) == (256, 6, 8, 8, 16)
+    assert (train.lr, train.weight_decay, train.batch_size, train.seed) == (1e-4, 1e-2, 64, 42)
+    cpu = GRNTransformerConfig(n_genes=1, n_peaks=1, **PROFILES["cpu"][0])
+    assert cpu.d_model < paper.d_model and cpu.d_model % cpu.n_heads == 0
