@@ -56,3 +56,14 @@ def write_dataset(root: Path, key: str, rna: ad.AnnData, atac: ad.AnnData, **set
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models: on a shared 2-core machine a second intra-op thread only spins."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

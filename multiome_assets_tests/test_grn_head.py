@@ -19,13 +19,7 @@ from multiome_assets.grn.head import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The models here are tiny: on the shared 2-core box a second intra-op thread only spins."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sig(x):

@@ -46,13 +46,7 @@ CFG = GRNTransformerConfig(n_genes=G, n_peaks=P, d_model=16, n_layers=1, n_heads
 TRAIN = PretrainConfig(lr=1e-2, batch_size=16, max_epochs=8, patience=8, seed=7)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread beats two contending ones on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ from multiome_assets.grn.simulate import planted_multiome
 from multiome_assets.models.grn_transformer import GRNTransformerConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: on the shared 2-core box a second intra-op thread only spins."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
