@@ -57,9 +57,15 @@ class PretrainConfig:
 # name -> (GRNTransformerConfig overrides, training config)
 PROFILES: dict[str, tuple[dict, PretrainConfig]] = {
     "paper": ({}, PretrainConfig()),  # d=256, 6 layers, 8 heads: meant for a GPU
-    # bundled SNARE-seq (385 cells x 8,595 genes) end to end in a few minutes on 2 CPU cores;
-    # a 20x smaller model learns faster at a larger step size
-    "cpu": (dict(d_model=64, n_layers=2, n_heads=4), PretrainConfig(lr=1e-3, batch_size=16, max_epochs=3, patience=1)),
+    # bundled SNARE-seq (385 cells x 8,595 genes) in a few minutes on 2 CPU cores. The cost there
+    # is gathers and kNN over 8,595 genes, not matmuls: d is cut, the method's k and K are kept;
+    # 16 candidates keep 98% of the 100 kb links (mean 5.7 per gene) at a third of the cross-
+    # attention cost; a larger batch shares the zero-peak tokens; one epoch takes most of the
+    # gain (measured: val NB NLL 0.254 -> 0.238 after epoch 1, 0.237 after epoch 2).
+    "cpu": (
+        dict(d_model=32, n_layers=2, n_heads=4, max_candidates=16),
+        PretrainConfig(lr=2e-3, batch_size=32, max_epochs=1, patience=1),
+    ),
 }
 
 
@@ -258,7 +264,8 @@ def gene_embeddings(
     """Final gene states of the frozen backbone (eval mode, nothing masked) averaged per cell set.
 
     One pass over the cells that belong to any set; each cell's (G, d) states are added into
-    every set holding it (a (sets, cells) membership matmul per batch).
+    every set holding it (a (sets, cells) membership matmul per batch). The model is moved to
+    ``device``; its train/eval mode is restored afterwards.
 
     Returns
     -------

@@ -15,7 +15,13 @@ epiaware/models/{backbone,attention}.py), re-derived for speed and memory:
   Dropout masks on the shared zero tokens are therefore shared by the cells of a batch.
   The last block's peak FFN would feed nothing and does not exist.
 - Candidate keys/values are never materialised per (cell, gene, candidate): `gather_dot` and
-  `gather_sum` gather in chunks inside custom autograd functions and re-gather in backward.
+  `gather_sum` gather in chunks inside custom autograd functions and re-gather in backward; the
+  kNN attention is one fused function of the same kind.
+- kNN (exact): genes with value 0 that are not masked share one state across cells, so their
+  mutual similarities are computed once per batch (`knn_indices`).
+- Optional block recomputation in backward (`grad_checkpointing`) trades ~1/4 more time for memory.
+- On CPU, dropout masks come from 15-bit slices of 64-bit random draws (`_keep_mask`): the serial
+  CPU generator otherwise costs more than the layers; p is rounded to a multiple of 1/32768.
 """
 from __future__ import annotations
 
@@ -207,7 +213,7 @@ def knn_indices(states: torch.Tensor, k: int, base: torch.Tensor | None = None, 
     ar = torch.arange(G, device=dev)
     changed = None if shared is None else ~shared
     Cm = G if changed is None else int(changed.sum(1).max())
-    if base is None or 2 * Cm > G:  # brute force
+    if base is None or 2 * Cm > G or Cm == 0:  # brute force
         out = torch.empty(B, G, k, dtype=torch.long, device=dev)
         for i, j in _steps(G, B * G, _KNN_ELEMS):
             sims = torch.bmm(x[:, i:j], x.transpose(1, 2))  # (B, r, G)
@@ -228,13 +234,14 @@ def knn_indices(states: torch.Tensor, k: int, base: torch.Tensor | None = None, 
     xc = x.gather(1, chg[..., None].expand(B, Cm, d))  # (B, Cm, d)
     out = torch.empty(B, G + 1, k, dtype=torch.long, device=dev)  # row G: sink for padding
     exact = torch.empty(B, G, dtype=torch.bool, device=dev)
-    for i, j in _steps(G, B * (T + Cm), _KNN_ELEMS):  # every row: shared top-T + changed columns
-        to_chg = torch.bmm(x[:, i:j], xc.transpose(1, 2))  # (B, r, Cm)
-        to_chg.masked_fill_(~chg_ok[:, None] | (chg[:, None] == ar[i:j, None]), -inf)
+    kc = min(k, Cm)
+    for i, j in _steps(G, B * (T + Cm), _KNN_ELEMS):  # shared rows: shared top-T + changed columns
         to_shared = vals0[i:j].expand(B, -1, -1).masked_fill(changed[:, idx0[i:j]], -inf)  # (B, r, T)
-        v, pos = torch.cat([to_shared, to_chg], dim=2).topk(k, dim=-1, sorted=False)
+        to_chg = torch.bmm(x[:, i:j], xc.transpose(1, 2)).masked_fill_(~chg_ok[:, None], -inf)  # (B, r, Cm)
+        vc, pc = to_chg.topk(kc, dim=-1, sorted=False)  # (changed rows are redone below)
+        v, pos = torch.cat([to_shared, vc], dim=2).topk(k, dim=-1, sorted=False)  # (B, r, k)
         from_shared = idx0[i:j].expand(B, -1, -1).gather(2, pos.clamp(max=T - 1))
-        from_chg = chg[:, None].expand(-1, j - i, -1).gather(2, (pos - T).clamp(min=0))
+        from_chg = chg[:, None].expand(-1, j - i, -1).gather(2, pc.gather(2, (pos - T).clamp(min=0)))
         out[:, i:j] = torch.where(pos < T, from_shared, from_chg)
         exact[:, i:j] = v.min(-1).values >= vals0[i:j, -1]
     sink = torch.where(chg_ok, chg, G)
