@@ -15,6 +15,7 @@ from multiome_assets.grn.pretrain import (
     load_backbone,
     nb_targets,
     pretrain_backbone,
+    svd_gene_init,
 )
 from multiome_assets.models.grn_transformer import GRNTransformerConfig
 
@@ -147,3 +148,24 @@ def test_profiles():
     assert (train.lr, train.weight_decay, train.batch_size, train.seed) == (1e-4, 1e-2, 64, 42)
     cpu = GRNTransformerConfig(n_genes=1, n_peaks=1, **PROFILES["cpu"][0])
     assert cpu.d_model < paper.d_model and cpu.d_model % cpu.n_heads == 0
+
+
+def test_svd_gene_init_starts_coexpressed_genes_together(data):
+    rna, atac, counts, cand = data  # genes follow one of three cell programs
+    z = svd_gene_init(rna, 16, seed=0)
+    assert z.shape == (G, 16) and np.isclose(np.sqrt(np.mean(z**2)), 1.0)
+    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    cos = zn @ zn.T
+    x = rna.toarray()
+    corr = np.corrcoef(x.T)
+    same = corr > 0.5  # pairs of genes of one program
+    off = ~np.eye(G, dtype=bool)
+    assert cos[same & off].mean() > cos[~same].mean() + 0.5
+    wide = svd_gene_init(rna[:5], 16, seed=0)  # 5 cells: rank 4 at most, other components zero
+    assert np.all(wide[:, 4:] == 0)
+
+
+def test_unknown_gene_id_init_is_refused(data):
+    rna, atac, counts, cand = data
+    with pytest.raises(ValueError, match="gene_id_init"):
+        pretrain_backbone(rna, atac, cand, model_config=CFG, train_config=replace(TRAIN, gene_id_init="pca"))

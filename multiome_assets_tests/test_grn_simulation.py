@@ -142,20 +142,46 @@ def test_head_recovers_held_out_planted_edges_from_expression_embeddings():
     assert auroc > _held_out_auroc(space, in_degree) + 0.03
 
 
-def test_backbone_embeddings_feed_the_head_end_to_end():
-    """Stage 1 (tiny backbone, short pretraining) -> cell-averaged gene states -> Stage 2 head
-    -> full (R, G) export, on the simulated multiome."""
-    N, G, R, P = 120, 150, 10, 400
-    sim = planted_multiome(n_cells=N, n_genes=G, n_regulators=R, n_peaks=P, seed=1)
-    model_config = GRNTransformerConfig(n_genes=G, n_peaks=P, d_model=16, n_layers=1, n_heads=2, k_neighbors=8)
-    train_config = PretrainConfig(lr=1e-2, batch_size=32, max_epochs=2, patience=2)
-    checkpoint, history = pretrain_backbone(
-        sim.rna, sim.atac, sim.candidates, counts=sim.counts, model_config=model_config, train_config=train_config
-    )
-    assert np.isfinite(history["val_loss"]).all()
-    z = gene_embeddings(load_backbone(checkpoint), sim.rna, sim.atac, {"all": np.arange(N)})["all"]
-    assert z.shape == (G, 16) and np.isfinite(z).all()
+@pytest.fixture(scope="module")
+def pretrained():
+    """Stage 1 on the planted multiome: a small backbone, 3 epochs of masked NB pretraining."""
+    N, G, R, P = 400, 500, 25, 1500
+    sim = planted_multiome(n_cells=N, n_genes=G, n_regulators=R, n_peaks=P, seed=0)
+    model_config = GRNTransformerConfig(n_genes=G, n_peaks=P, d_model=16, n_layers=2, n_heads=2, k_neighbors=8)
+    train_config = PretrainConfig(lr=3e-3, batch_size=32, max_epochs=3, patience=3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module scope: the one_torch_thread fixture is not active yet
+    try:
+        checkpoint, history = pretrain_backbone(
+            sim.rna, sim.atac, sim.candidates, counts=sim.counts, model_config=model_config, train_config=train_config
+        )
+        z = gene_embeddings(load_backbone(checkpoint), sim.rna, sim.atac, {"all": np.arange(N)})["all"]
+    finally:
+        torch.set_num_threads(threads)
+    return sim, history, z
 
+
+def test_backbone_embeddings_recover_held_out_planted_edges(pretrained):
+    """Simulate -> pretrain the backbone -> cell-averaged gene states -> BCE head on 80% of the
+    planted edges: the held-out 20% rank above the other pairs and above the targets' training
+    in-degree. Measured (2 threads): AUROC 0.65 / 0.66 at simulation seeds 0 / 1 with the SVD
+    start of the gene identities, 0.53 / 0.56 with random identities (in-degree 0.57-0.61)."""
+    sim, history, z = pretrained
+    assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]  # pretraining learned something
+    space = sim.edge_space(test_fraction=0.2, seed=0)
+    reg = space.regulator_gene_index
+    head, _ = train_edge_head(z, reg, space.train, EdgeHeadConfig(epochs=20, batch_size=512, lr=3e-3))
+    auroc = _held_out_auroc(space, score_all_pairs(head, z, reg))
+    in_degree = np.broadcast_to(np.asarray(space.train.sum(0)).ravel(), space.shape)
+    assert auroc > 0.62
+    assert auroc > _held_out_auroc(space, in_degree) + 0.03
+
+
+def test_backbone_embeddings_feed_the_nnpu_head_and_export(pretrained):
+    """Stage 2 with nnPU on the backbone's embeddings: non-negative risk, a full (R, G) export,
+    the same scores again from the same seed, and the long table of the candidate space."""
+    sim, _, z = pretrained
+    assert z.shape == (len(sim.gene_names), 16) and np.isfinite(z).all()
     space = sim.edge_space(test_fraction=0.2, seed=1)
     reg = space.regulator_gene_index
     config = EdgeHeadConfig(objective="nnpu", epochs=2, batch_size=256, prior_pi=0.05)
