@@ -2,6 +2,8 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# torch worker threads sleep instead of spinning while they wait: on 2 shared cores spinning costs several-fold
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install dev demo test ui bench clean
 

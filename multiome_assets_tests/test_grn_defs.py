@@ -46,7 +46,8 @@ def test_metrics_table_compares_every_method_on_both_splits(built):
     for split in ("random", "tf_heldout"):
         methods = set(got[got.split == split].method)
         assert {"epiawarenet_bce", "epiawarenet_nnpu", "epiawarenet_bce_rna_only",
-                "epiawarenet_bce_random_candidates", "mlp_svd_bce", "pearson", "spearman", "wgcna",
+                "epiawarenet_bce_random_candidates", "mlp_svd_bce", "epiawarenet_bce_degree",
+                "mlp_degree_bce", "pearson", "spearman", "wgcna",
                 "degree_tf_out", "degree_target_in", "degree_product"} <= methods
     assert got.auroc.between(0, 1).all() and got.random_network_pvalue_auprc.between(0, 1).all()
     assert got.per_target_auroc_macro.notna().any()

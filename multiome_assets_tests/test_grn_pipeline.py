@@ -48,3 +48,13 @@ def test_top_targets_excludes_self_and_ranks(rng):
     assert table.values.tolist() == [["b", "c", np.float32(0.5), 1], ["b", "d", np.float32(0.3), 2],
                                      ["d", "c", np.float32(0.6), 1], ["d", "b", np.float32(0.4), 2]]
     assert len(pipeline.top_targets(scores, regs, genes, top=None)) == 2 * 3
+
+
+
+def test_degree_heads_read_what_their_names_say():
+    emb = {"gene_names": ["a", "b", "c"], "embeddings": {"full": {"all": np.ones((3, 4), dtype=np.float32)}}}
+    assert pipeline.head_embedding(emb, "full+degree").shape == (3, 4)
+    assert pipeline.head_embedding(emb, "degree").shape == (3, 0)
+    assert pipeline.method_name("full+degree", "bce") == "epiawarenet_bce_degree"
+    assert pipeline.method_name("degree", "nnpu") == "mlp_degree_nnpu"
+    assert pipeline.method_name("rna_only", "bce") == "epiawarenet_bce_rna_only"

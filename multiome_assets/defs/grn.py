@@ -26,6 +26,7 @@ class BackboneConfig(dg.Config):
 
 class HeadConfig(dg.Config):
     epochs: int = 20
+    min_steps: int = 400  # more epochs for small priors (see EdgeHeadConfig.min_steps)
     prior_pi: float = 0.01  # nnPU class prior
     seed: int = 42
 
@@ -58,21 +59,21 @@ def _backbone(context, config: BackboneConfig, compute: ComputeDevice, mo: Multi
     return ckpt
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="1", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
 def grn_backbone(context: dg.AssetExecutionContext, config: BackboneConfig, compute: ComputeDevice,
                  multiome: Multiome, candidate_sets: pd.DataFrame) -> dict:
     """Stage 1: the gene+peak transformer pretrained by masked NB reconstruction (checkpoint + curve)."""
     return _backbone(context, config, compute, multiome, candidate_sets)
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="1", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
 def grn_backbone_rna_only(context: dg.AssetExecutionContext, config: BackboneConfig, compute: ComputeDevice,
                           multiome: Multiome) -> dict:
     """Ablation: the backbone without ATAC (no peak tokens, no gene→peak attention)."""
     return _backbone(context, config, compute, multiome, None)
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="1", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
 def grn_backbone_random_candidates(context: dg.AssetExecutionContext, config: BackboneConfig,
                                    compute: ComputeDevice, multiome: Multiome,
                                    randomized_candidate_sets: pd.DataFrame) -> dict:
@@ -98,14 +99,14 @@ def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
             "profile": grn_backbone["profile"]}
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="1", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
 def grn_head(context: dg.AssetExecutionContext, config: HeadConfig, datasets: DatasetCatalog,
              compute: ComputeDevice, multiome: Multiome, prior_edges: pd.DataFrame, grn_embeddings: dict) -> dict:
     """Stage 2 heads (BCE and nnPU) on each embedding, trained per split; `all` = every prior edge."""
     genes = multiome.rna.var_names
     regulators = pipeline.regulator_universe(genes, read_tf_list(datasets.spec(context.partition_key).tf_list))
     heads = pipeline.train_heads(grn_embeddings, prior_edges, genes, regulators,
-                                 epochs=config.epochs, prior_pi=config.prior_pi, seed=config.seed,
+                                 epochs=config.epochs, min_steps=config.min_steps, prior_pi=config.prior_pi, seed=config.seed,
                                  device=compute.torch_device())
     context.add_output_metadata({"heads": len(heads["heads"]), "regulators": len(regulators)})
     return heads
@@ -141,8 +142,8 @@ def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, dat
 
 @dg.multi_asset(
     partitions_def=dataset_partitions, group_name="grn", can_subset=False,
-    outs={"grn_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="1", kinds={"parquet"}),
-          "grn_regulator_enrichment": dg.AssetOut(io_manager_key="warehouse", code_version="1", kinds={"parquet"})},
+    outs={"grn_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="2", kinds={"parquet"}),
+          "grn_regulator_enrichment": dg.AssetOut(io_manager_key="warehouse", code_version="2", kinds={"parquet"})},
     ins={name: dg.AssetIn() for name in ("multiome", "prior_edges", "grn_embeddings", "grn_head", "grn_baselines")},
 )
 def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, compute: ComputeDevice, multiome,

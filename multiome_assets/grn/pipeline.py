@@ -5,6 +5,11 @@ Variants of the Stage 1 backbone (the ablations):
     rna_only             no ATAC: no peak tokens, no gene→peak cross-attention
     random_candidates    peak tokens, but each gene's candidates drawn at random
 and, without any backbone, `svd`: the same head on a truncated SVD of the expression matrix.
+
+Degree information (the model may use it; then the table shows what the multiome adds on top):
+    full+degree          the backbone's embeddings plus each gene's training out- and in-degree
+                         (``EdgeHeadConfig.degree_features``, leave-one-out for training positives)
+    degree               the same head on the degrees alone (no expression, no ATAC)
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from multiome_assets.priors import split_frames
 from multiome_assets.readers import Multiome
 
 VARIANTS = ("full", "rna_only", "random_candidates")
-HEAD_INPUTS = (*VARIANTS, "svd")
+HEAD_INPUTS = (*VARIANTS, "svd", "full+degree", "degree")
 OBJECTIVES = ("bce", "nnpu")
 MIN_CELLS_PER_CONTEXT = 10
 
@@ -131,14 +136,22 @@ def head_key(head_input: str, objective: str, split: str) -> str:
 
 
 def method_name(head_input: str, objective: str) -> str:
-    """epiawarenet_bce, epiawarenet_nnpu_rna_only, ..., mlp_svd_bce (the head without a backbone)."""
-    if head_input == "svd":
-        return f"mlp_svd_{objective}"
-    return f"epiawarenet_{objective}" + ("" if head_input == "full" else f"_{head_input}")
+    """epiawarenet_bce, epiawarenet_nnpu_rna_only, epiawarenet_bce_degree, ..., and the heads
+    without a backbone mlp_svd_bce, mlp_degree_bce."""
+    if head_input in ("svd", "degree"):
+        return f"mlp_{head_input}_{objective}"
+    return f"epiawarenet_{objective}" + {"full": "", "full+degree": "_degree"}.get(head_input, f"_{head_input}")
+
+
+def head_embedding(grn_embeddings: dict, head_input: str, context: str = "all") -> np.ndarray:
+    """The per-gene embedding a head of `head_input` reads; degree heads add the degrees themselves."""
+    if head_input == "degree":
+        return np.zeros((len(grn_embeddings["gene_names"]), 0), dtype=np.float32)
+    return grn_embeddings["embeddings"]["full" if head_input == "full+degree" else head_input][context]
 
 
 def train_heads(grn_embeddings: dict, prior_edges: pd.DataFrame, genes: pd.Index, regulators: np.ndarray, *,
-                epochs: int, prior_pi: float, seed: int, device: str) -> dict:
+                epochs: int, prior_pi: float, seed: int, device: str, min_steps: int = 400) -> dict:
     """One Stage 2 head per (embedding, objective, split) on the 'all' cell set.
 
     Rows are every TF of the TF list (`regulators`); positives are the split's training edges;
@@ -153,9 +166,10 @@ def train_heads(grn_embeddings: dict, prior_edges: pd.DataFrame, genes: pd.Index
     for split in ("random", "tf_heldout", "all"):
         positives = train_pairs(prior_edges, split, genes, regulators)
         for head_input in HEAD_INPUTS:
-            z = grn_embeddings["embeddings"][head_input]["all"]
+            z = head_embedding(grn_embeddings, head_input)
             for objective in OBJECTIVES:
-                config = EdgeHeadConfig(objective=objective, epochs=epochs, prior_pi=prior_pi, seed=seed)
+                config = EdgeHeadConfig(objective=objective, epochs=epochs, min_steps=min_steps, prior_pi=prior_pi, seed=seed,
+                                        degree_features=head_input in ("full+degree", "degree"))
                 head, history = train_edge_head(z, reg_index, positives, config, device=device)
                 heads[head_key(head_input, objective, split)] = edge_head_checkpoint(head)
                 histories.append(history.assign(head=head_key(head_input, objective, split)))
@@ -191,7 +205,7 @@ def method_scores(space: EdgeSpace, split: str, grn_embeddings: dict, grn_head: 
     genes = pd.Index(space.genes)
     out = {}
     for head_input in HEAD_INPUTS:
-        z = grn_embeddings["embeddings"][head_input]["all"]
+        z = head_embedding(grn_embeddings, head_input)
         for objective in OBJECTIVES:
             out[method_name(head_input, objective)] = _score(
                 grn_head, head_key(head_input, objective, split), z, space.regulators, genes, device)
@@ -214,7 +228,7 @@ def method_kind(name: str) -> str:
         return "external"
     if name in ("epiawarenet_bce", "epiawarenet_nnpu"):
         return "transformer"
-    if name.startswith(("epiawarenet_", "mlp_svd_")):
+    if name.startswith(("epiawarenet_", "mlp_")):
         return "ablation"
     return "baseline"
 
