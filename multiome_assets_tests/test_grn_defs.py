@@ -1,4 +1,6 @@
 """The GRN assets end to end on the bundled BMMC data (small settings), through real Dagster and DuckDB."""
+import json
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -51,6 +53,8 @@ def test_metrics_table_compares_every_method_on_both_splits(built):
                 "degree_tf_out", "degree_target_in", "degree_product"} <= methods
     assert got.auroc.between(0, 1).all() and got.random_network_pvalue_auprc.between(0, 1).all()
     assert got.per_target_auroc_macro.notna().any()
+    run = warehouse.query("select seed, config from grn_metrics limit 1")
+    assert run.seed.iloc[0] == 42 and json.loads(run.config.iloc[0])["split_seed"] == 0  # HeadConfig / SplitConfig
     # the one query the issue asks for works
     one = warehouse.query("select method, auroc from grn_metrics where split = 'random' "
                           "and method in ('epiawarenet_bce', 'pearson') order by method")

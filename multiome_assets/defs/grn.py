@@ -157,9 +157,11 @@ def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, com
         methods = pipeline.method_scores(space, split, grn_embeddings, grn_head, grn_baselines,
                                          config.external_grns, device=compute.torch_device())
         m, e = pipeline.evaluate_methods(methods, space, n_random=config.n_random, top_n=config.top_n)
+        head = grn_head["config"]
         settings = {"split_seed": int(prior_edges.split_seed.iloc[0]), "n_random": config.n_random,
-                    "profile": grn_embeddings.get("profile", "")}
-        metrics.append(m.assign(split=split, config=json.dumps(settings)))
+                    "profile": grn_embeddings.get("profile", ""),
+                    "head": {k: head[k] for k in ("epochs", "min_steps", "prior_pi", "neg_ratio", "lr") if k in head}}
+        metrics.append(m.assign(split=split, seed=head["seed"], config=json.dumps(settings)))
         enrichment.append(e.assign(split=split))
         png = warehouse.artifact_path("grn_curves", f"{context.partition_key}__{split}", ".png")
         curves_png(pipeline.headline_methods(methods), space, png)
