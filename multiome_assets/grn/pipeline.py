@@ -23,7 +23,8 @@ from multiome_assets.priors import split_frames
 from multiome_assets.readers import Multiome
 
 VARIANTS = ("full", "rna_only", "random_candidates")
-HEAD_INPUTS = (*VARIANTS, "svd", "full+degree", "degree")
+DEGREE_INPUTS = ("full+degree", "degree")  # heads that also read each gene's training degrees
+HEAD_INPUTS = (*VARIANTS, "svd", *DEGREE_INPUTS)
 OBJECTIVES = ("bce", "nnpu")
 MIN_CELLS_PER_CONTEXT = 10
 
@@ -169,7 +170,7 @@ def train_heads(grn_embeddings: dict, prior_edges: pd.DataFrame, genes: pd.Index
             z = head_embedding(grn_embeddings, head_input)
             for objective in OBJECTIVES:
                 config = EdgeHeadConfig(objective=objective, epochs=epochs, min_steps=min_steps, prior_pi=prior_pi, seed=seed,
-                                        degree_features=head_input in ("full+degree", "degree"))
+                                        degree_features=head_input in DEGREE_INPUTS)
                 head, history = train_edge_head(z, reg_index, positives, config, device=device)
                 heads[head_key(head_input, objective, split)] = edge_head_checkpoint(head)
                 histories.append(history.assign(head=head_key(head_input, objective, split)))

@@ -94,7 +94,8 @@ def nb_targets(rna: sp.csr_matrix, counts: sp.csr_matrix | None = None) -> tuple
 
 def svd_gene_init(rna: sp.csr_matrix, d: int, seed: int) -> np.ndarray:
     """(G, d) starting gene identity embeddings: loadings V*S of the top-d truncated SVD of the
-    column-standardized expression, scaled to unit RMS (as nn.Embedding's N(0, 1) init).
+    expression with each gene scaled to unit variance (not centered, so it stays sparse; the
+    first component then carries the mean), scaled to unit RMS (as nn.Embedding's N(0, 1) init).
 
     Cosine similarity of two rows then approximates the genes' expression correlation, so the
     kNN gene graph links co-expressed genes from the first step, and the cell-averaged states
