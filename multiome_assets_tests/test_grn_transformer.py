@@ -1,7 +1,8 @@
 """EpiAwareNet Stage 1 backbone: masking, kNN graph, Top-K candidate attention, sparse primitives.
 
-Naive references are written out densely here (every cell gets every peak token) so the
-model's shared-token and chunked-gather shortcuts are checked against the plain definition.
+Naive references are written out densely here (every cell gets every peak token, every head is
+computed on its own) so the model's shared tokens and sparse-matrix products are checked
+against the plain definition.
 """
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import multiome_assets.models.grn_transformer as gt
 from multiome_assets.models.grn_transformer import (
     GRNTransformer,
     GRNTransformerConfig,
-    gather_dot,
-    gather_sum,
+    Pattern,
+    head_pattern,
     knn_indices,
+    neighbour_pattern,
+    sampled_dot,
+    weighted_sum,
 )
 
 
@@ -119,8 +123,7 @@ def _naive_cross(module, x, peak_tokens, cand, top_k):
 
 
 @pytest.mark.parametrize("top_k", [2, 6, 50])
-def test_top_k_cross_attention_matches_dense_masked_softmax(top_k, monkeypatch):
-    monkeypatch.setattr(gt, "_CHUNK_ELEMS", 200)
+def test_top_k_cross_attention_matches_dense_masked_softmax(top_k):
     model = _model(C=6, top_k=top_k).double()
     _, atac, _, _ = _inputs(3, 24, 40)
     atac = atac.double()
@@ -133,17 +136,37 @@ def test_top_k_cross_attention_matches_dense_masked_softmax(top_k, monkeypatch):
     assert torch.allclose(out, ref, atol=1e-10)
 
 
-def test_cross_and_neighbour_attention_gradients(monkeypatch):
-    monkeypatch.setattr(gt, "_CHUNK_ELEMS", 100)
+def test_cross_and_neighbour_attention_gradients():
     model = _model(G=10, P=16, C=4, top_k=2).double()
     _, atac, _, _ = _inputs(2, 10, 16)
-    peaks, plan = model._peak_plan(atac.double())
+    peaks, _ = model._peak_plan(atac.double())
     x = torch.randn(2, 10, 16, dtype=torch.double, requires_grad=True)
     peaks = peaks.detach().requires_grad_()
-    assert plan["e_tok"].numel() > 0  # the per-cell non-zero token path is exercised
-    assert torch.autograd.gradcheck(lambda x, p: model.blocks[0].cross(x, p, plan), (x, peaks))
-    nbr = knn_indices(x.detach(), 4)
-    assert torch.autograd.gradcheck(lambda x: model.blocks[0].attn(x, nbr), (x,))
+    own = atac[:, model.peak_index][:, model.cand.clamp(min=0)] > 0  # (B, G, C) candidates with the cell's own token
+    assert own[:, model.cand >= 0].any()  # the per-cell non-zero token path is exercised
+    fresh = lambda: model._peak_plan(atac.double())[1]  # noqa: E731  a plan per forward, as in the model
+    assert torch.autograd.gradcheck(lambda x, p: model.blocks[0].cross(x, p, fresh()), (x, peaks))
+    neighbours = neighbour_pattern(knn_indices(x.detach(), 4), 4)
+    assert torch.autograd.gradcheck(lambda x: model.blocks[0].attn(x, neighbours), (x,))
+
+
+def _naive_neighbour_attention(module, x, nbr):
+    """Dense reference: per cell, gene and head, softmax over the k neighbours' logits."""
+    B, G, d = x.shape
+    H = module.n_heads
+    q, k, v = module.qkv(x).view(B, G, 3, H, d // H).unbind(2)
+    b = torch.arange(B).view(B, 1, 1)
+    logits = torch.einsum("bghd,bgmhd->bgmh", q * (d // H) ** -0.5, k[b, nbr])
+    y = torch.einsum("bgmh,bgmhd->bghd", logits.softmax(dim=2), v[b, nbr])
+    return module.proj(y.reshape(B, G, d))
+
+
+def test_neighbour_attention_matches_dense_reference():
+    model = _model().double()
+    x = torch.randn(3, 24, 16, dtype=torch.double)
+    nbr = knn_indices(x, 4)
+    out = model.blocks[0].attn(x, neighbour_pattern(nbr, 4))
+    assert torch.allclose(out, _naive_neighbour_attention(model.blocks[0].attn, x, nbr), atol=1e-12)
 
 
 def test_top_k_gives_weight_to_the_k_largest_logits_only():
@@ -183,37 +206,44 @@ def test_peaks_without_any_gene_get_no_token():
     assert len(used) == len(model.peak_index) < 40
 
 
-@pytest.mark.parametrize("S", [1, 3])
-def test_gather_primitives_match_dense_and_gradcheck(S, monkeypatch):
-    monkeypatch.setattr(gt, "_CHUNK_ELEMS", 40)
+def test_sparse_primitives_match_dense_and_gradcheck():
+    """Repeated columns in a row, columns no row uses, and the transposed pattern of backward."""
     g = torch.Generator().manual_seed(0)
-    N, M, H, hd, T = 7, 3, 2, 4, 5
-    a = torch.randn(N, H, S, hd, dtype=torch.double, generator=g, requires_grad=True)
-    w = torch.randn(N, H, S, M, dtype=torch.double, generator=g, requires_grad=True)
-    t = torch.randn(T, H, hd, dtype=torch.double, generator=g, requires_grad=True)
-    idx = torch.randint(0, T, (N, M), generator=g)
-    rows = torch.tensor([0, 3, 3, 6])
-    assert torch.allclose(gather_dot(a, t, idx), torch.einsum("nhsd,nmhd->nhsm", a, t[idx]))
-    assert torch.allclose(gather_sum(w, t, idx), torch.einsum("nhsm,nmhd->nhsd", w, t[idx]))
-    check = torch.autograd.gradcheck
-    assert check(lambda a, t: gather_dot(a, t, idx[:4], rows), (a, t))
-    assert check(lambda w, t: gather_sum(w[:4], t, idx[:4], rows, N), (w, t))
+    R, M, T, hd = 7, 3, 9, 4
+    q = torch.randn(R, hd, dtype=torch.double, generator=g, requires_grad=True)
+    w = torch.randn(R, M, dtype=torch.double, generator=g, requires_grad=True)
+    t = torch.randn(T, hd, dtype=torch.double, generator=g, requires_grad=True)
+    cols = torch.randint(0, T - 2, (R, M), generator=g)
+    cols[0, 1] = cols[0, 0]
+    pattern = Pattern(cols, T)
+    assert torch.equal(sampled_dot(q, t, pattern), torch.einsum("rd,rmd->rm", q, t[cols]))
+    assert torch.allclose(weighted_sum(w, t, pattern), torch.einsum("rm,rmd->rd", w, t[cols]))
+    assert torch.autograd.gradcheck(lambda q, t: sampled_dot(q, t, pattern), (q, t))
+    assert torch.autograd.gradcheck(lambda w, t: weighted_sum(w, t, pattern), (w, t))
 
 
-def test_neighbour_attention_gradcheck_with_dropout(monkeypatch):
-    monkeypatch.setattr(gt, "_CHUNK_ELEMS", 60)
+def test_head_pattern_keeps_each_head_to_its_own_slice():
     g = torch.Generator().manual_seed(0)
-    q = torch.randn(9, 2, 3, dtype=torch.double, generator=g, requires_grad=True)
-    kv = torch.randn(9, 2, 2, 3, dtype=torch.double, generator=g, requires_grad=True)
-    idx = torch.randint(0, 9, (9, 4), generator=g)
+    N, M, T, H, hd = 5, 3, 6, 2, 4
+    q, t = torch.randn(N, H * hd, generator=g), torch.randn(T, H * hd, generator=g)
+    cols = torch.randint(0, T, (N, M), generator=g)
+    logits = sampled_dot(q.view(N * H, hd), t.view(T * H, hd), head_pattern(cols, T, H)).view(N, H, M)
+    expected = torch.einsum("nhd,nmhd->nhm", q.view(N, H, hd), t.view(T, H, hd)[cols])
+    assert torch.allclose(logits, expected, atol=1e-6)
 
-    def f(q, kv):
+
+def test_neighbour_attention_gradcheck_with_dropout():
+    model = _model(dropout=0.3).double().train()
+    x = torch.randn(2, 24, 16, dtype=torch.double, requires_grad=True)
+    neighbours = neighbour_pattern(knn_indices(x.detach(), 4), 4)
+
+    def f(x):
         torch.manual_seed(1)  # same dropout mask on every call
-        return gt._NeighbourAttention.apply(q, kv, idx, 0.3)
+        return model.blocks[0].attn(x, neighbours)
 
-    assert torch.autograd.gradcheck(f, (q, kv))
-    ref = (torch.einsum("nhd,nmhd->nmh", q, kv[idx][:, :, 0]).softmax(1).unsqueeze(-1) * kv[idx][:, :, 1]).sum(1)
-    assert torch.allclose(gt._NeighbourAttention.apply(q, kv, idx, 0.0), ref)
+    assert not torch.allclose(f(x), model.eval().blocks[0].attn(x, neighbours))  # dropout is on
+    model.train()
+    assert torch.autograd.gradcheck(f, (x,))
 
 
 def test_backward_reaches_every_used_parameter_and_checkpointing_matches():

@@ -14,9 +14,9 @@ epiaware/models/{backbone,attention}.py), re-derived for speed and memory:
   of each kept peak once per batch (shared by all cells) and a token per non-zero (cell, peak).
   Dropout masks on the shared zero tokens are therefore shared by the cells of a batch.
   The last block's peak FFN would feed nothing and does not exist.
-- Candidate keys/values are never materialised per (cell, gene, candidate): `gather_dot` and
-  `gather_sum` gather in chunks inside custom autograd functions and re-gather in backward; the
-  kNN attention is one fused function of the same kind.
+- Both attentions are sparse matrix products (`Pattern`, `sampled_dot`, `weighted_sum`): keys and
+  values are never materialised per (cell, gene, neighbour or candidate). Top-K routing selects
+  without autograd, so backward only touches the K kept candidates.
 - kNN (exact): genes with value 0 that are not masked share one state across cells, so their
   mutual similarities are computed once per batch (`knn_indices`).
 - Optional block recomputation in backward (`grad_checkpointing`) trades ~1/4 more time for memory.
@@ -26,14 +26,13 @@ epiaware/models/{backbone,attention}.py), re-derived for speed and memory:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
-
-_CHUNK_ELEMS = 1 << 21  # gathered table elements per chunk (8 MB fp32): fewer, larger ops than 1 MB (step -11% at d=256)
 
 
 @dataclass(frozen=True)
@@ -52,147 +51,106 @@ class GRNTransformerConfig:
     ffn_mult: int = 2  # reference trains with ffn_dim=512 at d_model=256
 
 
-# ----------------------------------------------------------------------------- sparse primitives
-# Rows of a (T, H, hd) table are gathered chunk by chunk as tc (n, M, H, hd) and contracted right
-# away; backward re-gathers instead of keeping N*M*d floats alive. S = cells sharing one index row.
-def _steps(n: int, row_elems: int, budget: int | None = None):
-    step = max(1, (budget or _CHUNK_ELEMS) // max(1, row_elems))  # the global read per call: tests shrink it
-    return [(i, min(n, i + step)) for i in range(0, n, step)]
+# ----------------------------------------------------------------------------- sparse attention
+# Both attentions are sparse: R queries, each scoring M keys of a T-row table. Logits are a sampled
+# dense-dense product at the pattern (SDDMM), outputs a sparse x dense product (SpMM); torch's CSR
+# kernels (MKL on CPU, cuSPARSE on CUDA) read key and value rows in place, so nothing of size
+# R * M * d is ever materialised. Heads are folded into rows and columns, query (n, h) x key (t, h):
+# one pattern serves every head in one call. The kernels take fp32/fp64 only.
+_INDEX = torch.int32  # CSR index dtype: MKL's int32 kernels are faster, and sorting int32 is too
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 
-def _contract_d(x, tc):  # (n, H, S, hd), (n, M, H, hd) -> (n, H, S, M)
-    if x.shape[2] == 1:  # elementwise beats n*H tiny matmuls
-        return (tc * x.transpose(1, 2)).sum(-1).transpose(1, 2).unsqueeze(2)
-    return x @ tc.permute(0, 2, 3, 1)
+class Pattern:
+    """An (R, n_cols) sparsity pattern with M entries per row, columns ``cols`` (R, M), as CSR.
+    Values are (R, M) tensors in the order of ``cols``. The transpose, needed for gradients w.r.t.
+    keys and values, is built on first use and kept (a pattern is shared by every layer)."""
+
+    def __init__(self, cols: torch.Tensor, n_cols: int):
+        R, M = cols.shape
+        assert R * M < 2**31 and n_cols < 2**31, f"pattern of {R} x {M} entries is too large for int32 indices"
+        self.shape, self.M = (R, n_cols), M
+        self.crow = torch.arange(0, R * M + 1, M, dtype=_INDEX, device=cols.device)
+        self.col = cols.reshape(-1).to(_INDEX)
+        self._transpose = None
+
+    def matrix(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.sparse_csr_tensor(self.crow, self.col, values.reshape(-1), self.shape, check_invariants=False)
+
+    def transposed(self, values: torch.Tensor) -> torch.Tensor:
+        if self._transpose is None:
+            col, order = torch.sort(self.col, stable=True)
+            crow = F.pad(torch.bincount(col, minlength=self.shape[1]).cumsum(0), (1, 0)).to(_INDEX)
+            self._transpose = crow, (order // self.M).to(_INDEX), order
+        crow, row, order = self._transpose
+        return torch.sparse_csr_tensor(crow, row, values.reshape(-1)[order], self.shape[::-1], check_invariants=False)
+
+    def sample(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(R, d), (n_cols, d) -> (R, M) dot products <a[r], b[cols[r, m]]>."""
+        empty = self.matrix(a.new_zeros(self.col.numel()))
+        return torch.sparse.sampled_addmm(empty, a, b.T, beta=0.0).values().view(-1, self.M)
 
 
-def _contract_m(y, tc):  # (n, H, S, M), (n, M, H, hd) -> (n, H, S, hd)
-    if y.shape[2] == 1:
-        return (y.squeeze(2).transpose(1, 2).unsqueeze(-1) * tc).sum(1).unsqueeze(2)
-    return y @ tc.transpose(1, 2)
-
-
-def _outer(y, x):  # (n, H, S, M), (n, H, S, hd) -> (n, M, H, hd), summed over S
-    if y.shape[2] == 1:
-        return y.squeeze(2).transpose(1, 2).unsqueeze(-1) * x.transpose(1, 2)
-    return (y.transpose(-1, -2) @ x).transpose(1, 2)
-
-
-def _add_rows(dst, rows, src):
-    """dst[rows[i]] += src[i] over the first dim."""
-    dst.index_add_(0, rows, src.reshape(rows.numel(), *dst.shape[1:]))
-
-
-class _Gather(torch.autograd.Function):
-    """dot: out[n, h, s, m] = <x[r(n), h, s], table[idx[n, m], h]>;
-    sum: out[r(n), h, s] += sum_m x[n, h, s, m] * table[idx[n, m], h]; r(n) = rows[n] or n."""
-
+class _SampledDot(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, table, idx, rows, n_out, dot):
-        (N, M), (T, H, hd) = idx.shape, table.shape
-        flat = table.view(T, H * hd)
-        S = x.shape[2]
-        if dot:
-            out = x.new_empty(N, H, S, M)
-        else:
-            out = (x.new_zeros if rows is not None else x.new_empty)(n_out, H, S, hd)
-        for i, j in _steps(N, M * H * hd):
-            tc = flat.index_select(0, idx[i:j].reshape(-1)).view(j - i, M, H, hd)
-            if dot:
-                out[i:j] = _contract_d(x[i:j] if rows is None else x[rows[i:j]], tc)
-            elif rows is None:
-                out[i:j] = _contract_m(x[i:j], tc)
-            else:
-                _add_rows(out, rows[i:j], _contract_m(x[i:j], tc))
-        ctx.save_for_backward(x, table, idx, rows)
-        ctx.dot = dot
-        return out
+    def forward(ctx, q, k, pattern):
+        ctx.save_for_backward(q, k)
+        ctx.pattern = pattern
+        return pattern.sample(q, k)
 
     @staticmethod
     def backward(ctx, g):
-        x, table, idx, rows = ctx.saved_tensors
-        (N, M), (T, H, hd) = idx.shape, table.shape
-        g, flat = g.to(x.dtype), table.view(T, H * hd)
-        gx = x.new_zeros(x.shape) if ctx.needs_input_grad[0] else None
-        gt = flat.new_zeros(flat.shape) if ctx.needs_input_grad[1] else None
-        for i, j in _steps(N, M * H * hd):
-            tc = flat.index_select(0, idx[i:j].reshape(-1)).view(j - i, M, H, hd)
-            if ctx.dot:  # x is the query side, g is (N, H, S, M)
-                xi, gi = (x[i:j] if rows is None else x[rows[i:j]]), g[i:j]
-                if gx is not None:
-                    if rows is None:
-                        gx[i:j] = _contract_m(gi, tc)
-                    else:
-                        _add_rows(gx, rows[i:j], _contract_m(gi, tc))
-                gtc = None if gt is None else _outer(gi, xi)
-            else:  # x is the weights, g is (n_out, H, S, hd)
-                xi, gi = x[i:j], (g[i:j] if rows is None else g[rows[i:j]])
-                if gx is not None:
-                    gx[i:j] = _contract_d(gi, tc)
-                gtc = None if gt is None else _outer(xi, gi)
-            if gtc is not None:
-                _add_rows(gt, idx[i:j].reshape(-1), gtc)
-        return gx, None if gt is None else gt.view(T, H, hd), None, None, None, None
+        q, k = ctx.saved_tensors
+        gq = ctx.pattern.matrix(g) @ k if ctx.needs_input_grad[0] else None
+        gk = ctx.pattern.transposed(g) @ q if ctx.needs_input_grad[1] else None
+        return gq, gk, None
 
 
-class _NeighbourAttention(torch.autograd.Function):
-    """y[n] = sum_m drop(softmax_m(<q[n], k[idx[n, m]]>))[m] * v[idx[n, m]], per head, fused per chunk:
-    keys and values are gathered once per chunk in forward and once in backward."""
+class _WeightedSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w, v, pattern):
+        ctx.save_for_backward(w, v)
+        ctx.pattern = pattern
+        return pattern.matrix(w) @ v
 
     @staticmethod
-    def forward(ctx, q, kv, idx, p_drop):
-        (N, M), (_, _, H, hd) = idx.shape, kv.shape
-        flat = kv.view(kv.shape[0], -1)
-        y = q.new_empty(N, H, hd)
-        probs = q.new_empty(N, M, H)
-        keep, scale = _keep_mask((N, M, H), p_drop, q.device) if p_drop > 0 else (None, 1.0)
-        for i, j in _steps(N, M * 2 * H * hd):
-            kvc = flat.index_select(0, idx[i:j].reshape(-1)).view(j - i, M, 2, H, hd)
-            p = (kvc[:, :, 0] * q[i:j, None]).sum(-1).softmax(dim=1)  # (n, M, H)
-            probs[i:j] = p
-            if keep is not None:
-                p = p * keep[i:j] * scale
-            y[i:j] = (p.unsqueeze(-1) * kvc[:, :, 1]).sum(1)
-        ctx.save_for_backward(q, kv, idx, probs, keep)
-        ctx.scale = scale
-        return y
-
-    @staticmethod
-    def backward(ctx, gy):
-        q, kv, idx, probs, keep = ctx.saved_tensors
-        (N, M), (_, _, H, hd) = idx.shape, kv.shape
-        flat, gy = kv.view(kv.shape[0], -1), gy.to(q.dtype)
-        gq, gkv = q.new_empty(q.shape), flat.new_zeros(flat.shape)
-        for i, j in _steps(N, M * 2 * H * hd):
-            kvc = flat.index_select(0, idx[i:j].reshape(-1)).view(j - i, M, 2, H, hd)
-            p, g = probs[i:j], gy[i:j, None]  # (n, M, H), (n, 1, H, hd)
-            pd = p if keep is None else p * keep[i:j] * ctx.scale
-            dp = (g * kvc[:, :, 1]).sum(-1)  # (n, M, H)
-            if keep is not None:
-                dp = dp * keep[i:j] * ctx.scale
-            dlogit = p * (dp - (p * dp).sum(1, keepdim=True))
-            gq[i:j] = (dlogit.unsqueeze(-1) * kvc[:, :, 0]).sum(1)
-            rows = torch.stack([dlogit.unsqueeze(-1) * q[i:j, None], pd.unsqueeze(-1) * g], dim=2)  # (n, M, 2, H, hd)
-            _add_rows(gkv, idx[i:j].reshape(-1), rows)
-        return gq, gkv.view(kv.shape), None, None
+    def backward(ctx, g):
+        w, v = ctx.saved_tensors
+        g = g.contiguous()
+        gw = ctx.pattern.sample(g, v) if ctx.needs_input_grad[0] else None
+        gv = ctx.pattern.transposed(w) @ g if ctx.needs_input_grad[1] else None
+        return gw, gv, None
 
 
-def _apply(x, table, idx, rows, n_out, dot):
-    with torch.autocast(x.device.type, enabled=False):
-        return _Gather.apply(x, table.contiguous(), idx, rows, n_out, dot)
+def sampled_dot(q: torch.Tensor, k: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+    """(R, d) queries, (T, d) keys -> (R, M) logits <q[r], k[cols[r, m]]>."""
+    return _SampledDot.apply(q.contiguous(), k.contiguous(), pattern)
 
 
-def gather_dot(a, table, idx, rows=None):
-    """(Na, H, S, hd), (T, H, hd), (N, M) -> (N, H, S, M) dot products; table[idx] is never stored."""
-    return _apply(a, table.to(a.dtype), idx, rows, None, True)
+def weighted_sum(w: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+    """(R, M) weights, (T, d) values -> (R, d) rows sum_m w[r, m] * v[cols[r, m]]."""
+    return _WeightedSum.apply(w.contiguous(), v.contiguous(), pattern)
 
 
-def gather_sum(w, table, idx, rows=None, n_out=None):
-    """(N, H, S, M), (T, H, hd), (N, M) -> (n_out | N, H, S, hd) weighted sums of gathered rows."""
-    return _apply(w.to(table.dtype), table, idx, rows, n_out or idx.shape[0], False)
+def head_pattern(cols: torch.Tensor, n_cols: int, n_heads: int) -> Pattern:
+    """(N, M) columns shared by every head -> the pattern of rows (n, h) over columns (t, h): a
+    (N, H * hd) query tensor and a (T, H * hd) table are then plain (N * H, hd) and (T * H, hd) views."""
+    heads = torch.arange(n_heads, device=cols.device).view(1, -1, 1)
+    return Pattern((cols.unsqueeze(1) * n_heads + heads).reshape(-1, cols.shape[1]), n_cols * n_heads)
 
 
-_KNN_ELEMS = 1 << 23  # similarity block per chunk
+def by_head(t: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(N, H * hd) -> (N * H, hd) rows (n, h), at least fp32 (what the CSR kernels take)."""
+    t = t.reshape(t.shape[0] * n_heads, -1)
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+_KNN_ELEMS = 1 << 23  # similarity block per chunk in knn_indices
+
+
+def _steps(n: int, row_elems: int):
+    step = max(1, _KNN_ELEMS // max(1, row_elems))  # the global read per call: tests shrink it
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
 
 
 @torch.no_grad()
@@ -215,7 +173,7 @@ def knn_indices(states: torch.Tensor, k: int, base: torch.Tensor | None = None, 
     Cm = G if changed is None else int(changed.sum(1).max())
     if base is None or 2 * Cm > G or Cm == 0:  # brute force
         out = torch.empty(B, G, k, dtype=torch.long, device=dev)
-        for i, j in _steps(G, B * G, _KNN_ELEMS):
+        for i, j in _steps(G, B * G):
             sims = torch.bmm(x[:, i:j], x.transpose(1, 2))  # (B, r, G)
             sims[:, ar[: j - i], ar[i:j]] = -inf  # not yourself
             out[:, i:j] = sims.topk(k, dim=-1, sorted=False).indices
@@ -224,7 +182,7 @@ def knn_indices(states: torch.Tensor, k: int, base: torch.Tensor | None = None, 
     x = torch.where(shared[..., None], xb, x)
     T = min(G - 1, k + math.ceil(k * G / (G - Cm)))  # ~k shared candidates survive the changed ones
     vals0, idx0 = xb.new_empty(G, T), torch.empty(G, T, dtype=torch.long, device=dev)
-    for i, j in _steps(G, G, _KNN_ELEMS):  # shared x shared, once per batch
+    for i, j in _steps(G, G):  # shared x shared, once per batch
         sims = xb[i:j] @ xb.T
         sims[ar[: j - i], ar[i:j]] = -inf
         vals0[i:j], idx0[i:j] = sims.topk(T, dim=-1)  # sorted: vals0[:, -1] bounds what was dropped
@@ -235,7 +193,7 @@ def knn_indices(states: torch.Tensor, k: int, base: torch.Tensor | None = None, 
     out = torch.empty(B, G + 1, k, dtype=torch.long, device=dev)  # row G: sink for padding
     exact = torch.empty(B, G, dtype=torch.bool, device=dev)
     kc = min(k, Cm)
-    for i, j in _steps(G, B * (T + Cm), _KNN_ELEMS):  # shared rows: shared top-T + changed columns
+    for i, j in _steps(G, B * (T + Cm)):  # shared rows: shared top-T + changed columns
         to_shared = vals0[i:j].expand(B, -1, -1).masked_fill(changed[:, idx0[i:j]], -inf)  # (B, r, T)
         to_chg = torch.bmm(x[:, i:j], xc.transpose(1, 2)).masked_fill_(~chg_ok[:, None], -inf)  # (B, r, Cm)
         vc, pc = to_chg.topk(kc, dim=-1, sorted=False)  # (changed rows are redone below)
@@ -245,12 +203,12 @@ def knn_indices(states: torch.Tensor, k: int, base: torch.Tensor | None = None, 
         out[:, i:j] = torch.where(pos < T, from_shared, from_chg)
         exact[:, i:j] = v.min(-1).values >= vals0[i:j, -1]
     sink = torch.where(chg_ok, chg, G)
-    for i, j in _steps(Cm, B * G, _KNN_ELEMS):  # changed rows: every column
+    for i, j in _steps(Cm, B * G):  # changed rows: every column
         sims = torch.bmm(xc[:, i:j], x.transpose(1, 2))  # (B, r, G)
         sims.scatter_(2, chg[:, i:j, None], -inf)
         out.scatter_(1, sink[:, i:j, None].expand(-1, -1, k), sims.topk(k, dim=-1, sorted=False).indices)
     fb, fg = (~exact & shared).nonzero(as_tuple=True)  # rare: too many of the shared top T changed
-    for i, j in _steps(len(fb), G + Cm * d, _KNN_ELEMS):
+    for i, j in _steps(len(fb), G + Cm * d):
         b, g = fb[i:j], fg[i:j]
         sims = F.pad(xb[g] @ xb.T, (0, 1))  # (F, G + 1), exact for shared columns
         sims.scatter_(1, sink[b], torch.bmm(xc[b], xb[g, :, None]).squeeze(-1))  # changed columns
@@ -304,22 +262,30 @@ class GeneSelfAttention(nn.Module):
         self.proj = nn.Linear(d, d)
         self.attn_dropout = Dropout(config.dropout)
 
-    def forward(self, x, nbr):
+    def forward(self, x, neighbours: Pattern):
+        """(B, G, d), `neighbour_pattern` of the cells' kNN graph -> (B, G, d)."""
         B, G, d = x.size()
         H, hd = self.n_heads, d // self.n_heads
-        qkv = self.qkv(x).view(B * G, 3, H, hd)
-        idx = (nbr + torch.arange(B, device=x.device).view(B, 1, 1) * G).view(B * G, -1)  # (BG, k)
-        p_drop = self.attn_dropout.p if self.training else 0.0
+        q, k, v = self.qkv(x).view(B * G, 3 * d).split(d, dim=1)
         with torch.autocast(x.device.type, enabled=False):
-            kv = qkv[:, 1:].contiguous()  # (BG, 2, H, hd)
-            y = _NeighbourAttention.apply(qkv[:, 0] * hd**-0.5, kv, idx, p_drop)  # (BG, H, hd)
+            logits = sampled_dot(by_head(q, H) * hd**-0.5, by_head(k, H), neighbours)  # (B*G*H, k)
+            y = weighted_sum(self.attn_dropout(logits.softmax(dim=-1)), by_head(v, H), neighbours)
         return self.proj(y.view(B, G, d))
+
+
+def neighbour_pattern(nbr: torch.Tensor, n_heads: int) -> Pattern:
+    """(B, G, k) neighbour indices within each cell -> pattern of rows (b, g, h) over columns (b, g', h)."""
+    B, G, k = nbr.shape
+    rows = nbr + torch.arange(B, device=nbr.device).view(B, 1, 1) * G
+    return head_pattern(rows.view(B * G, k), B * G, n_heads)
 
 
 class CandidateCrossAttention(nn.Module):
     """Each gene attends to its candidate peaks, keeping the top_k logits per head (renormalized).
 
-    Genes without candidates get exactly zero output.
+    Genes without candidates get exactly zero output. Top-K routing picks the K candidates from
+    logits computed without autograd, then recomputes those K logits with it: backward touches K,
+    not all C, candidates per gene and head.
     """
 
     def __init__(self, config: GRNTransformerConfig):
@@ -335,30 +301,26 @@ class CandidateCrossAttention(nn.Module):
         if peaks.shape[0] == 0:  # no gene has a candidate peak
             return torch.zeros_like(x)
         H, hd = self.n_heads, d // self.n_heads
-        cand, valid, has = plan["cand"], plan["valid"], plan["has_cand"]  # (G, C) pads clamped to 0, (G, C), (G,)
-        C, E = cand.shape[1], plan["e_tok"].numel()
-        q = (self.q(x) * hd**-0.5).view(B, G, H, hd)
-        k, v = self.kv(peaks).view(-1, 2, H, hd).unbind(1)  # (P'+Z, H, hd): shared zero tokens, then non-zero
-        att = gather_dot(q.permute(1, 2, 0, 3).contiguous(), k, cand)  # (G, H, B, C) vs zero tokens
-        if E:  # (cell, gene, candidate) whose peak is non-zero in that cell: the cell's own token
-            nz = gather_dot(q.view(B * G, H, 1, hd), k, plan["e_tok"][:, None], plan["e_row"])  # (E, H, 1, 1)
-            att.view(-1)[plan["e_flat"].view(-1)] = nz.view(-1)
-        att = att.to(torch.promote_types(att.dtype, torch.float32)).masked_fill_(~valid[:, None, None, :], -math.inf)
-        att.masked_fill_(~has[:, None, None, None], 0.0)  # no NaN for genes without candidates
-        if self.top_k < C:  # Top-K routing: renormalized softmax over the K largest logits
-            top, sel = att.topk(self.top_k, dim=-1)  # (G, H, B, K)
-            w = torch.zeros_like(att).scatter(-1, sel, self.attn_dropout(top.softmax(dim=-1)))
-        else:
-            w = self.attn_dropout(att.softmax(dim=-1))
-        w = w * valid[:, None, None, :]  # (G, H, B, C), zero on pads and for genes without candidates
-        if E:
-            flat = plan["e_flat"].view(-1)
-            w_nz = w.view(-1)[flat].view(E, H, 1, 1)
-            w.view(-1)[flat] = 0.0  # those weights go to the cells' own tokens below
-        y = gather_sum(w, v, cand).permute(2, 0, 1, 3)  # (B, G, H, hd)
-        if E:
-            y = y + gather_sum(w_nz, v, plan["e_tok"][:, None], plan["e_row"], B * G).view(B, G, H, hd)
-        y = self.proj(y.reshape(B, G, d))
+        candidates, valid, has = plan["pattern"], plan["valid"], plan["has_cand"]  # rows (b, g, h); (B*G*H, C); (G,)
+        k, v = self.kv(peaks).split(d, dim=1)  # (P'+Z, d): shared zero tokens, then non-zero tokens
+        q = self.q(x).view(B * G, d)
+        with torch.autocast(x.device.type, enabled=False):
+            q, k, v = by_head(q, H) * hd**-0.5, by_head(k, H), by_head(v, H)
+            pattern = candidates
+            if self.top_k < candidates.M:  # Top-K routing: renormalized softmax over the K largest logits
+                routes = plan.setdefault("routes", {})  # one plan per forward: block recomputation reuses them
+                if self not in routes:
+                    with torch.no_grad():
+                        logits = candidates.sample(q, k).masked_fill_(~valid, -math.inf)
+                        routes[self] = logits.topk(self.top_k, dim=-1, sorted=False).indices
+                top = routes[self]
+                pattern = Pattern(candidates.col.view(-1, candidates.M).gather(1, top), candidates.shape[1])
+                valid = valid.gather(1, top)
+            logits = sampled_dot(q, k, pattern).masked_fill(~valid, -math.inf)
+            logits = logits.masked_fill(~valid.any(1, keepdim=True), 0.0)  # genes without candidates: no NaN
+            w = self.attn_dropout(logits.softmax(dim=-1)) * valid
+            y = weighted_sum(w, v, pattern)  # (B*G*H, hd)
+        y = self.proj(y.view(B, G, d))
         return y * has.view(1, G, 1).to(y.dtype)
 
 
@@ -374,8 +336,8 @@ class Block(nn.Module):
         self.ln_peak = nn.LayerNorm(d) if update_peaks else None
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, x, nbr, peaks=None, plan=None):
-        x = self.ln_1(x + self.dropout(self.attn(x, nbr)))
+    def forward(self, x, neighbours, peaks=None, plan=None):
+        x = self.ln_1(x + self.dropout(self.attn(x, neighbours)))
         if self.use_atac:
             x = self.ln_2(x + self.dropout(self.cross(x, peaks, plan)))
         x = self.ln_3(x + self.dropout(self.mlp(x)))
@@ -433,26 +395,26 @@ class GRNTransformer(nn.Module):
         return v + self.gene_id.weight + self.gene_type
 
     def _peak_plan(self, peak_values):
-        """Peak tokens (P' shared zero tokens + Z non-zero (cell, peak) tokens) and index plan."""
+        """Peak tokens (P' shared zero tokens + Z non-zero (cell, peak) tokens) and the candidate pattern.
+
+        Candidate c of gene g in cell b is the cell's own token where the peak is non-zero there,
+        else the peak's shared zero token; pads point at token 0 and are marked invalid.
+        """
         B, G, C = peak_values.shape[0], *self.cand.shape
-        P = self.peak_index.numel()
+        P, H = self.peak_index.numel(), self.config.n_heads
         xv = peak_values[:, self.peak_index]  # (B, P')
         bz, uz = xv.nonzero(as_tuple=True)  # (Z,) each, row-major
         tok = torch.full((B, P), -1, dtype=torch.long, device=xv.device)
         tok[bz, uz] = torch.arange(bz.numel(), device=xv.device) + P
-        valid = self.cand >= 0
-        ct = tok[:, self.cand.clamp(min=0)].masked_fill(~valid, -1)  # (B, G, C) token of each candidate
-        b_e, g_e, c_e = (ct >= 0).nonzero(as_tuple=True)  # (E,) each
-        H = self.config.n_heads
-        h = torch.arange(H, device=xv.device)
+        cand = self.cand.clamp(min=0)
+        own = tok[:, cand]  # (B, G, C) the cell's own token of each candidate, -1 where its value is 0
+        tokens = torch.where(own >= 0, own, cand)
+        valid = (self.cand >= 0).unsqueeze(1).expand(B, G, H, C).reshape(B * G * H, C)
         ids = torch.cat([self.peak_index, self.peak_index[uz]])
         vals = torch.cat([xv.new_zeros(P), xv[bz, uz]]).unsqueeze(-1)
         peaks = self.peak_value(vals) + self.peak_id(ids) + self.peak_type  # (P'+Z, d)
-        plan = dict(
-            cand=self.cand.clamp(min=0), valid=valid, has_cand=valid.any(1),
-            e_tok=ct[b_e, g_e, c_e], e_row=b_e * G + g_e,  # row of (B*G, ...) gene tensors
-            e_flat=((g_e[:, None] * H + h) * B + b_e[:, None]) * C + c_e[:, None],  # (E, H) into (G, H, B, C)
-        )
+        plan = dict(pattern=head_pattern(tokens.view(B * G, C), P + bz.numel(), H), valid=valid,
+                    has_cand=(self.cand >= 0).any(1))
         return self.drop(peaks), plan
 
     def forward(self, gene_values, peak_values=None, mask=None, targets=None):
@@ -463,15 +425,16 @@ class GRNTransformer(nn.Module):
         shared = (gene_values == 0) if mask is None else (gene_values == 0) & ~mask  # state == base
         base = self.embed_genes(gene_values.new_zeros(1, G))[0]  # (G, d) the zero-value state
         nbr = knn_indices(e, self.config.k_neighbors, base, shared)  # (B, G, k), once, reused by every block
+        neighbours = neighbour_pattern(nbr, self.config.n_heads)
         x, peaks, plan = self.drop(e), None, None
         if self.config.use_atac:
             assert peak_values is not None and peak_values.shape[1] == self.config.n_peaks, "peak_values must be (B, n_peaks)"
             peaks, plan = self._peak_plan(peak_values)
         for block in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x, peaks = checkpoint(block, x, nbr, peaks, plan, use_reentrant=False)
+                x, peaks = checkpoint(block, x, neighbours, peaks, plan, use_reentrant=False)
             else:
-                x, peaks = block(x, nbr, peaks, plan)
+                x, peaks = block(x, neighbours, peaks, plan)
         loss = None
         if targets is not None:
             if mask is None:
