@@ -14,15 +14,24 @@ step is forward + backward + AdamW step on ``--batch`` cells. Rows:
 Wall time on a shared VM includes the hypervisor's steal time; the table also prints the
 process's CPU seconds per cell and the machine's steal % over the timed steps.
 
+Allocator (``--allocator``): glibc's malloc serves tensors below its (dynamic, up to 32 MB) mmap
+threshold from heaps that it rarely gives back, so a training step's peak RSS is ~1.8x its live
+peak here. ``hugepage-mmap`` runs the worker with ``GLIBC_TUNABLES`` that mmap every allocation of
+1 MB or more with transparent huge pages: RSS then tracks live memory, at the cost of the kernel
+zeroing fresh pages for each large tensor (~10 GB per step at reference sizes).
+
 The reference's own numbers on this machine kind (measured by the project: 21 s per cell for
 forward + backward, 7.8 GB peak) are printed alongside for the speedup columns.
 
     python benchmarks/grn_throughput.py                       # both, fp32 and bf16
     python benchmarks/grn_throughput.py --configs reference --dtypes fp32 --batch 2 4
+    python benchmarks/grn_throughput.py --configs reference --dtypes bf16 --batch 2 4 8 \
+        --checkpointing on --allocator glibc hugepage-mmap --steps 3   # the README's table
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -33,6 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REF_S_PER_CELL, REF_PEAK_GB = 21.0, 7.8  # reference implementation, fwd+bwd, this machine kind
+ALLOCATORS = {"glibc": None, "hugepage-mmap": "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576"}
 CPU_BATCH = 32  # PROFILES["cpu"] batch size (not imported here: the driver stays torch-free)
 
 
@@ -178,6 +188,7 @@ def main() -> None:
     p.add_argument("--dropout", type=float, default=0.0, help="reference rows (0.0 as the reference benchmark)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--allocator", nargs="+", default=["glibc"], choices=list(ALLOCATORS), help="see the module docstring")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -188,26 +199,27 @@ def main() -> None:
     for config in args.configs:
         for B in args.batch or [2 if config == "reference" else CPU_BATCH]:
             for ckpt in ([False, True] if args.checkpointing == "both" else [args.checkpointing == "on"]) if config == "reference" else [False]:
-                for dtype in args.dtypes:
-                    spec = dict(config=config, batch=B, dtype=dtype, checkpointing=ckpt, steps=args.steps,
+                for dtype, allocator in itertools.product(args.dtypes, args.allocator):
+                    spec = dict(config=config, batch=B, dtype=dtype, checkpointing=ckpt, steps=args.steps, allocator=allocator,
                                 warmup=args.warmup, device=args.device, threads=args.threads, dropout=args.dropout,
                                 embed_cells=8 if config == "reference" else 0, embed_batch=4 if config == "reference" else 32)
-                    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
+                    tunables = {"GLIBC_TUNABLES": ALLOCATORS[allocator]} if ALLOCATORS[allocator] else {}
+                    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env={**env, **tunables},
                                          capture_output=True, text=True)
                     if out.returncode:
                         print(out.stderr[-3000:], file=sys.stderr)
                         continue
                     rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                    print(f"done {config} B={B} {dtype} ckpt={ckpt}: {rows[-1]['s_per_cell']:.2f} s/cell", file=sys.stderr)
+                    print(f"done {config} B={B} {dtype} ckpt={ckpt} {allocator}: {rows[-1]['s_per_cell']:.2f} s/cell", file=sys.stderr)
     print(f"\nload average at end: {os.getloadavg()[0]:.2f} (2 cores); OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}\n")
-    print("| config | batch | dtype | grad ckpt | train s/cell | cells/s | vs ref speed | peak RSS GB | vs ref mem | "
+    print("| config | batch | dtype | grad ckpt | allocator | train s/cell | cells/s | vs ref speed | peak RSS GB | vs ref mem | "
           "GFLOP/cell (train) | achieved GFLOP/s | embed export | CPU s/cell | steal % |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ref = r["config"] == "reference"
-        print(f"| {r['config']} | {r['batch']} | {r['dtype']} | {'on' if r['checkpointing'] else 'off'} | "
+        print(f"| {r['config']} | {r['batch']} | {r['dtype']} | {'on' if r['checkpointing'] else 'off'} | {r['allocator']} | "
               f"{r['s_per_cell']:.2f} | {r['cells_per_s']:.3f} | {REF_S_PER_CELL / r['s_per_cell']:.1f}x | " if ref else
-              f"| {r['config']} | {r['batch']} | {r['dtype']} | off | {r['s_per_cell']:.3f} | {r['cells_per_s']:.2f} | - | ",
+              f"| {r['config']} | {r['batch']} | {r['dtype']} | off | {r['allocator']} | {r['s_per_cell']:.3f} | {r['cells_per_s']:.2f} | - | ",
               end="")
         print(f"{r['peak_gb']:.2f} (setup {r['setup_gb']:.2f}) | {r['peak_gb'] / REF_PEAK_GB:.2f}x | " if ref else
               f"{r['peak_gb']:.2f} (setup {r['setup_gb']:.2f}) | - | ", end="")

@@ -59,21 +59,21 @@ def _backbone(context, config: BackboneConfig, compute: ComputeDevice, mo: Multi
     return ckpt
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="3", kinds={"pytorch"})
 def grn_backbone(context: dg.AssetExecutionContext, config: BackboneConfig, compute: ComputeDevice,
                  multiome: Multiome, candidate_sets: pd.DataFrame) -> dict:
     """Stage 1: the gene+peak transformer pretrained by masked NB reconstruction (checkpoint + curve)."""
     return _backbone(context, config, compute, multiome, candidate_sets)
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="3", kinds={"pytorch"})
 def grn_backbone_rna_only(context: dg.AssetExecutionContext, config: BackboneConfig, compute: ComputeDevice,
                           multiome: Multiome) -> dict:
     """Ablation: the backbone without ATAC (no peak tokens, no gene→peak attention)."""
     return _backbone(context, config, compute, multiome, None)
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="3", kinds={"pytorch"})
 def grn_backbone_random_candidates(context: dg.AssetExecutionContext, config: BackboneConfig,
                                    compute: ComputeDevice, multiome: Multiome,
                                    randomized_candidate_sets: pd.DataFrame) -> dict:
@@ -81,7 +81,7 @@ def grn_backbone_random_candidates(context: dg.AssetExecutionContext, config: Ba
     return _backbone(context, config, compute, multiome, randomized_candidate_sets)
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="1", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
 def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
                    multiome: Multiome, grn_backbone: dict, grn_backbone_rna_only: dict,
                    grn_backbone_random_candidates: dict) -> dict:

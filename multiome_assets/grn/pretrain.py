@@ -62,7 +62,7 @@ class PretrainConfig:
 PROFILES: dict[str, tuple[dict, PretrainConfig]] = {
     "paper": ({}, PretrainConfig()),  # d=256, 6 layers, 8 heads: meant for a GPU
     # bundled SNARE-seq (385 cells x 8,595 genes) in a few minutes on 2 CPU cores. The cost there
-    # is gathers and kNN over 8,595 genes, not matmuls: d is cut, the method's k and K are kept;
+    # is sparse attention and kNN over 8,595 genes, not matmuls: d is cut, the method's k and K are kept;
     # 16 candidates keep 98% of the 100 kb links (mean 5.7 per gene) at a third of the cross-
     # attention cost; a larger batch shares the zero-peak tokens; one epoch takes most of the
     # gain (measured: val NB NLL 0.254 -> 0.238 after epoch 1, 0.237 after epoch 2).
