@@ -58,3 +58,9 @@ def test_degree_heads_read_what_their_names_say():
     assert pipeline.method_name("full+degree", "bce") == "epiawarenet_bce_degree"
     assert pipeline.method_name("degree", "nnpu") == "mlp_degree_nnpu"
     assert pipeline.method_name("rna_only", "bce") == "epiawarenet_bce_rna_only"
+    assert pipeline.head_embedding(emb | {"embeddings": {"rna_only": {"all": np.zeros((3, 2))}}}, "rna_only+degree").shape == (3, 2)
+    assert pipeline.method_name("rna_only+degree", "nnpu") == "epiawarenet_nnpu_rna_only_degree"
+    # unseen regulators have out-degree 0 by construction: on that split degree heads read in-degree only
+    assert pipeline.head_degrees("full+degree", "tf_heldout") == ("in",)
+    assert pipeline.head_degrees("degree", "random") == ("out", "in")
+    assert pipeline.head_degrees("full", "random") == ()

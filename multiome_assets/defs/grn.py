@@ -99,7 +99,7 @@ def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
             "profile": grn_backbone["profile"]}
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="3", kinds={"pytorch"})
 def grn_head(context: dg.AssetExecutionContext, config: HeadConfig, datasets: DatasetCatalog,
              compute: ComputeDevice, multiome: Multiome, prior_edges: pd.DataFrame, grn_embeddings: dict) -> dict:
     """Stage 2 heads (BCE and nnPU) on each embedding, trained per split; `all` = every prior edge."""

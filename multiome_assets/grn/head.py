@@ -39,6 +39,7 @@ from torch import nn
 from multiome_assets.models.grn_transformer import Dropout
 
 __all__ = [
+    "DEGREES",
     "EdgeHeadConfig",
     "EdgeHead",
     "nnpu_risk",
@@ -49,6 +50,9 @@ __all__ = [
     "edge_head_checkpoint",
     "load_edge_head",
 ]
+
+
+DEGREES = ("out", "in")  # training degrees a head may read: regulated edges, regulating edges
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,12 @@ class EdgeHeadConfig:
     # 40 steps and 0.86 after 400; the backbone head 0.74 -> 0.84).
     min_steps: int = 400
     seed: int = 42
-    # Append log1p(training out-degree, training in-degree) to each gene's embedding. A training
-    # positive sees the degrees without its own edge (leave-one-out), as a held-out edge does:
-    # otherwise every positive has "degree >= 1" by construction, a feature no held-out edge of a
-    # degree-0 gene can show (on a synthetic hub prior: held-out AUROC 0.80 with, 0.76 without).
-    degree_features: bool = False
+    # Training degrees appended (log1p) to each gene's embedding: "out" (edges it regulates), "in"
+    # (edges regulating it), in that order. A training positive sees the degrees without its own
+    # edge (leave-one-out), as a held-out edge does: otherwise every positive has "degree >= 1" by
+    # construction, a feature no held-out edge of a degree-0 gene can show (on a synthetic hub
+    # prior: held-out AUROC 0.80 with, 0.76 without).
+    degree_features: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.objective not in ("bce", "nnpu"):
@@ -92,6 +97,11 @@ class EdgeHeadConfig:
             raise ValueError(f"`nnpu_loss` must be one of 'sigmoid', 'logistic'; got {self.nnpu_loss!r}")
         if not 0.0 < self.prior_pi < 1.0:
             raise ValueError(f"`prior_pi` must lie in (0, 1); got {self.prior_pi}")
+        if isinstance(self.degree_features, bool):  # checkpoints saved before the degrees were named
+            object.__setattr__(self, "degree_features", DEGREES if self.degree_features else ())
+        object.__setattr__(self, "degree_features", tuple(self.degree_features))
+        if not set(self.degree_features) <= set(DEGREES) or len(set(self.degree_features)) != len(self.degree_features):
+            raise ValueError(f"`degree_features` must be distinct names among {DEGREES}; got {self.degree_features!r}")
         if self.neg_ratio < 1 or self.batch_size < 2 or self.epochs < 0 or self.hidden < 1:
             raise ValueError(
                 f"need neg_ratio >= 1, batch_size >= 2, epochs >= 0, hidden >= 1; got "
@@ -102,19 +112,19 @@ class EdgeHeadConfig:
 class EdgeHead(nn.Module):
     """MLP on ``[z_tf; z_target]``: Linear(2d, hidden) -> ReLU -> Dropout -> Linear(hidden, 1).
 
-    With ``config.degree_features`` each gene's input is ``[z_g; degree[g]]`` (d + 2), where the
-    buffer ``degree`` (G, 2) holds log1p of the training edges' out- and in-degree of each gene.
+    With ``config.degree_features`` each gene's input is ``[z_g; degree[g]]``, where the buffer
+    ``degree`` (G, len(degree_features)) holds log1p of the named training degrees of each gene.
     """
 
     def __init__(self, n_embd: int, config: EdgeHeadConfig = EdgeHeadConfig()):
         super().__init__()
         self.n_embd = n_embd
         self.config = config
-        self.width = n_embd + (2 if config.degree_features else 0)
+        self.width = n_embd + len(config.degree_features)
         self.fc1 = nn.Linear(2 * self.width, config.hidden)
         self.dropout = Dropout(config.dropout)  # cheap CPU masks: nn.Dropout's RNG was 40% of a head step
         self.fc2 = nn.Linear(config.hidden, 1)
-        self.register_buffer("degree", torch.zeros(0, 2))
+        self.register_buffer("degree", torch.zeros(0, len(config.degree_features)))
 
     def gene_inputs(self, z: torch.Tensor) -> torch.Tensor:
         """(G, n_embd) embeddings -> (G, width) head inputs."""
@@ -308,11 +318,12 @@ def train_edge_head(
         torch.manual_seed(config.seed)
         head = EdgeHead(d, config).to(device)
         if config.degree_features:
-            out_deg = np.bincount(regulator_index[pos_rows], minlength=G)
-            in_deg = np.bincount(pos_cols, minlength=G)
-            head.degree = torch.log1p(torch.tensor(np.stack([out_deg, in_deg], 1), dtype=torch.float32, device=device))
-            loo = torch.log1p(torch.tensor(np.stack([out_deg[regulator_index[pos_rows]] - 1, in_deg[pos_cols] - 1], 1),
-                                           dtype=torch.float32, device=device))  # (P, 2) without the own edge
+            degree = {"out": np.bincount(regulator_index[pos_rows], minlength=G), "in": np.bincount(pos_cols, minlength=G)}
+            own_gene = {"out": regulator_index[pos_rows], "in": pos_cols}  # whose degree the own edge raises
+            head.degree = torch.log1p(torch.tensor(np.stack([degree[k] for k in config.degree_features], 1),
+                                                   dtype=torch.float32, device=device))
+            loo = torch.log1p(torch.tensor(np.stack([degree[k][own_gene[k]] - 1 for k in config.degree_features], 1),
+                                           dtype=torch.float32, device=device))  # (P, n_degrees) without the own edge
         zt = head.gene_inputs(torch.from_numpy(z).to(device))  # (G, width)
         optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         head.train()
@@ -329,7 +340,8 @@ def train_edge_head(
                 x_tf, x_target = zt[reg[pairs[:, 0]]], zt[pairs[:, 1]]  # (B, width) each, fresh copies
                 if config.degree_features:
                     own = loo[torch.from_numpy(p_idx).to(device)]
-                    x_tf[:n_p, d], x_target[:n_p, d + 1] = own[:, 0], own[:, 1]
+                    for j, kind in enumerate(config.degree_features):  # the TF side's out-degree, the target's in-degree
+                        (x_tf if kind == "out" else x_target)[:n_p, d + j] = own[:, j]
                 logits, _ = head(x_tf, x_target)  # (B,)
                 if config.objective == "bce":
                     labels = torch.zeros_like(logits)
