@@ -81,7 +81,7 @@ def grn_backbone_random_candidates(context: dg.AssetExecutionContext, config: Ba
     return _backbone(context, config, compute, multiome, randomized_candidate_sets)
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="3", kinds={"pytorch"})
 def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
                    multiome: Multiome, grn_backbone: dict, grn_backbone_rna_only: dict,
                    grn_backbone_random_candidates: dict) -> dict:

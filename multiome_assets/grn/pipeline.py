@@ -78,16 +78,12 @@ def embed(checkpoint: dict, mo: Multiome, sets: dict[str, np.ndarray], device: s
 
 
 def svd_embeddings(mo: Multiome, sets: dict[str, np.ndarray], d: int, seed: int) -> dict[str, np.ndarray]:
-    """No-backbone input: each gene's loadings on the top-d components of its cell set's expression."""
-    from sklearn.decomposition import TruncatedSVD
+    """No-backbone input: the backbone's starting gene identity embeddings (expression SVD
+    loadings, :func:`~multiome_assets.grn.pretrain.svd_gene_init`) on each cell set's cells, so
+    the `svd` head shows what pretraining adds to where it starts."""
+    from multiome_assets.grn.pretrain import svd_gene_init
 
-    out = {}
-    for name, idx in sets.items():
-        X = sp.csr_matrix(mo.rna.X[idx]).T.tocsr()  # (G, cells)
-        k = max(1, min(d, min(X.shape) - 1))
-        z = TruncatedSVD(n_components=k, random_state=seed).fit_transform(X)
-        out[name] = np.pad(z, ((0, 0), (0, d - k))).astype(np.float32)
-    return out
+    return {name: svd_gene_init(mo.rna.X[idx], d, seed) for name, idx in sets.items()}
 
 
 def regulator_universe(genes: pd.Index, tfs: pd.Index) -> np.ndarray:
