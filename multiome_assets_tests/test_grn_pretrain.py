@@ -15,7 +15,7 @@ from multiome_assets.grn.pretrain import (
     load_backbone,
     nb_targets,
     pretrain_backbone,
-    svd_gene_init,
+    svd_identity_init,
 )
 from multiome_assets.models.grn_transformer import GRNTransformerConfig
 
@@ -150,9 +150,9 @@ def test_profiles():
     assert cpu.d_model < paper.d_model and cpu.d_model % cpu.n_heads == 0
 
 
-def test_svd_gene_init_starts_coexpressed_genes_together(data):
+def test_svd_identity_init_starts_coexpressed_genes_together(data):
     rna, atac, counts, cand = data  # genes follow one of three cell programs
-    z = svd_gene_init(rna, 16, seed=0)
+    z = svd_identity_init(rna, 16, seed=0)
     assert z.shape == (G, 16) and np.isclose(np.sqrt(np.mean(z**2)), 1.0)
     zn = z / np.linalg.norm(z, axis=1, keepdims=True)
     cos = zn @ zn.T
@@ -161,11 +161,24 @@ def test_svd_gene_init_starts_coexpressed_genes_together(data):
     same = corr > 0.5  # pairs of genes of one program
     off = ~np.eye(G, dtype=bool)
     assert cos[same & off].mean() > cos[~same].mean() + 0.5
-    wide = svd_gene_init(rna[:5], 16, seed=0)  # 5 cells: rank 4 at most, other components zero
+    wide = svd_identity_init(rna[:5], 16, seed=0)  # 5 cells: rank 4 at most, other components zero
     assert np.all(wide[:, 4:] == 0)
 
 
-def test_unknown_gene_id_init_is_refused(data):
+def test_unknown_id_init_is_refused(data):
     rna, atac, counts, cand = data
     with pytest.raises(ValueError, match="gene_id_init"):
         pretrain_backbone(rna, atac, cand, model_config=CFG, train_config=replace(TRAIN, gene_id_init="pca"))
+    with pytest.raises(ValueError, match="peak_id_init"):
+        pretrain_backbone(rna, atac, cand, model_config=CFG, train_config=replace(TRAIN, peak_id_init="pca"))
+
+
+def test_svd_peak_init_starts_from_accessibility_loadings(data):
+    """With peak_id_init="svd" (and no training step) the peak identities are the accessibility
+    loadings, so peaks opening in one program start close together; "random" is N(0, 1)."""
+    rna, atac, counts, cand = data
+    untrained = replace(TRAIN, max_epochs=0)
+    svd, _ = pretrain_backbone(rna, atac, cand, model_config=CFG, train_config=replace(untrained, peak_id_init="svd"))
+    rnd, _ = pretrain_backbone(rna, atac, cand, model_config=CFG, train_config=untrained)
+    np.testing.assert_allclose(svd["model"]["peak_id.weight"].numpy(), svd_identity_init(atac, CFG.d_model, TRAIN.seed))
+    assert not np.allclose(rnd["model"]["peak_id.weight"].numpy(), svd["model"]["peak_id.weight"].numpy())

@@ -35,8 +35,9 @@ MIN_CELLS_PER_CONTEXT = 10
 
 
 def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, device: str, seed: int,
-             max_epochs: int | None = None) -> dict:
-    """Train one Stage 1 backbone; `candidates=None` gives the RNA-only ablation."""
+             max_epochs: int | None = None, **train_overrides) -> dict:
+    """Train one Stage 1 backbone; `candidates=None` gives the RNA-only ablation.
+    `train_overrides` replace fields of the profile's PretrainConfig (sweeps)."""
     from dataclasses import replace
 
     from multiome_assets.grn.pretrain import PROFILES, pretrain_backbone
@@ -45,7 +46,7 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
     model_overrides, train_config = PROFILES[profile]
     model_config = GRNTransformerConfig(n_genes=mo.rna.n_vars, n_peaks=mo.atac.n_vars,
                                         **{**model_overrides, "use_atac": candidates is not None})
-    train_config = replace(train_config, seed=seed, **({"max_epochs": max_epochs} if max_epochs else {}))
+    train_config = replace(train_config, seed=seed, **({"max_epochs": max_epochs} if max_epochs else {}), **train_overrides)
     cand = candidate_matrix(candidates if candidates is not None else _no_candidates(),
                             mo.rna.var_names, model_config.max_candidates)
     checkpoint, history = pretrain_backbone(
@@ -79,11 +80,11 @@ def embed(checkpoint: dict, mo: Multiome, sets: dict[str, np.ndarray], device: s
 
 def svd_embeddings(mo: Multiome, sets: dict[str, np.ndarray], d: int, seed: int) -> dict[str, np.ndarray]:
     """No-backbone input: the backbone's starting gene identity embeddings (expression SVD
-    loadings, :func:`~multiome_assets.grn.pretrain.svd_gene_init`) on each cell set's cells, so
+    loadings, :func:`~multiome_assets.grn.pretrain.svd_identity_init`) on each cell set's cells, so
     the `svd` head shows what pretraining adds to where it starts."""
-    from multiome_assets.grn.pretrain import svd_gene_init
+    from multiome_assets.grn.pretrain import svd_identity_init
 
-    return {name: svd_gene_init(mo.rna.X[idx], d, seed) for name, idx in sets.items()}
+    return {name: svd_identity_init(mo.rna.X[idx], d, seed) for name, idx in sets.items()}
 
 
 def regulator_universe(genes: pd.Index, tfs: pd.Index) -> np.ndarray:

@@ -22,7 +22,7 @@ with the best weights kept.
 Reference: tianyang-x/EpiAwareNet_pub. Differences, on purpose: masked values are hidden from
 the input (the reference reconstructs values it also feeds in); the reference's 12-layer
 decoder of width 512 is a 2-layer one here; the decoder mean has a size factor from the
-visible genes; gene identity embeddings start from expression SVD loadings (:func:`svd_gene_init`,
+visible genes; gene identity embeddings start from expression SVD loadings (:func:`svd_identity_init`,
 ``gene_id_init="random"`` restores the reference's N(0, 1) start) -- on the planted-network
 simulation this lifts held-out edge AUROC from the backbone's embeddings from 0.53-0.56 to
 0.65-0.66 and lowers the validation NB loss (multiome_assets_tests/test_grn_simulation.py).
@@ -40,7 +40,7 @@ import torch
 
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 
-__all__ = ["PretrainConfig", "PROFILES", "pretrain_backbone", "svd_gene_init", "load_backbone", "gene_embeddings", "nb_targets"]
+__all__ = ["PretrainConfig", "PROFILES", "pretrain_backbone", "svd_identity_init", "load_backbone", "gene_embeddings", "nb_targets"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class PretrainConfig:
     grad_checkpointing: bool = False  # recompute blocks in backward: ~1/3 more compute, far less memory
     seed: int = 42
     gene_id_init: str = "svd"  # "svd": gene identity embeddings start as expression loadings; "random": N(0, 1)
+    peak_id_init: str = "random"  # "svd": peak identity embeddings start as accessibility loadings; "random": N(0, 1)
 
 
 # name -> (GRNTransformerConfig overrides, training config)
@@ -92,19 +93,20 @@ def nb_targets(rna: sp.csr_matrix, counts: sp.csr_matrix | None = None) -> tuple
     return out, name
 
 
-def svd_gene_init(rna: sp.csr_matrix, d: int, seed: int) -> np.ndarray:
-    """(G, d) starting gene identity embeddings: loadings V*S of the top-d truncated SVD of the
-    expression with each gene scaled to unit variance (not centered, so it stays sparse; the
-    first component then carries the mean), scaled to unit RMS (as nn.Embedding's N(0, 1) init).
+def svd_identity_init(x: sp.csr_matrix, d: int, seed: int) -> np.ndarray:
+    """(features, d) starting identity embeddings of the genes (or peaks) of a cells x features
+    matrix: loadings V*S of the top-d truncated SVD with each feature scaled to unit variance (not
+    centered, so it stays sparse; the first component then carries the mean), scaled to unit RMS
+    (as nn.Embedding's N(0, 1) init).
 
-    Cosine similarity of two rows then approximates the genes' expression correlation, so the
-    kNN gene graph links co-expressed genes from the first step, and the cell-averaged states
-    that Stage 2 reads start from co-expression rather than noise. Components beyond the data's
-    rank are zero (training moves them).
+    Cosine similarity of two rows then approximates the features' correlation, so the kNN gene
+    graph links co-expressed genes from the first step, and the cell-averaged states that Stage 2
+    reads start from co-expression (and co-accessibility) rather than noise. Components beyond
+    the data's rank are zero (training moves them).
     """
     from sklearn.decomposition import TruncatedSVD
 
-    x = sp.csr_matrix(rna, dtype=np.float64)
+    x = sp.csr_matrix(x, dtype=np.float64)
     mean = np.asarray(x.mean(0)).ravel()
     std = np.sqrt(np.maximum(np.asarray(x.multiply(x).mean(0)).ravel() - mean**2, 0.0))
     scaled = x @ sp.diags(np.divide(1.0, std, out=np.zeros_like(std), where=std > 0))  # sparse: not centered
@@ -202,11 +204,12 @@ def pretrain_backbone(
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(tc.seed)
         model = GRNTransformer(cfg, torch.from_numpy(candidates), grad_checkpointing=tc.grad_checkpointing)
-        if tc.gene_id_init == "svd":
-            with torch.no_grad():
-                model.gene_id.weight.copy_(torch.from_numpy(svd_gene_init(rna, cfg.d_model, tc.seed)))
-        elif tc.gene_id_init != "random":
-            raise ValueError(f"gene_id_init must be 'svd' or 'random', got {tc.gene_id_init!r}")
+        for name, init, x in (("gene_id", tc.gene_id_init, rna), ("peak_id", tc.peak_id_init, atac)):
+            if init not in ("svd", "random"):
+                raise ValueError(f"{name}_init must be 'svd' or 'random', got {init!r}")
+            if init == "svd" and hasattr(model, name):  # the RNA-only model has no peak_id
+                with torch.no_grad():
+                    getattr(model, name).weight.copy_(torch.from_numpy(svd_identity_init(x, cfg.d_model, tc.seed)))
         model = model.to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))

@@ -1,0 +1,152 @@
+"""GRN metrics over candidate windows and seeds: which differences are larger than the noise?
+
+Seed s re-splits the prior edges (split seed s: another 20% of edges, another 20% of TFs held
+out) and retrains the backbones (seed 42 + s) and the BCE heads (seed 42 + s); seed 0 with the
+dataset's window is `make demo`'s setting. Per window only the full backbone is retrained: the
+RNA-only backbone, the SVD embedding and the expression baselines do not depend on it, and the
+baselines not on the seed either. Metrics as in `grn_metrics`, without the random-network
+p-values. The table gives mean ± sd over seeds and the paired AUROC difference of every method
+to the full model of the same window and seed.
+
+Reads the foundation assets of a built warehouse (`make demo`, or
+`multiome-assets build --select 'group:foundation'`):
+
+    python benchmarks/grn_sweep.py --dataset snareseq_hesc --seeds 0 1 2
+    python benchmarks/grn_sweep.py --dataset bmmc_starter --windows 5000 50000 100000 --seeds 0 1 2 3 4
+
+On 2 cores a SNARE-seq seed trains two backbones (~10-15 min); a BMMC seed takes ~1 min.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from multiome_assets import intervals, warehouse  # noqa: E402
+from multiome_assets.dataset import load_spec  # noqa: E402
+from multiome_assets.grn import baselines, pipeline  # noqa: E402
+from multiome_assets.priors import read_tf_list, split_edges  # noqa: E402
+
+INPUTS = ("full", "rna_only", "svd", "full+degree", "rna_only+degree", "degree")
+WINDOW_FREE = ("rna_only", "svd", "rna_only+degree", "degree")  # heads whose input does not depend on the window
+SPLITS = ("random", "tf_heldout")
+METRICS = ("auroc", "auprc_ratio", "per_target_auroc_macro")
+
+
+def _value(text: str):
+    """'3' -> 3, '1e-3' -> 0.001, 'svd' -> 'svd'."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _stamp(message: str, t0: float) -> None:
+    print(f"{message}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
+def run_seed(seed: int, windows: list[int], mo, annotation, prior_edges, regulators, expression_scores,
+             profile: str, device: str, overrides: dict) -> pd.DataFrame:
+    """Metrics of every method at every window for one seed."""
+    genes = mo.rna.var_names
+    prior = split_edges(prior_edges.drop(columns=["split_random", "split_tf_heldout"]), seed=seed)
+    sets = {"all": np.arange(mo.n_cells)}
+    t0 = time.perf_counter()
+    embeddings = {"rna_only": pipeline.embed(pipeline.pretrain(mo, None, profile=profile, device=device, seed=42 + seed, **overrides),
+                                             mo, sets, device)}
+    _stamp(f"seed {seed}, RNA-only backbone", t0)
+    embeddings["svd"] = pipeline.svd_embeddings(mo, sets, embeddings["rna_only"]["all"].shape[1], seed=seed)
+    rows = []
+    for i, window in enumerate(windows):
+        t0 = time.perf_counter()
+        candidates = intervals.candidate_sets(annotation, mo.atac.var, window, 50)
+        ckpt = pipeline.pretrain(mo, candidates, profile=profile, device=device, seed=42 + seed, **overrides)
+        grn_embeddings = {"gene_names": list(genes), "embeddings": {**embeddings, "full": pipeline.embed(ckpt, mo, sets, device)}}
+        inputs = INPUTS if i == 0 else tuple(x for x in INPUTS if x not in WINDOW_FREE)
+        heads = pipeline.train_heads(grn_embeddings, prior, genes, regulators, epochs=20, prior_pi=0.01, seed=42 + seed,
+                                     device=device, inputs=inputs, objectives=("bce",), splits=SPLITS)
+        for split in SPLITS:
+            space = pipeline.edge_space(prior, genes, split)
+            methods = pipeline.method_scores(space, split, grn_embeddings, heads, expression_scores, [], device,
+                                             inputs=inputs, objectives=("bce",))
+            metrics, _ = pipeline.evaluate_methods(methods, space, n_random=0, top_n=100)
+            rows.append(metrics.assign(split=split, seed=seed, window=window))
+        _stamp(f"seed {seed}, window {window}", t0)
+    runs = pd.concat(rows, ignore_index=True)
+    # window-free heads were trained at the first window only: copy their rows to the others
+    window_dependent = [pipeline.method_name(x, "bce") for x in INPUTS if x not in WINDOW_FREE]
+    free = runs[(runs.window == windows[0]) & ~runs.method.isin(window_dependent)]
+    copies = [free.assign(window=w) for w in windows[1:]]
+    return pd.concat([runs, *copies], ignore_index=True).drop_duplicates(["split", "seed", "window", "method"])
+
+
+def _mean_sd(values: pd.Series, fmt: str = "{:.3f}", sign: str = "") -> str:
+    mean = format(values.mean(), f"{sign}.3f") if sign else fmt.format(values.mean())
+    return f"{mean} ± {values.std(ddof=1):.3f}" if len(values) > 1 else mean
+
+
+def summary(runs: pd.DataFrame) -> str:
+    """Markdown: mean ± sd per (window, split, method) and the paired AUROC difference to the full model."""
+    keys = ["window", "split", "seed"]
+    full = runs[runs.method == "epiawarenet_bce"].set_index(keys).auroc
+    order = {m: i for i, m in enumerate(runs.method.unique())}
+    runs = runs.sort_values(["window", "split", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
+    lines = ["| window | split | method | AUROC | AUPRC ratio | per-target AUROC | AUROC − full model (paired) |",
+             "|---|---|---|---|---|---|---|"]
+    for (window, split, method), g in runs.groupby(["window", "split", "method"], sort=False):
+        auroc = g.set_index(keys).auroc
+        diff = auroc - full.reindex(auroc.index)
+        paired = "" if method == "epiawarenet_bce" else _mean_sd(diff, sign="+")
+        cells = [_mean_sd(g[m]) for m in METRICS]
+        lines.append(f"| {window // 1000} kb | {split} | {method} | " + " | ".join(cells) + f" | {paired} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="snareseq_hesc")
+    p.add_argument("--windows", type=int, nargs="+", help="bp either side of the TSS (default: the dataset's)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--baselines", nargs="+", default=["pearson", "grnboost2"])
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="override PretrainConfig fields of the profile, e.g. peak_id_init=svd max_epochs=3")
+    p.add_argument("--out", help="also write every run's metrics to this CSV")
+    args = p.parse_args()
+
+    overrides = {k: _value(v) for k, _, v in (kv.partition("=") for kv in args.set)}
+    spec = load_spec(args.dataset)
+    windows = args.windows or [spec.candidate_window]
+    try:
+        mo = warehouse.read_artifact(warehouse.find_artifact("multiome", args.dataset))
+        annotation = warehouse.read_table("gene_annotation", args.dataset)
+        prior_edges = warehouse.read_table("prior_edges", args.dataset)
+    except FileNotFoundError as e:
+        sys.exit(f"{e}\nbuild the foundation assets first: multiome-assets build --dataset {args.dataset} "
+                 "--select 'group:foundation'")
+    genes = mo.rna.var_names
+    regulators = pipeline.regulator_universe(genes, read_tf_list(spec.tf_list))
+    t0 = time.perf_counter()
+    scores = {name: baselines.BASELINES[name](mo.rna.X, np.asarray(genes), regulators,
+                                              **({"seed": 0} if name == "grnboost2" else {})) for name in args.baselines}
+    _stamp(f"baselines {', '.join(args.baselines)}", t0)
+    expression_scores = {"regulators": regulators, "scores": scores}
+    runs = pd.concat([run_seed(seed, windows, mo, annotation, prior_edges, regulators, expression_scores,
+                               args.profile, args.device, overrides) for seed in args.seeds], ignore_index=True)
+    if args.out:
+        runs.to_csv(args.out, index=False)
+    print(f"\n{args.dataset}: GRN metrics over seeds {args.seeds}, windows {windows} "
+          f"(profile {args.profile} {' '.join(args.set)}; mean ± sd over seeds)\n")
+    print(summary(runs))
+
+
+if __name__ == "__main__":
+    main()
