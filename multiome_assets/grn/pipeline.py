@@ -4,7 +4,8 @@ Variants of the Stage 1 backbone (the ablations):
     full                 gene and peak tokens, candidate peaks within the dataset's window
     rna_only             no ATAC: no peak tokens, no gene→peak cross-attention
     random_candidates    peak tokens, but each gene's candidates drawn at random
-and, without any backbone, `svd`: the same head on a truncated SVD of the expression matrix.
+and, without pretraining, `svd`: the same head on the backbone's starting gene identities (SVD loadings
+of the standardized expression).
 
 Degree information (the model may use it; then the table shows what the multiome adds on top):
     full+degree          the backbone's embeddings plus each gene's training degrees
