@@ -87,8 +87,8 @@ def run_seed(seed: int, windows: list[int], mo, annotation, prior_edges, regulat
     return pd.concat([runs, *copies], ignore_index=True).drop_duplicates(["split", "seed", "window", "method"])
 
 
-def _mean_sd(values: pd.Series, fmt: str = "{:.3f}", sign: str = "") -> str:
-    mean = format(values.mean(), f"{sign}.3f") if sign else fmt.format(values.mean())
+def _mean_sd(values: pd.Series, sign: str = "") -> str:
+    mean = format(values.mean(), f"{sign}.3f")
     return f"{mean} ± {values.std(ddof=1):.3f}" if len(values) > 1 else mean
 
 
@@ -135,8 +135,7 @@ def main() -> None:
     genes = mo.rna.var_names
     regulators = pipeline.regulator_universe(genes, read_tf_list(spec.tf_list))
     t0 = time.perf_counter()
-    scores = {name: baselines.BASELINES[name](mo.rna.X, np.asarray(genes), regulators,
-                                              **({"seed": 0} if name == "grnboost2" else {})) for name in args.baselines}
+    scores = baselines.expression_baselines(args.baselines, mo.rna.X, np.asarray(genes), regulators, seed=0)
     _stamp(f"baselines {', '.join(args.baselines)}", t0)
     expression_scores = {"regulators": regulators, "scores": scores}
     runs = pd.concat([run_seed(seed, windows, mo, annotation, prior_edges, regulators, expression_scores,

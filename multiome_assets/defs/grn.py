@@ -49,7 +49,7 @@ class MetricsConfig(dg.Config):
 def _backbone(context, config: BackboneConfig, compute: ComputeDevice, mo: Multiome, candidates) -> dict:
     device = compute.torch_device()
     ckpt = pipeline.pretrain(mo, candidates, profile=config.profile, device=device, seed=config.seed,
-                             max_epochs=config.max_epochs)
+                             **({"max_epochs": config.max_epochs} if config.max_epochs else {}))
     history = ckpt["history"]
     context.add_output_metadata({
         "device": device, "profile": config.profile, "best_epoch": int(ckpt["best_epoch"]),
@@ -132,10 +132,7 @@ def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, dat
     spec = datasets.spec(context.partition_key)
     genes = multiome.rna.var_names
     regulators = pipeline.regulator_universe(genes, read_tf_list(spec.tf_list))
-    scores = {}
-    for name in config.methods:
-        kwargs = {"seed": config.seed} if name == "grnboost2" else {}
-        scores[name] = baselines.BASELINES[name](multiome.rna.X, np.asarray(genes), regulators, **kwargs).astype(np.float32)
+    scores = baselines.expression_baselines(config.methods, multiome.rna.X, np.asarray(genes), regulators, seed=config.seed)
     context.add_output_metadata({"regulators": len(regulators), "methods": ", ".join(scores)})
     return {"regulators": regulators, "genes": np.asarray(genes), "scores": scores}
 

@@ -37,6 +37,7 @@ from multiome_assets.grn.metrics import training_degrees
 
 __all__ = [
     "BASELINES",
+    "expression_baselines",
     "pearson_scores",
     "spearman_scores",
     "soft_threshold_power",
@@ -476,3 +477,9 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "grnboost2": grnboost2_scores,
 }
 """Expression baselines by method name: ``fn(X, genes, regulators, **kwargs) -> (R, G)``."""
+
+
+def expression_baselines(names, X: Expression, genes, regulators, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """float32 (R, G) scores of each named baseline; `seed` goes to the stochastic one (GRNBoost2)."""
+    return {name: BASELINES[name](X, genes, regulators, **({"seed": seed} if name == "grnboost2" else {}))
+            .astype(np.float32) for name in names}

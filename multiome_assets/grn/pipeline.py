@@ -36,7 +36,7 @@ MIN_CELLS_PER_CONTEXT = 10
 
 
 def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, device: str, seed: int,
-             max_epochs: int | None = None, **train_overrides) -> dict:
+             **train_overrides) -> dict:
     """Train one Stage 1 backbone; `candidates=None` gives the RNA-only ablation.
     `train_overrides` replace fields of the profile's PretrainConfig (sweeps)."""
     from dataclasses import replace
@@ -47,7 +47,7 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
     model_overrides, train_config = PROFILES[profile]
     model_config = GRNTransformerConfig(n_genes=mo.rna.n_vars, n_peaks=mo.atac.n_vars,
                                         **{**model_overrides, "use_atac": candidates is not None})
-    train_config = replace(train_config, seed=seed, **({"max_epochs": max_epochs} if max_epochs else {}), **train_overrides)
+    train_config = replace(train_config, seed=seed, **train_overrides)
     cand = candidate_matrix(candidates if candidates is not None else _no_candidates(),
                             mo.rna.var_names, model_config.max_candidates)
     checkpoint, history = pretrain_backbone(
