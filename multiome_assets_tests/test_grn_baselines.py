@@ -191,3 +191,60 @@ def test_import_external_grn_errors_name_the_file(space, tmp_path):
     outside = pd.DataFrame({"source": ["ZZZ", "A"], "target": ["x", "nope"], "score": [1.0, 2.0]})
     with pytest.raises(ValueError, match=r"none of its 2 rows.*1 sources.*1 targets"):
         import_external_grn(outside, space)
+
+
+def _spawned_workers(pid: int) -> list[int]:
+    """PIDs of the multiprocessing spawn workers among `pid`'s children (not its resource tracker)."""
+    from pathlib import Path
+
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    workers = []
+    for child in (children.read_text().split() if children.exists() else []):
+        cmdline = Path(f"/proc/{child}/cmdline")
+        if cmdline.exists() and b"spawn_main" in cmdline.read_bytes():
+            workers.append(int(child))
+    return workers
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_grnboost2_workers_die_with_a_killed_run():
+    """A run killed mid-GRNBoost2 (SIGKILL: no cleanup) must not leave its pool workers fitting."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import numpy as np\n"
+        "from multiome_assets.grn.baselines import grnboost2_scores\n"
+        "if __name__ == '__main__':\n"
+        "    X = np.random.default_rng(0).poisson(2.0, (400, 3000)).astype(float)\n"
+        "    genes = np.array([f'g{i}' for i in range(3000)], dtype=object)\n"
+        "    grnboost2_scores(X, genes, genes[:200], n_workers=2)\n"  # minutes of work
+    )
+    run, workers = subprocess.Popen([sys.executable, "-c", script]), []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _spawned_workers(run.pid)) < 2:
+            assert run.poll() is None and time.monotonic() < deadline, "the pool never started its 2 workers"
+            time.sleep(0.2)
+        time.sleep(1.0)  # the workers are past their initializer, fitting
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), f"workers {workers} outlived the killed run"
+    finally:  # whatever happened, stop what this test started
+        run.kill()
+        run.wait()
+        for pid in filter(_alive, workers):
+            os.kill(pid, signal.SIGKILL)

@@ -21,6 +21,8 @@ correlation and TOM, 0 for GRNBoost2); the metrics never evaluate them
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -262,6 +264,20 @@ def _set_regulator_matrix(tf_matrix: np.ndarray) -> None:
     _REGULATOR_MATRIX = tf_matrix
 
 
+def _init_worker(tf_matrix: np.ndarray, parent_pid: int) -> None:
+    """Pool worker start: die with the process that spawned it, then keep the regulator matrix.
+
+    A killed run (SIGKILL: a terminated Dagster run, an out-of-memory kill) gives its pool no
+    chance to shut down; without this its workers go on fitting their chunk of targets."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent_pid:  # the parent died before the line above
+            os._exit(1)
+    _set_regulator_matrix(tf_matrix)
+
+
 def _fit_targets(
     target_expr: np.ndarray, self_col: np.ndarray, seed: int, early_stopping: str
 ) -> np.ndarray:
@@ -361,7 +377,7 @@ def grnboost2_scores(
     else:
         with ProcessPoolExecutor(
             n_workers, mp_context=get_context("spawn"),
-            initializer=_set_regulator_matrix, initargs=(tf_matrix,),
+            initializer=_init_worker, initargs=(tf_matrix, os.getpid()),
         ) as pool:
             blocks = list(pool.map(_fit_targets, *zip(*jobs)))
 
