@@ -6,13 +6,16 @@ dataset's window is `make demo`'s setting. Per window only the full backbone is 
 RNA-only backbone, the SVD embedding and the expression baselines do not depend on it, and the
 baselines not on the seed either. Metrics as in `grn_metrics`, without the random-network
 p-values. The table gives mean ± sd over seeds and the paired AUROC difference of every method
-to the full model of the same window and seed.
+to a reference method (`--reference`, default the full model) on the same window, split and
+seed, with the number of seeds on which the method is ahead.
 
 Reads the foundation assets of a built warehouse (`make demo`, or
 `multiome-assets build --select 'group:foundation'`):
 
     python benchmarks/grn_sweep.py --dataset snareseq_hesc --seeds 0 1 2
     python benchmarks/grn_sweep.py --dataset bmmc_starter --windows 5000 50000 100000 --seeds 0 1 2 3 4
+    python benchmarks/grn_sweep.py --dataset bmmc_starter --seeds $(seq 0 19) --out bmmc.csv
+    python benchmarks/grn_sweep.py --summarize bmmc.csv --reference grnboost2
 
 On 2 cores a SNARE-seq seed trains two backbones (~10-15 min); a BMMC seed takes ~1 min.
 """
@@ -92,20 +95,23 @@ def _mean_sd(values: pd.Series, sign: str = "") -> str:
     return f"{mean} ± {values.std(ddof=1):.3f}" if len(values) > 1 else mean
 
 
-def summary(runs: pd.DataFrame) -> str:
-    """Markdown: mean ± sd per (window, split, method) and the paired AUROC difference to the full model."""
+def summary(runs: pd.DataFrame, reference: str = "epiawarenet_bce") -> str:
+    """Markdown: mean ± sd per (window, split, method), and each method's paired AUROC difference to
+    `reference` on the same window, split and seed, with the number of seeds it is ahead."""
     keys = ["window", "split", "seed"]
-    full = runs[runs.method == "epiawarenet_bce"].set_index(keys).auroc
+    if reference not in set(runs.method):
+        raise SystemExit(f"--reference {reference!r} is not among the methods: {sorted(set(runs.method))}")
+    ref = runs[runs.method == reference].set_index(keys).auroc
     order = {m: i for i, m in enumerate(runs.method.unique())}
     runs = runs.sort_values(["window", "split", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
-    lines = ["| window | split | method | AUROC | AUPRC ratio | per-target AUROC | AUROC − full model (paired) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| window | split | method | AUROC | AUPRC ratio | per-target AUROC "
+             f"| AUROC − {reference} (paired) | seeds ahead |",
+             "|---|---|---|---|---|---|---|---|"]
     for (window, split, method), g in runs.groupby(["window", "split", "method"], sort=False):
-        auroc = g.set_index(keys).auroc
-        diff = auroc - full.reindex(auroc.index)
-        paired = "" if method == "epiawarenet_bce" else _mean_sd(diff, sign="+")
+        diff = g.set_index(keys).auroc - ref
+        paired = ["", ""] if method == reference else [_mean_sd(diff, sign="+"), f"{(diff > 0).sum()}/{diff.count()}"]
         cells = [_mean_sd(g[m]) for m in METRICS]
-        lines.append(f"| {window // 1000} kb | {split} | {method} | " + " | ".join(cells) + f" | {paired} |")
+        lines.append(f"| {window // 1000} kb | {split} | {method} | " + " | ".join(cells + paired) + " |")
     return "\n".join(lines)
 
 
@@ -120,7 +126,12 @@ def main() -> None:
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="override PretrainConfig fields of the profile, e.g. peak_id_init=svd max_epochs=3")
     p.add_argument("--out", help="also write every run's metrics to this CSV")
+    p.add_argument("--reference", default="epiawarenet_bce", help="method the paired differences are taken to")
+    p.add_argument("--summarize", metavar="CSV", help="print the table of an earlier run's --out CSV; train nothing")
     args = p.parse_args()
+    if args.summarize:
+        print(summary(pd.read_csv(args.summarize), args.reference))
+        return
 
     overrides = {k: _value(v) for k, _, v in (kv.partition("=") for kv in args.set)}
     spec = load_spec(args.dataset)
@@ -144,7 +155,7 @@ def main() -> None:
         runs.to_csv(args.out, index=False)
     print(f"\n{args.dataset}: GRN metrics over seeds {args.seeds}, windows {windows} "
           f"(profile {args.profile} {' '.join(args.set)}; mean ± sd over seeds)\n")
-    print(summary(runs))
+    print(summary(runs, args.reference))
 
 
 if __name__ == "__main__":
