@@ -1,6 +1,13 @@
 """Baselines: correlation, WGCNA TOM, GRNBoost2, degree baselines, external GRN import."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -195,8 +202,6 @@ def test_import_external_grn_errors_name_the_file(space, tmp_path):
 
 def _spawned_workers(pid: int) -> list[int]:
     """PIDs of the multiprocessing spawn workers among `pid`'s children (not its resource tracker)."""
-    from pathlib import Path
-
     children = Path(f"/proc/{pid}/task/{pid}/children")
     workers = []
     for child in (children.read_text().split() if children.exists() else []):
@@ -207,21 +212,13 @@ def _spawned_workers(pid: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    from pathlib import Path
-
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 def test_grnboost2_workers_die_with_a_killed_run():
     """A run killed mid-GRNBoost2 (SIGKILL: no cleanup) must not leave its pool workers fitting."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     script = (
         "import numpy as np\n"
         "from multiome_assets.grn.baselines import grnboost2_scores\n"
