@@ -15,7 +15,11 @@ Reads the foundation assets of a built warehouse (`make demo`, or
     python benchmarks/grn_sweep.py --dataset snareseq_hesc --seeds 0 1 2
     python benchmarks/grn_sweep.py --dataset bmmc_starter --windows 5000 50000 100000 --seeds 0 1 2 3 4
     python benchmarks/grn_sweep.py --dataset bmmc_starter --seeds $(seq 0 19) --out bmmc.csv
+    python benchmarks/grn_sweep.py --dataset bmmc_starter --prior collectri --seeds $(seq 0 19) --out bmmc_collectri.csv
     python benchmarks/grn_sweep.py --summarize bmmc.csv --reference grnboost2
+
+`--prior` swaps the dataset's prior (dorothea, collectri or a source,target CSV/TSV) for the sweep,
+with the dataset's TF list and the same seeded splits; without it the warehouse's prior_edges are used.
 
 On 2 cores a SNARE-seq seed trains two backbones (~10-15 min); a BMMC seed takes ~1 min.
 """
@@ -33,9 +37,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from multiome_assets import intervals, warehouse  # noqa: E402
-from multiome_assets.dataset import load_spec  # noqa: E402
+from multiome_assets.dataset import REFERENCE_FILES, load_spec, reference_path  # noqa: E402
 from multiome_assets.grn import baselines, pipeline  # noqa: E402
-from multiome_assets.priors import read_tf_list, split_edges  # noqa: E402
+from multiome_assets.priors import map_prior, read_prior, read_tf_list, split_edges  # noqa: E402
 
 INPUTS = ("full", "rna_only", "svd", "full+degree", "rna_only+degree", "degree")
 WINDOW_FREE = ("rna_only", "svd", "rna_only+degree", "degree")  # heads whose input does not depend on the window
@@ -125,6 +129,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="override PretrainConfig fields of the profile, e.g. peak_id_init=svd max_epochs=3")
+    p.add_argument("--prior", help="dorothea, collectri or a source,target CSV/TSV (default: the dataset's prior)")
     p.add_argument("--out", help="also write every run's metrics to this CSV")
     p.add_argument("--reference", default="epiawarenet_bce", help="method the paired differences are taken to")
     p.add_argument("--summarize", metavar="CSV", help="print the table of an earlier run's --out CSV; train nothing")
@@ -144,16 +149,23 @@ def main() -> None:
         sys.exit(f"{e}\nbuild the foundation assets first: multiome-assets build --dataset {args.dataset} "
                  "--select 'group:foundation'")
     genes = mo.rna.var_names
-    regulators = pipeline.regulator_universe(genes, read_tf_list(spec.tf_list))
+    tfs = read_tf_list(spec.tf_list)
+    if args.prior:
+        path = reference_path(args.prior) if args.prior in REFERENCE_FILES else Path(args.prior)
+        prior_edges = split_edges(map_prior(read_prior(path), genes, tfs, path)).assign(prior=path.name)
+    print(f"prior {prior_edges.prior.iloc[0]}: {len(prior_edges)} edges, {prior_edges.tf.nunique()} TFs",
+          file=sys.stderr)
+    regulators = pipeline.regulator_universe(genes, tfs)
     t0 = time.perf_counter()
     scores = baselines.expression_baselines(args.baselines, mo.rna.X, np.asarray(genes), regulators, seed=0)
     _stamp(f"baselines {', '.join(args.baselines)}", t0)
     expression_scores = {"regulators": regulators, "scores": scores}
     runs = pd.concat([run_seed(seed, windows, mo, annotation, prior_edges, regulators, expression_scores,
                                args.profile, args.device, overrides) for seed in args.seeds], ignore_index=True)
+    runs = runs.assign(prior=prior_edges.prior.iloc[0])
     if args.out:
         runs.to_csv(args.out, index=False)
-    print(f"\n{args.dataset}: GRN metrics over seeds {args.seeds}, windows {windows} "
+    print(f"\n{args.dataset}, prior {prior_edges.prior.iloc[0]}: GRN metrics over seeds {args.seeds}, windows {windows} "
           f"(profile {args.profile} {' '.join(args.set)}; mean ± sd over seeds)\n")
     print(summary(runs, args.reference))
 
