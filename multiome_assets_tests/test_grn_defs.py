@@ -54,7 +54,9 @@ def test_metrics_table_compares_every_method_on_both_splits(built):
     assert got.auroc.between(0, 1).all() and got.random_network_pvalue_auprc.between(0, 1).all()
     assert got.per_target_auroc_macro.notna().any()
     run = warehouse.query("select seed, config from grn_metrics limit 1")
-    assert run.seed.iloc[0] == 42 and json.loads(run.config.iloc[0])["split_seed"] == 0  # HeadConfig / SplitConfig
+    settings = json.loads(run.config.iloc[0])
+    assert run.seed.iloc[0] == 42 and settings["split_seed"] == 0  # HeadConfig / SplitConfig
+    assert settings["prior"] == "dorothea_human_ABC.csv"  # which prior's held-out edges are the labels
     # the one query the issue asks for works
     one = warehouse.query("select method, auroc from grn_metrics where split = 'random' "
                           "and method in ('epiawarenet_bce', 'pearson') order by method")

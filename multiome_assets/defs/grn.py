@@ -139,7 +139,7 @@ def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, dat
 
 @dg.multi_asset(
     partitions_def=dataset_partitions, group_name="grn", can_subset=False,
-    outs={"grn_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="2", kinds={"parquet"}),
+    outs={"grn_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="3", kinds={"parquet"}),
           "grn_regulator_enrichment": dg.AssetOut(io_manager_key="warehouse", code_version="2", kinds={"parquet"})},
     ins={name: dg.AssetIn() for name in ("multiome", "prior_edges", "grn_embeddings", "grn_head", "grn_baselines")},
 )
@@ -155,7 +155,8 @@ def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, com
                                          config.external_grns, device=compute.torch_device())
         m, e = pipeline.evaluate_methods(methods, space, n_random=config.n_random, top_n=config.top_n)
         head = grn_head["config"]
-        settings = {"split_seed": int(prior_edges.split_seed.iloc[0]), "n_random": config.n_random,
+        settings = {"prior": str(prior_edges.prior.iloc[0]), "split_seed": int(prior_edges.split_seed.iloc[0]),
+                    "n_random": config.n_random,
                     "profile": grn_embeddings.get("profile", ""),
                     "head": {k: head[k] for k in ("epochs", "min_steps", "prior_pi", "neg_ratio", "lr") if k in head}}
         metrics.append(m.assign(split=split, seed=head["seed"], config=json.dumps(settings)))
