@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from multiome_assets import intervals, warehouse  # noqa: E402
 from multiome_assets.dataset import REFERENCE_FILES, load_spec, reference_path  # noqa: E402
 from multiome_assets.grn import baselines, pipeline  # noqa: E402
-from multiome_assets.priors import map_prior, read_prior, read_tf_list, split_edges  # noqa: E402
+from multiome_assets.priors import load_prior_edges, read_tf_list, split_edges  # noqa: E402
 
 INPUTS = ("full", "rna_only", "svd", "full+degree", "rna_only+degree", "degree")
 WINDOW_FREE = ("rna_only", "svd", "rna_only+degree", "degree")  # heads whose input does not depend on the window
@@ -152,7 +152,7 @@ def main() -> None:
     tfs = read_tf_list(spec.tf_list)
     if args.prior:
         path = reference_path(args.prior) if args.prior in REFERENCE_FILES else Path(args.prior)
-        prior_edges = split_edges(map_prior(read_prior(path), genes, tfs, path)).assign(prior=path.name)
+        prior_edges = load_prior_edges(path, genes, tfs)
     print(f"prior {prior_edges.prior.iloc[0]}: {len(prior_edges)} edges, {prior_edges.tf.nunique()} TFs",
           file=sys.stderr)
     regulators = pipeline.regulator_universe(genes, tfs)

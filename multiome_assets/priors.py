@@ -60,6 +60,13 @@ def split_edges(edges: pd.DataFrame, *, test_fraction: float = 0.2, seed: int = 
     return edges.assign(split_random=split_random, split_tf_heldout=split_tf, split_seed=seed)
 
 
+def load_prior_edges(path: Path, genes: pd.Index, tfs: pd.Index, *, test_fraction: float = 0.2,
+                     seed: int = 0) -> pd.DataFrame:
+    """A prior table read, mapped into the dataset's genes and TF list and split, named by its file."""
+    edges = map_prior(read_prior(path), genes, tfs, path)
+    return split_edges(edges, test_fraction=test_fraction, seed=seed).assign(prior=Path(path).name)
+
+
 def split_frames(prior_edges: pd.DataFrame, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) edges of one split."""
     if split not in SPLITS:

@@ -93,9 +93,8 @@ def prior_edges(context: dg.AssetExecutionContext, config: SplitConfig, datasets
     """The dataset's prior (TF → target) within its genes and TF list, with a random 80/20 edge
     split and a TF-held-out split (whole regulators held out). Seeded."""
     spec = datasets.spec(context.partition_key)
-    edges = priors.map_prior(priors.read_prior(spec.prior), multiome.rna.var_names,
-                             priors.read_tf_list(spec.tf_list), spec.prior)
-    edges = priors.split_edges(edges, test_fraction=config.test_fraction, seed=config.seed)
+    edges = priors.load_prior_edges(spec.prior, multiome.rna.var_names, priors.read_tf_list(spec.tf_list),
+                                    test_fraction=config.test_fraction, seed=config.seed)
     context.add_output_metadata({"prior": spec.prior.name, "edges": len(edges), "tfs": int(edges.tf.nunique()),
                                  "heldout_tfs": int(edges.loc[edges.split_tf_heldout == "test", "tf"].nunique())})
-    return edges.assign(prior=spec.prior.name)
+    return edges
