@@ -159,7 +159,7 @@ def main() -> None:
     t0 = time.perf_counter()
     scores = baselines.expression_baselines(args.baselines, mo.rna.X, np.asarray(genes), regulators, seed=0)
     _stamp(f"baselines {', '.join(args.baselines)}", t0)
-    expression_scores = {"regulators": regulators, "scores": scores}
+    expression_scores = {"regulators": regulators, "genes": np.asarray(genes), "scores": scores}
     runs = pd.concat([run_seed(seed, windows, mo, annotation, prior_edges, regulators, expression_scores,
                                args.profile, args.device, overrides) for seed in args.seeds], ignore_index=True)
     runs = runs.assign(prior=prior_edges.prior.iloc[0])

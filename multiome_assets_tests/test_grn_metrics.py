@@ -114,6 +114,8 @@ def test_bad_inputs_are_rejected():
     no_test = EdgeSpace.from_edges(["A", "B"], ["A", "B", "C", "D"], only_training, only_training)
     with pytest.raises(ValueError, match="held-out positives"):
         evaluate(tiny_scores(), no_test, n_random=0)
+    with pytest.raises(ValueError, match="regulators are not among the genes"):
+        EdgeSpace(np.array(["Z"]), np.array(["A", "B"]), no_test.train[:1, :2], no_test.test[:1, :2])
 
 
 # --- random spaces -----------------------------------------------------------------------
@@ -254,6 +256,17 @@ def test_regulator_enrichment_hypergeometric_by_hand():
     summary = enrichment_summary(table)
     assert summary["enrichment_frac_significant"] == 0.0
     assert summary["enrichment_median_fold"] == pytest.approx((16 / 9 + 0) / 2)
+
+
+def test_enrichment_table_agrees_with_the_metrics_row_under_ties():
+    # grn_metrics carries evaluate's enrichment summary, grn_regulator_enrichment the table: with
+    # tied scores both must break the ties the same way, or the two tables disagree
+    space = random_space(np.random.default_rng(5), R=15, G=200, p_test=0.1)
+    s = np.round(np.random.default_rng(6).random(space.shape), 1)
+    for seed in (0, 1):
+        summary = enrichment_summary(regulator_enrichment(s, space, top_n=10, seed=seed))
+        m = evaluate(s, space, n_random=0, top_n=10, seed=seed)
+        assert {k: m[k] for k in summary} == summary
 
 
 # --- curves ----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Split semantics of the evaluation spaces, and the exported top-target tables."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from multiome_assets.grn import pipeline
 from multiome_assets.grn.baselines import degree_baselines
@@ -49,6 +50,20 @@ def test_top_targets_excludes_self_and_ranks(rng):
                                      ["d", "c", np.float32(0.6), 1], ["d", "b", np.float32(0.4), 2]]
     assert len(pipeline.top_targets(scores, regs, genes, top=None)) == 2 * 3
 
+
+def test_scores_in_another_gene_order_are_refused(rng):
+    # method_scores reads score columns as the multiome's genes: a baseline table built on
+    # another gene order would misalign every column silently
+    genes, edges = _prior(rng)
+    space = pipeline.edge_space(edges, genes, "random")
+    scores = {"pearson": rng.random((len(space.regulators), len(genes)))}
+    embeddings = {"gene_names": list(genes)}
+    baselines = {"regulators": space.regulators, "genes": np.asarray(genes[::-1]), "scores": scores}
+    with pytest.raises(ValueError, match="grn_baselines has other genes"):
+        pipeline.method_scores(space, "random", embeddings, {}, baselines, [], "cpu", inputs=())
+    baselines["genes"] = np.asarray(genes)
+    assert set(pipeline.method_scores(space, "random", embeddings, {}, baselines, [], "cpu", inputs=())) == {
+        "pearson", "degree_tf_out", "degree_target_in", "degree_product"}
 
 
 def test_degree_heads_read_what_their_names_say():

@@ -24,6 +24,11 @@ class EdgeSpace:
     # but target popularity in the training prior is still there to exploit. None: train's column sums.
     target_in_degree: np.ndarray | None = None
 
+    def __post_init__(self):
+        missing = pd.Index(self.regulators).difference(pd.Index(self.genes))
+        if len(missing):
+            raise ValueError(f"{len(missing)} regulators are not among the genes, e.g. {list(missing[:3])}")
+
     @property
     def shape(self) -> tuple[int, int]:
         return len(self.regulators), len(self.genes)
@@ -54,9 +59,6 @@ class EdgeSpace:
         """Build from edge tables with columns ``tf, target``; edges outside the space are dropped."""
         regulators = np.asarray(regulators, dtype=object)
         genes = np.asarray(genes, dtype=object)
-        missing = pd.Index(regulators).difference(pd.Index(genes))
-        if len(missing):
-            raise ValueError(f"{len(missing)} regulators are not among the genes, e.g. {list(missing[:3])}")
         pairs = train_edges.drop_duplicates(["tf", "target"])
         cols = pd.Index(genes).get_indexer(pairs["target"])
         return cls(

@@ -463,7 +463,7 @@ def evaluate(
         out[count_key] = float(ok.sum())
     del asc, flat_asc, labels_asc, ties_asc, order
 
-    rng_dm, rng_rn, rng_en = (np.random.default_rng(x) for x in np.random.SeedSequence(seed).spawn(3))
+    rng_dm, rng_rn, rng_en = _streams(seed)
 
     # degree-matched subset
     sel = _degree_matched_select(c, space, int(negatives_per_positive), rng_dm)
@@ -482,6 +482,12 @@ def evaluate(
     # enrichment: higher key = better; -group_of reuses the sort above
     out.update(enrichment_summary(_regulator_enrichment(c, space, -group_of, top_n, rng_en)))
     return out
+
+
+def _streams(seed: int) -> list[np.random.Generator]:
+    """Independent generators for degree matching, random networks and enrichment tie-breaks;
+    :func:`regulator_enrichment` draws from the third, so its table matches :func:`evaluate`."""
+    return [np.random.default_rng(x) for x in np.random.SeedSequence(seed).spawn(3)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -539,7 +545,7 @@ def regulator_enrichment(
 
     For each regulator with ≥1 held-out candidate target: population = its ``C`` candidate
     targets, successes = its ``K`` held-out targets, draws = its ``n = min(top_n, C)``
-    highest-scored candidates (ties broken uniformly at random, seeded), ``n_hits`` = held-out
+    highest-scored candidates (ties broken uniformly at random, seeded as in :func:`evaluate`), ``n_hits`` = held-out
     targets among them; ``pvalue = P(X ≥ n_hits)``, X ~ Hypergeom(C, K, n);
     ``expected = n K / C``; ``fold_enrichment = n_hits / expected``; ``fdr`` is
     Benjamini-Hochberg over the regulators in the table. Meant for the TF-held-out split,
@@ -553,7 +559,7 @@ def regulator_enrichment(
     c = _Candidates.of(space)
     s = _score_vector(scores, space, c.flat)
     _, dense = np.unique(s, return_inverse=True)
-    return _regulator_enrichment(c, space, dense, top_n, np.random.default_rng(seed))
+    return _regulator_enrichment(c, space, dense, top_n, _streams(seed)[2])
 
 
 def enrichment_summary(table: pd.DataFrame, *, alpha: float = 0.05) -> dict[str, float]:

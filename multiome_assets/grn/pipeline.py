@@ -218,6 +218,9 @@ def method_scores(space: EdgeSpace, split: str, grn_embeddings: dict, grn_head: 
     from multiome_assets.grn.baselines import degree_baselines, import_external_grn
 
     genes = pd.Index(space.genes)
+    for asset, names in (("grn_embeddings", grn_embeddings["gene_names"]), ("grn_baselines", grn_baselines["genes"])):
+        if not genes.equals(pd.Index(names)):
+            raise ValueError(f"{asset} has other genes (or another gene order) than the multiome; rematerialize {asset}")
     out = {}
     for head_input in inputs:
         z = head_embedding(grn_embeddings, head_input)
@@ -251,15 +254,13 @@ def method_kind(name: str) -> str:
 def evaluate_methods(methods: dict[str, np.ndarray], space: EdgeSpace, *, n_random: int, top_n: int,
                      seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One metrics row per method, and the per-regulator enrichment table of every method."""
-    from multiome_assets.grn.metrics import enrichment_summary, evaluate, regulator_enrichment
+    from multiome_assets.grn.metrics import evaluate, regulator_enrichment
 
     rows, tables = [], []
     for name, scores in methods.items():
-        enrichment = regulator_enrichment(scores, space, top_n=top_n, seed=seed)
         rows.append({"method": name, "kind": method_kind(name),
-                     **evaluate(scores, space, n_random=n_random, top_n=top_n, seed=seed),
-                     **enrichment_summary(enrichment)})
-        tables.append(enrichment.assign(method=name))
+                     **evaluate(scores, space, n_random=n_random, top_n=top_n, seed=seed)})
+        tables.append(regulator_enrichment(scores, space, top_n=top_n, seed=seed).assign(method=name))
     return pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
 
 
