@@ -77,7 +77,7 @@ def run_seed(seed: int, windows: list[int], mo, annotation, prior_edges, regulat
         ckpt = pipeline.pretrain(mo, candidates, profile=profile, device=device, seed=42 + seed, **overrides)
         grn_embeddings = {"gene_names": list(genes), "embeddings": {**embeddings, "full": pipeline.embed(ckpt, mo, sets, device)}}
         inputs = INPUTS if i == 0 else tuple(x for x in INPUTS if x not in WINDOW_FREE)
-        heads = pipeline.train_heads(grn_embeddings, prior, genes, regulators, epochs=20, prior_pi=0.01, seed=42 + seed,
+        heads = pipeline.train_heads(grn_embeddings, prior, genes, regulators, epochs=20, seed=42 + seed,
                                      device=device, inputs=inputs, objectives=("bce",), splits=SPLITS)
         for split in SPLITS:
             space = pipeline.edge_space(prior, genes, split)

@@ -163,13 +163,14 @@ def head_embedding(grn_embeddings: dict, head_input: str, context: str = "all") 
 
 
 def train_heads(grn_embeddings: dict, prior_edges: pd.DataFrame, genes: pd.Index, regulators: np.ndarray, *,
-                epochs: int, prior_pi: float, seed: int, device: str, min_steps: int = 400,
+                epochs: int, seed: int, device: str, min_steps: int = 400, prior_pi: float | None = None,
                 inputs: tuple[str, ...] = HEAD_INPUTS, objectives: tuple[str, ...] = OBJECTIVES,
                 splits: tuple[str, ...] = ("random", "tf_heldout", "all")) -> dict:
     """One Stage 2 head per (embedding, objective, split) on the 'all' cell set.
 
     Rows are every TF of the TF list (`regulators`); positives are the split's training edges;
-    held-out edges are never seen (they are unlabeled like every other pair).
+    held-out edges are never seen (they are unlabeled like every other pair). `prior_pi`: nnPU's
+    class prior, None for EdgeHeadConfig's default.
     """
     from dataclasses import asdict
 
@@ -182,8 +183,9 @@ def train_heads(grn_embeddings: dict, prior_edges: pd.DataFrame, genes: pd.Index
         for head_input in inputs:
             z = head_embedding(grn_embeddings, head_input)
             for objective in objectives:
-                config = EdgeHeadConfig(objective=objective, epochs=epochs, min_steps=min_steps, prior_pi=prior_pi, seed=seed,
-                                        degree_features=head_degrees(head_input, split))
+                config = EdgeHeadConfig(objective=objective, epochs=epochs, min_steps=min_steps, seed=seed,
+                                        degree_features=head_degrees(head_input, split),
+                                        **({} if prior_pi is None else {"prior_pi": prior_pi}))
                 head, history = train_edge_head(z, reg_index, positives, config, device=device)
                 heads[head_key(head_input, objective, split)] = edge_head_checkpoint(head)
                 histories.append(history.assign(head=head_key(head_input, objective, split)))
