@@ -61,11 +61,10 @@ class EdgeHeadConfig:
     dropout: float = 0.1
     objective: Literal["bce", "nnpu"] = "bce"
     neg_ratio: int = 10  # unlabeled pairs sampled per training positive, every epoch
-    # Class prior pi = P(edge) among unlabeled regulator x gene pairs. A TF has on the order
-    # of 100-300 direct targets among ~20,000 genes (ChIP-derived prior networks are ~0.5-1.5%
-    # dense), so 1%. The reference's default of 0.2 is far denser than any prior network.
-    # Class prior of nnPU. Chosen without held-out edges, on inner splits of each split's training
-    # edges (benchmarks/head_selection.py): 0.05 over 0.01 and 0.001 on both bundled datasets.
+    # Class prior pi = P(edge) among unlabeled regulator x gene pairs. ChIP-derived prior networks
+    # are ~0.5-1.5% dense and the reference's default of 0.2 is far denser than any of them; 0.05
+    # was chosen without held-out edges, on inner splits of each split's training edges
+    # (benchmarks/head_selection.py): better than 0.01 and 0.001 on both bundled datasets.
     prior_pi: float = 0.05
     nnpu_beta: float = 0.0  # correction threshold: step on -gamma * R_neg when R_neg < -beta
     nnpu_gamma: float = 1.0  # step size on the negated negative risk
