@@ -10,6 +10,8 @@ ones; the outer held-out edges stay unlabeled, as they are for the reported head
     nnpu pi=...          nnPU with class prior pi, at least 400 steps
 
 on the frozen embeddings of a built warehouse (`make demo`): the full backbone and its SVD start.
+On the inner TF-held-out split also the degree-only BCE head reading the in-degree (the default
+there: every evaluated regulator has out-degree 0) or out- and in-degree.
 
     python benchmarks/head_selection.py --dataset bmmc_starter --seeds 0 1 2 3 4
     python benchmarks/head_selection.py --dataset snareseq_hesc --seeds 0 1 2
@@ -20,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,6 +41,20 @@ def inner_prior(prior_edges: pd.DataFrame, split: str, seed: int) -> pd.DataFram
     return split_edges(train.drop(columns=SPLIT_COLUMNS).reset_index(drop=True), seed=1000 + seed)
 
 
+def degree_heads(inner: pd.DataFrame, space, genes: pd.Index, regulators, seed: int, device: str) -> dict:
+    """TF-held-out scores of the degree-only BCE head reading in-degree, or out- and in-degree."""
+    from multiome_assets.grn.head import EdgeHeadConfig, score_all_pairs, train_edge_head
+
+    positives = pipeline.train_pairs(inner, "tf_heldout", genes, regulators)
+    no_embedding = np.zeros((len(genes), 0), dtype=np.float32)
+    scores = {}
+    for degrees in (("in",), ("out", "in")):
+        config = EdgeHeadConfig(epochs=20, seed=42 + seed, degree_features=degrees)
+        head, _ = train_edge_head(no_embedding, genes.get_indexer(regulators), positives, config, device=device)
+        scores["+".join(degrees)] = score_all_pairs(head, no_embedding, genes.get_indexer(space.regulators), device=device)
+    return scores
+
+
 def run_seed(seed: int, grn_embeddings: dict, prior_edges: pd.DataFrame, genes: pd.Index, regulators,
              settings: list[tuple[str, str, dict]], inputs: tuple[str, ...], device: str) -> pd.DataFrame:
     no_baselines = {"regulators": regulators, "genes": genes.to_numpy(), "scores": {}}
@@ -54,6 +71,10 @@ def run_seed(seed: int, grn_embeddings: dict, prior_edges: pd.DataFrame, genes: 
             methods = {k: v for k, v in methods.items() if not k.startswith("degree_")}
             metrics, _ = pipeline.evaluate_methods(methods, space, n_random=0, top_n=100)
             rows.append(metrics.assign(setting=label, split=split, seed=seed))
+        if split == "tf_heldout":
+            for degrees, scores in degree_heads(inner, space, genes, regulators, seed, device).items():
+                metrics, _ = pipeline.evaluate_methods({"mlp_degree_bce": scores}, space, n_random=0, top_n=100)
+                rows.append(metrics.assign(setting=f"degrees={degrees}", split=split, seed=seed))
         print(f"seed {seed}, {split} done", file=sys.stderr, flush=True)
     return pd.concat(rows, ignore_index=True)
 
