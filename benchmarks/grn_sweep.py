@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from multiome_assets import intervals, warehouse  # noqa: E402
 from multiome_assets.dataset import REFERENCE_FILES, load_spec, reference_path  # noqa: E402
 from multiome_assets.grn import baselines, pipeline  # noqa: E402
-from multiome_assets.priors import load_prior_edges, read_tf_list, split_edges  # noqa: E402
+from multiome_assets.priors import load_prior_edges, read_tf_list, resplit  # noqa: E402
 
 INPUTS = ("full", "rna_only", "svd", "full+degree", "rna_only+degree", "degree")
 WINDOW_FREE = ("rna_only", "svd", "rna_only+degree", "degree")  # heads whose input does not depend on the window
@@ -63,7 +63,7 @@ def run_seed(seed: int, windows: list[int], mo, annotation, prior_edges, regulat
              profile: str, device: str, overrides: dict) -> pd.DataFrame:
     """Metrics of every method at every window for one seed."""
     genes = mo.rna.var_names
-    prior = split_edges(prior_edges.drop(columns=["split_random", "split_tf_heldout"]), seed=seed)
+    prior = resplit(prior_edges, seed=seed)
     sets = {"all": np.arange(mo.n_cells)}
     t0 = time.perf_counter()
     embeddings = {"rna_only": pipeline.embed(pipeline.pretrain(mo, None, profile=profile, device=device, seed=42 + seed, **overrides),

@@ -30,15 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from multiome_assets import warehouse  # noqa: E402
 from multiome_assets.dataset import load_spec  # noqa: E402
 from multiome_assets.grn import pipeline  # noqa: E402
-from multiome_assets.priors import SPLITS, read_tf_list, split_edges, split_frames  # noqa: E402
-
-SPLIT_COLUMNS = [f"split_{s}" for s in SPLITS]
+from multiome_assets.priors import SPLITS, read_tf_list, resplit, split_frames  # noqa: E402
 
 
 def inner_prior(prior_edges: pd.DataFrame, split: str, seed: int) -> pd.DataFrame:
     """The outer split's training edges, split again (same kinds of split) with `seed`."""
-    train, _ = split_frames(split_edges(prior_edges.drop(columns=SPLIT_COLUMNS), seed=seed), split)
-    return split_edges(train.drop(columns=SPLIT_COLUMNS).reset_index(drop=True), seed=1000 + seed)
+    train, _ = split_frames(resplit(prior_edges, seed=seed), split)
+    return resplit(train.reset_index(drop=True), seed=1000 + seed)
 
 
 def degree_heads(inner: pd.DataFrame, space, genes: pd.Index, regulators, seed: int, device: str) -> dict:

@@ -60,6 +60,11 @@ def split_edges(edges: pd.DataFrame, *, test_fraction: float = 0.2, seed: int = 
     return edges.assign(split_random=split_random, split_tf_heldout=split_tf, split_seed=seed)
 
 
+def resplit(edges: pd.DataFrame, *, seed: int, test_fraction: float = 0.2) -> pd.DataFrame:
+    """`edges` with both splits drawn again with `seed` (sweeps over splits)."""
+    return split_edges(edges.drop(columns=[f"split_{s}" for s in SPLITS]), test_fraction=test_fraction, seed=seed)
+
+
 def load_prior_edges(path: Path, genes: pd.Index, tfs: pd.Index, *, test_fraction: float = 0.2,
                      seed: int = 0) -> pd.DataFrame:
     """A prior table read, mapped into the dataset's genes and TF list and split, named by its file."""
