@@ -86,7 +86,10 @@ def build(keys, select):
     instance = _instance()
     keys = list(keys) or list_dataset_keys()
     for key in keys:
-        load_spec(key)
+        try:
+            load_spec(key)
+        except DatasetError as e:
+            raise click.ClickException(str(e)) from None
         if key not in instance.get_dynamic_partitions("dataset"):
             instance.add_dynamic_partitions("dataset", [key])
         click.echo(f"== materializing {key}")
@@ -95,10 +98,11 @@ def build(keys, select):
         if not result.success:
             raise click.ClickException(f"materialization of {key} failed; see the log above")
     click.echo("\n== built")
-    counts = query(" union all ".join(
-        f"select '{t}' as \"table\", dataset, count(*) as rows from \"{t}\" group by dataset" for t in list_tables()
-    ) + " order by 1, 2")
-    click.echo(counts.to_string(index=False))
+    if list_tables():  # not when only artifacts (multiome, backbones) were selected
+        counts = query(" union all ".join(
+            f"select '{t}' as \"table\", dataset, count(*) as rows from \"{t}\" group by dataset" for t in list_tables()
+        ) + " order by 1, 2")
+        click.echo(counts.to_string(index=False))
     click.echo(f"\nwarehouse: {warehouse_dir()}  (artifacts/ and tables/; views in warehouse.duckdb)")
     click.echo("dagster instance: " + os.environ["DAGSTER_HOME"] + "  (make ui to browse)")
     click.echo('try: multiome-assets sql "select dataset, count(*) from candidate_sets group by 1"')
@@ -109,8 +113,13 @@ def datasets():
     """List dataset folders and whether they are registered as partitions."""
     registered = set(_instance().get_dynamic_partitions("dataset"))
     for key in list_dataset_keys():
-        spec = load_spec(key)
-        click.echo(f"{key}\t{'registered' if key in registered else 'new'}\t{spec.format}\t{spec.title}")
+        status = "registered" if key in registered else "new"
+        try:
+            spec = load_spec(key)
+        except DatasetError as e:  # one broken folder does not hide the others
+            click.echo(f"{key}\t{status}\tinvalid: {e}")
+            continue
+        click.echo(f"{key}\t{status}\t{spec.format}\t{spec.title}")
 
 
 if __name__ == "__main__":

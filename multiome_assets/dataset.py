@@ -1,6 +1,7 @@
 """The dataset folder contract: `data/datasets/<key>/dataset.yaml` plus the files it names."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -77,6 +78,8 @@ class DatasetSpec:
 
 
 FORMAT_FILES = {"h5ad_pair": ("rna", "atac"), "h5mu": ("h5mu",), "10x_h5": ("h5",)}
+SETTINGS = {"title", "genome", "format", "files", "rna_values", "rna_counts_layer", "annotation", "prior", "tf_list",
+            "cell_type_column", "batch_column", "candidate_window", "qc"}
 
 
 def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
@@ -94,6 +97,16 @@ def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
     if not isinstance(raw, dict):
         raise DatasetError(f"{path}: expected a mapping of settings")
 
+    unknown = set(raw) - SETTINGS
+    if unknown:
+        raise DatasetError(f"{path}: unknown settings {sorted(unknown)}; known: {sorted(SETTINGS)}")
+    genome = raw.get("genome", "hg38")
+    if genome != "hg38":
+        raise DatasetError(f"{path}: genome {genome!r} is not supported: the bundled annotation, cCRE "
+                           "vocabulary, priors and TF list are human hg38")
+    for name in ("title", "rna_counts_layer", "cell_type_column", "batch_column"):
+        if raw.get(name) is not None and not isinstance(raw[name], str):
+            raise DatasetError(f"{path}: {name} must be a text, not {raw[name]!r}")
     fmt = raw.get("format", "h5ad_pair")
     if fmt not in FORMAT_FILES:
         raise DatasetError(f"{path}: format {fmt!r} is not one of {sorted(FORMAT_FILES)}")
@@ -117,7 +130,7 @@ def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
         folder=folder,
         format=fmt,
         files=resolved,
-        genome=raw.get("genome", "hg38"),
+        genome=genome,
         annotation=_resolve_file(path, folder, root, raw.get("annotation", "hg38_ensembl93")),
         prior=_resolve_file(path, folder, root, raw.get("prior", "dorothea")),
         tf_list=_resolve_file(path, folder, root, raw.get("tf_list", "lambert2018")),
@@ -125,10 +138,21 @@ def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
         rna_counts_layer=raw.get("rna_counts_layer"),
         cell_type_column=raw.get("cell_type_column"),
         batch_column=raw.get("batch_column"),
-        candidate_window=int(raw.get("candidate_window", 100_000)),
+        candidate_window=_count(path, "candidate_window", raw.get("candidate_window", 100_000)),
         title=raw.get("title", key),
-        qc=QCConfig(**qc_raw),
+        qc=QCConfig(**{name: _count(path, f"qc.{name}", value) for name, value in qc_raw.items()}),
     )
+
+
+def _count(path: Path, name: str, value) -> int:
+    """A whole number >= 0; YAML reads `1e5` as text, so numeric text is accepted."""
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else math.nan
+    except ValueError:
+        number = math.nan
+    if not (number >= 0 and number == int(number)):
+        raise DatasetError(f"{path}: {name} must be a whole number >= 0, not {value!r}")
+    return int(number)
 
 
 def list_dataset_keys(root: Path | None = None) -> list[str]:

@@ -30,7 +30,11 @@ def read_prior(path: Path) -> pd.DataFrame:
     missing = {"source", "target"} - set(table.columns)
     if missing:
         raise DatasetError(f"{path}: prior lacks columns {sorted(missing)} (found {list(table.columns)})")
-    weight = table["weight"] if "weight" in table else pd.Series(1.0, index=table.index)
+    weight = pd.to_numeric(table["weight"], errors="coerce") if "weight" in table else pd.Series(1.0, index=table.index)
+    bad = weight.isna()
+    if bad.any():
+        raise DatasetError(f"{path}: column weight must hold numbers; {int(bad.sum())} rows do not "
+                           f"(e.g. {table['weight'][bad].iloc[0]!r})")
     return pd.DataFrame({"tf": table["source"].astype(str), "target": table["target"].astype(str), "weight": weight.astype(float)})
 
 

@@ -53,6 +53,11 @@ def read_dataset(spec: DatasetSpec) -> Multiome:
                 f"(layers: {list(rna.layers)})"
             )
         rna.layers["counts"] = rna.layers[spec.rna_counts_layer]
+    for setting in ("cell_type_column", "batch_column"):
+        column = getattr(spec, setting)
+        if column and column not in rna.obs:
+            raise DatasetError(f"{spec.yaml_path}: {setting} {column!r} is not a column of the cells in "
+                               f"{sources[0]} (columns: {list(rna.obs.columns)})")
     return pair_modalities(rna, atac, *sources)
 
 

@@ -123,3 +123,23 @@ def test_cli_sql_and_register(data_root, tmp_path, monkeypatch):
     assert param.output == "n\n1\n"
     missing = runner.invoke(cli, ["sql", "select * from nope"])
     assert missing.exit_code == 1 and "nope does not exist" in missing.output
+
+
+def test_cli_build_and_datasets_report_bad_folders(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    broken = data_root / "datasets" / "broken"
+    broken.mkdir()
+    (broken / "dataset.yaml").write_text("format: h5ad_pair\nfiles: {rna: rna.h5ad, atac: atac.h5ad}\n")
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["datasets"])
+    assert listing.exit_code == 0, listing.output
+    assert "bmmc_starter\tnew\th5ad_pair" in listing.output  # one broken folder hides no other
+    assert "broken\tnew\tinvalid:" in listing.output and "file 'rna.h5ad' does not exist" in listing.output
+    build = runner.invoke(cli, ["build", "--dataset", "broken"])
+    assert build.exit_code == 1 and "broken/dataset.yaml: file 'rna.h5ad' does not exist" in build.output
+    assert build.exception is None or isinstance(build.exception, SystemExit)  # a message, not a traceback
+    # only an artifact built: no tables to count yet, and the summary says so without failing
+    only_artifact = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "multiome"])
+    assert only_artifact.exit_code == 0, only_artifact.output
+    assert "== built" in only_artifact.output

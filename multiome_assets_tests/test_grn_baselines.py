@@ -198,6 +198,10 @@ def test_import_external_grn_errors_name_the_file(space, tmp_path):
     outside = pd.DataFrame({"source": ["ZZZ", "A"], "target": ["x", "nope"], "score": [1.0, 2.0]})
     with pytest.raises(ValueError, match=r"none of its 2 rows.*1 sources.*1 targets"):
         import_external_grn(outside, space)
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=r"empty\.tsv: cannot be read"):
+        import_external_grn(empty, space)
 
 
 def _spawned_workers(pid: int) -> list[int]:
@@ -245,3 +249,10 @@ def test_grnboost2_workers_die_with_a_killed_run():
         run.wait()
         for pid in filter(_alive, workers):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_unknown_baseline_lists_the_known_ones():
+    from multiome_assets.grn.baselines import expression_baselines
+
+    with pytest.raises(ValueError, match=r"unknown baseline\(s\) \['genie3'\]; known: \['grnboost2', "):
+        expression_baselines(["pearson", "genie3"], None, [], [])

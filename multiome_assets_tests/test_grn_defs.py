@@ -2,6 +2,7 @@
 import json
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,7 +17,9 @@ SMALL = {
     **{a: {"config": {"max_epochs": 1}} for a in GRN_CHAIN[:3]},
     "grn_head": {"config": {"epochs": 2}},
     "grn_baselines": {"config": {"methods": ["pearson", "spearman", "wgcna"]}},
-    "grn_evaluation": {"config": {"n_random": 20}},
+    "grn_evaluation": {"config": {"n_random": 20, "external_grns": [
+        # another tool's table with its own column names: here CollecTRI, scored on DoRothEA's held-out edges
+        {"path": str(reference_path("collectri")), "name": "collectri", "score_col": "weight"}]}},
 }
 
 
@@ -50,7 +53,7 @@ def test_metrics_table_compares_every_method_on_both_splits(built):
         assert {"epiawarenet_bce", "epiawarenet_nnpu", "epiawarenet_bce_rna_only",
                 "epiawarenet_bce_random_candidates", "mlp_svd_bce", "epiawarenet_bce_degree",
                 "mlp_degree_bce", "pearson", "spearman", "wgcna",
-                "degree_tf_out", "degree_target_in", "degree_product"} <= methods
+                "degree_tf_out", "degree_target_in", "degree_product", "external_collectri"} <= methods
     assert got.auroc.between(0, 1).all() and got.random_network_pvalue_auprc.between(0, 1).all()
     assert got.per_target_auroc_macro.notna().any()
     run = warehouse.query("select seed, config from grn_metrics limit 1")
@@ -90,3 +93,27 @@ def test_same_seed_same_edge_scores(built):
                            selection=GRN_CHAIN, run_config={"ops": {k: v for k, v in SMALL.items() if k in GRN_CHAIN}})
     assert again.success
     pd.testing.assert_frame_equal(first, warehouse.read_table("edge_scores", "bmmc_starter"))
+
+
+def test_no_pretraining_input_is_the_backbones_start(built):
+    # mlp_svd_* reads what pretraining starts from, so its rows show what pretraining adds
+    from multiome_assets.grn import pipeline
+
+    mo = warehouse.read_artifact(warehouse.find_artifact("multiome", "bmmc_starter"))
+    backbone = warehouse.read_artifact(warehouse.find_artifact("grn_backbone", "bmmc_starter"))
+    embeddings = warehouse.read_artifact(warehouse.find_artifact("grn_embeddings", "bmmc_starter"))
+    start = pipeline.pretrain(mo, warehouse.read_table("candidate_sets", "bmmc_starter"), profile=backbone["profile"],
+                              device="cpu", seed=backbone["train_config"]["seed"], max_epochs=0)
+    assert start["train_config"]["seed"] == 42
+    np.testing.assert_allclose(embeddings["embeddings"]["svd"]["all"], start["model"]["gene_id.weight"].numpy())
+
+
+def test_launchpad_defaults_are_the_models_defaults():
+    # the Dagster configs repeat the defaults so the launchpad shows them; they must not drift apart
+    from multiome_assets.defs.grn import BackboneConfig, HeadConfig
+    from multiome_assets.grn.head import EdgeHeadConfig
+    from multiome_assets.grn.pretrain import PROFILES
+
+    for field in ("epochs", "min_steps", "prior_pi", "seed"):
+        assert getattr(HeadConfig(), field) == getattr(EdgeHeadConfig(), field), field
+    assert BackboneConfig().seed == PROFILES[BackboneConfig().profile][1].seed

@@ -230,6 +230,12 @@ def test_degree_matched_negatives_follow_positive_bins():
     assert res["auroc"] > 0.6
     assert res["degree_matched_auroc"] == pytest.approx(0.5, abs=1e-12)
     assert res["degree_matched_auprc_ratio"] < res["auprc_ratio"]
+    # evaluate() scores exactly the pairs of degree_matched_mask with the same seed
+    noisy = rng.random((R, G))
+    matched = degree_matched_mask(space, negatives_per_positive=m, seed=3)
+    y_m, s_m = y[matched], noisy[matched]
+    expected_auc = (s_m[y_m][:, None] > s_m[~y_m][None, :]).mean()
+    assert evaluate(noisy, space, n_random=0, negatives_per_positive=m, seed=3)["degree_matched_auroc"] == pytest.approx(expected_auc)
 
 
 # --- enrichment ------------------------------------------------------------------------------

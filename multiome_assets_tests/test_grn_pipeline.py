@@ -79,3 +79,22 @@ def test_degree_heads_read_what_their_names_say():
     assert pipeline.head_degrees("full+degree", "tf_heldout") == ("in",)
     assert pipeline.head_degrees("degree", "random") == ("out", "in")
     assert pipeline.head_degrees("full", "random") == ()
+
+
+def test_external_grns_keep_their_own_names(rng, tmp_path):
+    genes, edges = _prior(rng)
+    space = pipeline.edge_space(edges, genes, "random")
+    table = pd.DataFrame({"TF": space.regulators[:2], "Gene": genes[-2:], "w": [1.0, 2.0]})
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        table.to_csv(tmp_path / folder / "grn.csv", index=False)
+    columns = {"source_col": "TF", "target_col": "Gene", "score_col": "w"}
+    same_stem = [{"path": str(tmp_path / f / "grn.csv"), **columns} for f in ("a", "b")]
+    baselines = {"regulators": space.regulators, "genes": np.asarray(genes), "scores": {}}
+    # two files called grn.csv would overwrite each other's row in grn_metrics
+    with pytest.raises(ValueError, match="two external GRNs are named 'external_grn'"):
+        pipeline.method_scores(space, "random", {"gene_names": list(genes)}, {}, baselines, same_stem, "cpu", inputs=())
+    named = [same_stem[0] | {"name": "scenicplus"}, same_stem[1] | {"name": "celloracle"}]
+    got = pipeline.method_scores(space, "random", {"gene_names": list(genes)}, {}, baselines, named, "cpu", inputs=())
+    assert {"external_scenicplus", "external_celloracle"} <= set(got)
+    assert got["external_scenicplus"][1, len(genes) - 1] == 2.0

@@ -148,6 +148,10 @@ def test_profiles():
     assert (train.lr, train.weight_decay, train.batch_size, train.seed) == (1e-4, 1e-2, 64, 42)
     cpu = GRNTransformerConfig(n_genes=1, n_peaks=1, **PROFILES["cpu"][0])
     assert cpu.d_model < paper.d_model and cpu.d_model % cpu.n_heads == 0
+    from multiome_assets.grn.pipeline import pretrain
+
+    with pytest.raises(ValueError, match=r"profile 'gpu' is not one of \['cpu', 'paper'\]"):
+        pretrain(None, None, profile="gpu", device="cpu", seed=0)  # a typo in the launchpad config
 
 
 def test_svd_identity_init_starts_coexpressed_genes_together(data):
@@ -182,3 +186,22 @@ def test_svd_peak_init_starts_from_accessibility_loadings(data):
     rnd, _ = pretrain_backbone(rna, atac, cand, model_config=CFG, train_config=untrained)
     np.testing.assert_allclose(svd["model"]["peak_id.weight"].numpy(), svd_identity_init(atac, CFG.d_model, TRAIN.seed))
     assert not np.allclose(rnd["model"]["peak_id.weight"].numpy(), svd["model"]["peak_id.weight"].numpy())
+
+
+def test_embedding_refuses_a_backbone_trained_on_other_genes(data, trained):
+    # a backbone from before the multiome was rematerialized would misalign every gene silently
+    import anndata as ad
+    import pandas as pd
+
+    from multiome_assets.grn.pipeline import embed
+    from multiome_assets.readers import Multiome
+
+    rna, atac, _, _ = data
+    cells = pd.Index([f"c{i}" for i in range(rna.shape[0])])
+    genes, peaks = [f"g{i}" for i in range(G)], [f"p{i}" for i in range(P)]
+    mo = Multiome(ad.AnnData(rna, obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=genes)),
+                  ad.AnnData(atac, obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=peaks)))
+    assert embed(trained[0], mo, {"all": np.arange(5)}, "cpu")["all"].shape == (G, CFG.d_model)
+    swapped = Multiome(mo.rna[:, genes[::-1]].copy(), mo.atac)
+    with pytest.raises(ValueError, match="trained on other genes"):
+        embed(trained[0], swapped, {"all": np.arange(5)}, "cpu")

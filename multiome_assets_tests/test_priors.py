@@ -29,6 +29,14 @@ def test_prior_with_no_dataset_genes(prior):
         map_prior(prior, pd.Index(["NOTAGENE1", "NOTAGENE2"]), pd.Index(["NOTAGENE1"]), source="dorothea.csv")
 
 
+def test_prior_with_text_weights_names_the_file(tmp_path):
+    path = tmp_path / "regulons.csv"
+    path.write_text("source,target,weight\nSPI1,CD14,1\nGATA1,KLF1,activation\n")
+    with pytest.raises(DatasetError, match=r"regulons\.csv: column weight must hold numbers; 1 rows .*'activation'"):
+        read_prior(path)
+    assert read_prior(reference_path("collectri", BUNDLED)).weight.isin([-1.0, 1.0]).all()
+
+
 def test_splits_are_seeded_and_hold_out_whole_tfs(prior):
     edges = map_prior(prior, pd.Index(pd.concat([prior.tf, prior.target]).unique()), pd.Index(prior.tf.unique()))
     a, b, c = split_edges(edges, seed=1), split_edges(edges, seed=1), split_edges(edges, seed=2)

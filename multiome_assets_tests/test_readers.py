@@ -133,6 +133,35 @@ def test_file_outside_data_dir_is_refused(data_root, bmmc):
         load_spec("escape")
 
 
+@pytest.mark.parametrize("settings, problem", [
+    ({"candidate_windw": 5000}, r"unknown settings \['candidate_windw'\]"),
+    ({"candidate_window": "100 kb"}, "candidate_window must be a whole number"),
+    ({"qc": {"min_cells_per_gene": "ten"}}, "qc.min_cells_per_gene must be a whole number"),
+    ({"genome": "mm10"}, "genome 'mm10' is not supported"),
+    ({"cell_type_column": ["cell_type"]}, "cell_type_column must be a text"),
+])
+def test_bad_settings_name_the_yaml(data_root, bmmc, settings, problem):
+    # a typo must not silently fall back to a default
+    rna, atac = bmmc
+    write_dataset(data_root, "badsettings", rna, atac, **settings)
+    with pytest.raises(DatasetError, match=r"dataset\.yaml: " + problem):
+        load_spec("badsettings")
+
+
+def test_windows_in_scientific_notation(data_root, bmmc):
+    rna, atac = bmmc
+    write_dataset(data_root, "sci", rna, atac, candidate_window="1e5")  # YAML reads 1e5 as text
+    assert load_spec("sci").candidate_window == 100_000
+
+
+def test_missing_cell_type_column_names_the_yaml(data_root, bmmc):
+    # otherwise no per-cell-type GRN is made and nothing says why
+    rna, atac = bmmc
+    write_dataset(data_root, "nolabels", rna, atac, cell_type_column="celltype")
+    with pytest.raises(DatasetError, match=r"dataset\.yaml: cell_type_column 'celltype' is not a column"):
+        read_dataset(load_spec("nolabels"))
+
+
 @pytest.mark.parametrize("key", ["../x", "a/b", "Upper", "", "x" * 65, "sp ace"])
 def test_bad_partition_keys(key):
     with pytest.raises(DatasetError, match="invalid dataset key"):

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from multiome_assets import warehouse
+from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.grn import baselines, pipeline
@@ -40,10 +40,20 @@ class BaselineConfig(dg.Config):
     seed: int = 0
 
 
+class ExternalGRN(dg.Config):
+    """A GRN table from another tool (SCENIC+, CellOracle, ...), one row per edge."""
+
+    path: str  # .csv, .tsv, .txt (optionally .gz) or .parquet
+    name: str | None = None  # method name external_<name>; default: the file name without suffixes
+    source_col: str = "source"  # e.g. SCENIC+ eRegulons: TF, Gene, importance_TF2G
+    target_col: str = "target"
+    score_col: str = "score"  # CellOracle links: coef_abs
+
+
 class MetricsConfig(dg.Config):
     n_random: int = 100  # degree-preserving random networks for the p-values
     top_n: int = 100  # regulator enrichment: held-out targets among each TF's top N
-    external_grns: list[str] = []  # paths to source,target,score tables (SCENIC+, CellOracle, ...)
+    external_grns: list[ExternalGRN] = []  # evaluated on the same edge space as every method
 
 
 def _backbone(context, config: BackboneConfig, compute: ComputeDevice, mo: Multiome, candidates) -> dict:
@@ -81,7 +91,7 @@ def grn_backbone_random_candidates(context: dg.AssetExecutionContext, config: Ba
     return _backbone(context, config, compute, multiome, randomized_candidate_sets)
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="3", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="4", kinds={"pytorch"})
 def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
                    multiome: Multiome, grn_backbone: dict, grn_backbone_rna_only: dict,
                    grn_backbone_random_candidates: dict) -> dict:
@@ -92,8 +102,8 @@ def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
     backbones = {"full": grn_backbone, "rna_only": grn_backbone_rna_only,
                  "random_candidates": grn_backbone_random_candidates}
     embeddings = {name: pipeline.embed(ckpt, multiome, sets, device) for name, ckpt in backbones.items()}
-    d = next(iter(embeddings["full"].values())).shape[1]
-    embeddings["svd"] = pipeline.svd_embeddings(multiome, sets, d, seed=0)
+    d = grn_backbone["config"]["d_model"]
+    embeddings["svd"] = pipeline.svd_embeddings(multiome, sets, d, seed=grn_backbone["train_config"]["seed"])
     context.add_output_metadata({"contexts": dg.MetadataValue.json({k: len(v) for k, v in sets.items()}), "d": d})
     return {"gene_names": list(multiome.rna.var_names), "cell_sets": sets, "embeddings": embeddings,
             "profile": grn_backbone["profile"]}
@@ -143,16 +153,19 @@ def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, dat
           "grn_regulator_enrichment": dg.AssetOut(io_manager_key="warehouse", code_version="3", kinds={"parquet"})},
     ins={name: dg.AssetIn() for name in ("multiome", "prior_edges", "grn_embeddings", "grn_head", "grn_baselines")},
 )
-def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, compute: ComputeDevice, multiome,
-                   prior_edges, grn_embeddings, grn_head, grn_baselines):
-    """Every method on the same held-out prior edges, per split, beside the degree baselines."""
+def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, compute: ComputeDevice,
+                   warehouse: dg.ResourceParam[WarehouseIOManager], multiome, prior_edges, grn_embeddings, grn_head,
+                   grn_baselines):
+    """Every method on the same held-out prior edges, per split, beside the degree baselines (and the
+    PR/ROC/P@K figures of the headline methods, as PNG files beside the warehouse's artifacts)."""
     from multiome_assets.grn.metrics import curves_png
 
     metrics, enrichment, pictures = [], [], {}
     for split in SPLITS:
         space = pipeline.edge_space(prior_edges, multiome.rna.var_names, split)
         methods = pipeline.method_scores(space, split, grn_embeddings, grn_head, grn_baselines,
-                                         config.external_grns, device=compute.torch_device())
+                                         [grn.model_dump() for grn in config.external_grns],
+                                         device=compute.torch_device())
         m, e = pipeline.evaluate_methods(methods, space, n_random=config.n_random, top_n=config.top_n)
         head = grn_head["config"]
         settings = {"prior": str(prior_edges.prior.iloc[0]), "split_seed": int(prior_edges.split_seed.iloc[0]),

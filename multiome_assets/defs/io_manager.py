@@ -14,6 +14,10 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     def _root(self) -> Path:
         return Path(self.root).resolve() if self.root else warehouse.warehouse_dir()
 
+    def artifact_path(self, asset: str, key: str, suffix: str) -> Path:
+        """Where a side file of an asset (a figure) goes, in this warehouse."""
+        return warehouse.artifact_path(asset, key, suffix, self._root())
+
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         name, key = context.asset_key.path[-1], context.partition_key
         if isinstance(obj, pd.DataFrame):

@@ -25,6 +25,7 @@ import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Literal
@@ -417,14 +418,19 @@ def degree_baselines(space: EdgeSpace) -> dict[str, np.ndarray]:
 def _read_grn_table(path: str | os.PathLike) -> pd.DataFrame:
     suffixes = "".join(Path(path).suffixes[-2:]).lower()
     if suffixes.endswith((".parquet", ".pq")):
-        return pd.read_parquet(path)
-    if suffixes.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz")):
-        return pd.read_csv(path, sep="\t")
-    if suffixes.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(path)
-    raise ValueError(
-        f"GRN table {path}: unknown file type {suffixes!r}; use .csv, .tsv, .txt (optionally .gz) or .parquet"
-    )
+        read = pd.read_parquet
+    elif suffixes.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz")):
+        read = partial(pd.read_csv, sep="\t")
+    elif suffixes.endswith((".csv", ".csv.gz")):
+        read = pd.read_csv
+    else:
+        raise ValueError(
+            f"GRN table {path}: unknown file type {suffixes!r}; use .csv, .tsv, .txt (optionally .gz) or .parquet"
+        )
+    try:
+        return read(path)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"GRN table {path}: cannot be read ({type(e).__name__}: {e})") from None
 
 
 def import_external_grn(
@@ -465,7 +471,7 @@ def import_external_grn(
     if missing:
         raise ValueError(
             f"GRN table {name} has no column(s) {missing}; found {list(table.columns)}. "
-            "Pass source_col=, target_col=, score_col= to name them."
+            "Name them with source_col, target_col, score_col (in Dagster: fields of the external_grns entry)."
         )
     r = pd.Index(space.regulators).get_indexer(table[source_col].astype(str))
     g = pd.Index(space.genes).get_indexer(table[target_col].astype(str))
@@ -497,5 +503,8 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
 
 def expression_baselines(names, X: Expression, genes, regulators, *, seed: int = 0) -> dict[str, np.ndarray]:
     """float32 (R, G) scores of each named baseline; `seed` goes to the stochastic one (GRNBoost2)."""
+    unknown = sorted(set(names) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES)}")
     return {name: BASELINES[name](X, genes, regulators, **({"seed": seed} if name == "grnboost2" else {}))
             .astype(np.float32) for name in names}

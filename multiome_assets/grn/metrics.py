@@ -31,7 +31,6 @@ Degree-controlled metrics answer "does the method beat target/regulator populari
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,9 +265,7 @@ def _degree_matched_select(
     return keep
 
 
-def degree_matched_mask(
-    space: EdgeSpace, *, negatives_per_positive: int = 10, seed: int | np.random.SeedSequence = 0
-) -> np.ndarray:
+def degree_matched_mask(space: EdgeSpace, *, negatives_per_positive: int = 10, seed: int = 0) -> np.ndarray:
     """(R, G) bool: candidates kept for the degree-matched evaluation.
 
     Procedure:
@@ -278,7 +275,8 @@ def degree_matched_mask(
        (:func:`training_degrees`); bins are {0}, {1, 2}, {3..6}, {7..14}, ...
     2. In each cell with ``p`` held-out positives and ``q`` negatives, keep
        ``p' = min(p, q // m)`` positives and exactly ``m · p'`` negatives
-       (``m = negatives_per_positive``), both drawn uniformly without replacement (seeded).
+       (``m = negatives_per_positive``), both drawn uniformly without replacement (seeded:
+       the pairs that :func:`evaluate` with the same `seed` scores).
 
     Every cell then holds m negatives per positive, so negatives and positives have the
     same cell distribution and the positive rate is exactly ``1 / (1 + m)``; a score that
@@ -288,7 +286,7 @@ def degree_matched_mask(
     if negatives_per_positive < 1:
         raise ValueError(f"negatives_per_positive must be >= 1, got {negatives_per_positive}")
     c = _Candidates.of(space)
-    keep = _degree_matched_select(c, space, int(negatives_per_positive), np.random.default_rng(seed))
+    keep = _degree_matched_select(c, space, int(negatives_per_positive), _streams(seed)[0])
     mask = np.zeros(c.R * c.G, dtype=bool)
     mask[c.flat[keep]] = True
     return mask.reshape(c.R, c.G)
@@ -625,15 +623,10 @@ def curves_png(named_scores: dict[str, np.ndarray], space: EdgeSpace, path: str 
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(f"Held-out edges: {int(labels.sum()):,} positives among {len(flat):,} candidate pairs")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    from multiome_assets.warehouse import atomic_path
+
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(fig)

@@ -44,6 +44,8 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
     from multiome_assets.grn.pretrain import PROFILES, pretrain_backbone
     from multiome_assets.models.grn_transformer import GRNTransformerConfig
 
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r} is not one of {sorted(PROFILES)}")
     model_overrides, train_config = PROFILES[profile]
     model_config = GRNTransformerConfig(n_genes=mo.rna.n_vars, n_peaks=mo.atac.n_vars,
                                         **{**model_overrides, "use_atac": candidates is not None})
@@ -72,9 +74,14 @@ def cell_sets(mo: Multiome, cell_type_column: str | None) -> dict[str, np.ndarra
 
 
 def embed(checkpoint: dict, mo: Multiome, sets: dict[str, np.ndarray], device: str) -> dict[str, np.ndarray]:
-    """(G, d) gene embeddings per cell set from a frozen backbone."""
+    """(G, d) gene embeddings per cell set from a frozen backbone trained on `mo`'s genes and peaks."""
     from multiome_assets.grn.pretrain import gene_embeddings, load_backbone
 
+    for what, trained_on, now in (("genes", checkpoint.get("gene_names"), mo.rna.var_names),
+                                  ("peaks", checkpoint.get("peak_names"), mo.atac.var_names)):
+        if trained_on is not None and not pd.Index(trained_on).equals(now):
+            raise ValueError(f"the backbone was trained on other {what} (or another order) than the multiome "
+                             f"({len(trained_on)} vs {len(now)}); rematerialize the backbone assets")
     model = load_backbone(checkpoint, device=device)
     return gene_embeddings(model, mo.rna.X, mo.atac.X, sets, device=device)
 
@@ -82,7 +89,8 @@ def embed(checkpoint: dict, mo: Multiome, sets: dict[str, np.ndarray], device: s
 def svd_embeddings(mo: Multiome, sets: dict[str, np.ndarray], d: int, seed: int) -> dict[str, np.ndarray]:
     """No-backbone input: the backbone's starting gene identity embeddings (expression SVD
     loadings, :func:`~multiome_assets.grn.pretrain.svd_identity_init`) on each cell set's cells, so
-    the `svd` head shows what pretraining adds to where it starts."""
+    the `svd` head shows what pretraining adds to where it starts. Pass the backbone's `d` and
+    training seed: the SVD is randomized, and with another seed its trailing components differ."""
     from multiome_assets.grn.pretrain import svd_identity_init
 
     return {name: svd_identity_init(mo.rna.X[idx], d, seed) for name, idx in sets.items()}
@@ -99,10 +107,7 @@ def edge_space(prior_edges: pd.DataFrame, genes: pd.Index, split: str) -> EdgeSp
     random:     regulators = every prior TF; train/test = the 80/20 edge split.
     tf_heldout: regulators = the held-out TFs only (unseen regulators); their edges are all test,
                 and `train` is empty on their rows.
-    all:        regulators = every prior TF, every edge is training (the final, exported model).
     """
-    if split == "all":
-        return EdgeSpace.from_edges(np.sort(prior_edges.tf.unique()), genes, prior_edges, prior_edges.iloc[:0])
     train, test = split_frames(prior_edges, split)
     regulators = np.sort((test if split == "tf_heldout" else prior_edges).tf.unique())
     return EdgeSpace.from_edges(regulators, genes, train, test)
@@ -120,7 +125,7 @@ def top_targets(scores: np.ndarray, regulators: np.ndarray, genes: np.ndarray, t
     scores = scores.copy()
     scores[np.arange(R), pd.Index(genes).get_indexer(regulators)] = -np.inf  # no self-loops
     k = G - 1 if top is None else min(top, G - 1)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < G else np.argsort(-scores, axis=1)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # k < G: the self-loop is always left out
     order = np.take_along_axis(part, np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable"), 1)
     rows = np.repeat(np.arange(R), k)
     cols = order.ravel()
@@ -163,14 +168,14 @@ def head_embedding(grn_embeddings: dict, head_input: str, context: str = "all") 
 
 
 def train_heads(grn_embeddings: dict, prior_edges: pd.DataFrame, genes: pd.Index, regulators: np.ndarray, *,
-                epochs: int, seed: int, device: str, min_steps: int = 400, prior_pi: float | None = None,
+                epochs: int, seed: int, device: str, min_steps: int | None = None, prior_pi: float | None = None,
                 inputs: tuple[str, ...] = HEAD_INPUTS, objectives: tuple[str, ...] = OBJECTIVES,
                 splits: tuple[str, ...] = ("random", "tf_heldout", "all")) -> dict:
     """One Stage 2 head per (embedding, objective, split) on the 'all' cell set.
 
     Rows are every TF of the TF list (`regulators`); positives are the split's training edges;
-    held-out edges are never seen (they are unlabeled like every other pair). `prior_pi`: nnPU's
-    class prior, None for EdgeHeadConfig's default.
+    held-out edges are never seen (they are unlabeled like every other pair). `min_steps`, `prior_pi`
+    (nnPU's class prior): None for EdgeHeadConfig's defaults.
     """
     from dataclasses import asdict
 
@@ -183,9 +188,9 @@ def train_heads(grn_embeddings: dict, prior_edges: pd.DataFrame, genes: pd.Index
         for head_input in inputs:
             z = head_embedding(grn_embeddings, head_input)
             for objective in objectives:
-                config = EdgeHeadConfig(objective=objective, epochs=epochs, min_steps=min_steps, seed=seed,
-                                        degree_features=head_degrees(head_input, split),
-                                        **({} if prior_pi is None else {"prior_pi": prior_pi}))
+                defaults = {k: v for k, v in (("min_steps", min_steps), ("prior_pi", prior_pi)) if v is not None}
+                config = EdgeHeadConfig(objective=objective, epochs=epochs, seed=seed,
+                                        degree_features=head_degrees(head_input, split), **defaults)
                 head, history = train_edge_head(z, reg_index, positives, config, device=device)
                 heads[head_key(head_input, objective, split)] = edge_head_checkpoint(head)
                 histories.append(history.assign(head=head_key(head_input, objective, split)))
@@ -214,9 +219,10 @@ def export_scores(grn_embeddings: dict, grn_head: dict, regulators: np.ndarray, 
 
 
 def method_scores(space: EdgeSpace, split: str, grn_embeddings: dict, grn_head: dict, grn_baselines: dict,
-                  external_grns: list[str], device: str, inputs: tuple[str, ...] = HEAD_INPUTS,
+                  external_grns: list[dict], device: str, inputs: tuple[str, ...] = HEAD_INPUTS,
                   objectives: tuple[str, ...] = OBJECTIVES) -> dict[str, np.ndarray]:
-    """(R, G) scores over `space` for every method evaluated on `split`."""
+    """(R, G) scores over `space` for every method evaluated on `split`. `external_grns`: one dict per
+    table, {path, name (optional), source_col, target_col, score_col (optional)}."""
     from multiome_assets.grn.baselines import degree_baselines, import_external_grn
 
     genes = pd.Index(space.genes)
@@ -234,11 +240,22 @@ def method_scores(space: EdgeSpace, split: str, grn_embeddings: dict, grn_head: 
         raise ValueError("baseline scores lack some evaluated regulators; rematerialize grn_baselines")
     out.update({name: s[rows] for name, s in grn_baselines["scores"].items()})
     out.update(degree_baselines(space))
-    for path in external_grns:
-        from pathlib import Path
-
-        out[f"external_{Path(path).name.split('.')[0]}"] = import_external_grn(path, space)
+    for grn in external_grns:
+        name = external_name(grn)
+        if name in out:
+            raise ValueError(f"two external GRNs are named {name!r}; give each external_grns entry its own name")
+        out[name] = import_external_grn(grn["path"], space, **{k: grn[k] for k in EXTERNAL_COLUMNS if grn.get(k)})
     return out
+
+
+EXTERNAL_COLUMNS = ("source_col", "target_col", "score_col")
+
+
+def external_name(grn: dict) -> str:
+    """external_<name>, or external_<file name without suffixes> when the entry has no name."""
+    from pathlib import Path
+
+    return f"external_{grn.get('name') or Path(grn['path']).name.split('.')[0]}"
 
 
 def method_kind(name: str) -> str:
