@@ -5,9 +5,11 @@ out) and retrains the backbones (seed 42 + s) and the BCE heads (seed 42 + s); s
 dataset's window is `make demo`'s setting. Per window only the full backbone is retrained: the
 RNA-only backbone, the SVD embedding and the expression baselines do not depend on it, and the
 baselines not on the seed either. Metrics as in `grn_metrics`, without the random-network
-p-values. The table gives mean ± sd over seeds and the paired AUROC difference of every method
-to a reference method (`--reference`, default the full model) on the same window, split and
-seed, with the number of seeds on which the method is ahead.
+p-values. The table gives mean ± sd over seeds and the paired difference of every method to a
+reference method (`--reference`, default the full model) on the same window, split and seed, in
+AUROC or another metric (`--metric`), with the number of seeds on which the method is ahead and a
+Wilcoxon signed-rank p-value. `--inputs` limits the heads (backbones are trained only for the heads
+that read them), e.g. `--inputs svd` re-scores the no-pretraining head alone.
 
 Reads the foundation assets of a built warehouse (`make demo`, or
 `multiome-assets build --select 'group:foundation'`):
@@ -16,12 +18,13 @@ Reads the foundation assets of a built warehouse (`make demo`, or
     python benchmarks/grn_sweep.py --dataset bmmc_starter --windows 5000 50000 100000 --seeds 0 1 2 3 4
     python benchmarks/grn_sweep.py --dataset bmmc_starter --seeds $(seq 0 19) --out bmmc.csv
     python benchmarks/grn_sweep.py --dataset bmmc_starter --prior collectri --seeds $(seq 0 19) --out bmmc_collectri.csv
-    python benchmarks/grn_sweep.py --summarize bmmc.csv --reference grnboost2
+    python benchmarks/grn_sweep.py --summarize bmmc.csv --reference grnboost2 --metric degree_matched_auroc
 
 `--prior` swaps the dataset's prior (dorothea, collectri or a source,target CSV/TSV) for the sweep,
 with the dataset's TF list and the same seeded splits; without it the warehouse's prior_edges are used.
 
-On 2 cores a SNARE-seq seed trains two backbones (~10-15 min); a BMMC seed takes ~1 min.
+On 2 cores a SNARE-seq seed trains two backbones (~18 min); a BMMC seed takes ~1 min. With `--out`
+each seed's rows are appended as soon as it is done.
 """
 from __future__ import annotations
 
@@ -39,11 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from multiome_assets import intervals, warehouse  # noqa: E402
 from multiome_assets.dataset import REFERENCE_FILES, load_spec, reference_path  # noqa: E402
 from multiome_assets.grn import baselines, pipeline  # noqa: E402
-from multiome_assets.priors import load_prior_edges, read_tf_list, resplit  # noqa: E402
+from multiome_assets.priors import SPLITS, load_prior_edges, read_tf_list, resplit  # noqa: E402
 
 INPUTS = ("full", "rna_only", "svd", "full+degree", "rna_only+degree", "degree")
 WINDOW_FREE = ("rna_only", "svd", "rna_only+degree", "degree")  # heads whose input does not depend on the window
-SPLITS = ("random", "tf_heldout")
 METRICS = ("auroc", "auprc_ratio", "per_target_auroc_macro")
 
 
@@ -59,30 +61,45 @@ def _stamp(message: str, t0: float) -> None:
     print(f"{message}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
 
-def run_seed(seed: int, windows: list[int], mo, annotation, prior_edges, regulators, expression_scores,
-             profile: str, device: str, overrides: dict) -> pd.DataFrame:
+def _width(profile: str) -> int:
+    """d_model of the profile's backbone (the SVD embedding has the backbone's width)."""
+    from multiome_assets.grn.pretrain import PROFILES
+    from multiome_assets.models.grn_transformer import GRNTransformerConfig
+
+    return GRNTransformerConfig(n_genes=1, n_peaks=1, **PROFILES[profile][0]).d_model
+
+
+def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotation, prior_edges, regulators,
+             expression_scores, profile: str, device: str, overrides: dict) -> pd.DataFrame:
     """Metrics of every method at every window for one seed."""
     genes = mo.rna.var_names
     prior = resplit(prior_edges, seed=seed)
     sets = {"all": np.arange(mo.n_cells)}
-    t0 = time.perf_counter()
-    embeddings = {"rna_only": pipeline.embed(pipeline.pretrain(mo, None, profile=profile, device=device, seed=42 + seed, **overrides),
-                                             mo, sets, device)}
-    _stamp(f"seed {seed}, RNA-only backbone", t0)
-    embeddings["svd"] = pipeline.svd_embeddings(mo, sets, embeddings["rna_only"]["all"].shape[1], seed=seed)
+    backbone_seed = 42 + seed
+    # the backbones' starting identities: same width, same seed
+    embeddings = {"svd": pipeline.svd_embeddings(mo, sets, _width(profile), seed=backbone_seed)}
+    if {"rna_only", "rna_only+degree"} & set(inputs):
+        t0 = time.perf_counter()
+        ckpt = pipeline.pretrain(mo, None, profile=profile, device=device, seed=backbone_seed, **overrides)
+        embeddings["rna_only"] = pipeline.embed(ckpt, mo, sets, device)
+        _stamp(f"seed {seed}, RNA-only backbone", t0)
     rows = []
     for i, window in enumerate(windows):
+        window_inputs = inputs if i == 0 else tuple(x for x in inputs if x not in WINDOW_FREE)
+        if not window_inputs:
+            continue
         t0 = time.perf_counter()
-        candidates = intervals.candidate_sets(annotation, mo.atac.var, window, 50)
-        ckpt = pipeline.pretrain(mo, candidates, profile=profile, device=device, seed=42 + seed, **overrides)
-        grn_embeddings = {"gene_names": list(genes), "embeddings": {**embeddings, "full": pipeline.embed(ckpt, mo, sets, device)}}
-        inputs = INPUTS if i == 0 else tuple(x for x in INPUTS if x not in WINDOW_FREE)
-        heads = pipeline.train_heads(grn_embeddings, prior, genes, regulators, epochs=20, seed=42 + seed,
-                                     device=device, inputs=inputs, objectives=("bce",), splits=SPLITS)
+        if {"full", "full+degree"} & set(window_inputs):
+            candidates = intervals.candidate_sets(annotation, mo.atac.var, window, 50)
+            ckpt = pipeline.pretrain(mo, candidates, profile=profile, device=device, seed=backbone_seed, **overrides)
+            embeddings["full"] = pipeline.embed(ckpt, mo, sets, device)
+        grn_embeddings = {"gene_names": list(genes), "embeddings": embeddings}
+        heads = pipeline.train_heads(grn_embeddings, prior, genes, regulators, epochs=20, seed=backbone_seed,
+                                     device=device, inputs=window_inputs, objectives=("bce",), splits=SPLITS)
         for split in SPLITS:
             space = pipeline.edge_space(prior, genes, split)
             methods = pipeline.method_scores(space, split, grn_embeddings, heads, expression_scores, [], device,
-                                             inputs=inputs, objectives=("bce",))
+                                             inputs=window_inputs, objectives=("bce",))
             metrics, _ = pipeline.evaluate_methods(methods, space, n_random=0, top_n=100)
             rows.append(metrics.assign(split=split, seed=seed, window=window))
         _stamp(f"seed {seed}, window {window}", t0)
@@ -99,21 +116,34 @@ def _mean_sd(values: pd.Series, sign: str = "") -> str:
     return f"{mean} ± {values.std(ddof=1):.3f}" if len(values) > 1 else mean
 
 
-def summary(runs: pd.DataFrame, reference: str = "epiawarenet_bce") -> str:
-    """Markdown: mean ± sd per (window, split, method), and each method's paired AUROC difference to
-    `reference` on the same window, split and seed, with the number of seeds it is ahead."""
+def _wilcoxon(diff: pd.Series) -> str:
+    """Two-sided signed-rank p of paired differences (exact for few seeds; '' when all are 0)."""
+    from scipy.stats import wilcoxon
+
+    d = diff.dropna()
+    if len(d) < 2 or (d == 0).all():
+        return ""
+    return f"{wilcoxon(d).pvalue:.2g}"
+
+
+def summary(runs: pd.DataFrame, reference: str = "epiawarenet_bce", metric: str = "auroc") -> str:
+    """Markdown: mean ± sd per (window, split, method), and each method's paired difference in `metric`
+    to `reference` on the same window, split and seed: mean ± sd, seeds ahead, Wilcoxon p."""
     keys = ["window", "split", "seed"]
     if reference not in set(runs.method):
         raise SystemExit(f"--reference {reference!r} is not among the methods: {sorted(set(runs.method))}")
-    ref = runs[runs.method == reference].set_index(keys).auroc
+    if metric not in runs.columns:
+        raise SystemExit(f"--metric {metric!r} is not a column of the runs: {sorted(runs.columns)}")
+    ref = runs[runs.method == reference].set_index(keys)[metric]
     order = {m: i for i, m in enumerate(runs.method.unique())}
     runs = runs.sort_values(["window", "split", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
     lines = ["| window | split | method | AUROC | AUPRC ratio | per-target AUROC "
-             f"| AUROC − {reference} (paired) | seeds ahead |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"| {metric} − {reference} (paired) | seeds ahead | Wilcoxon p |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for (window, split, method), g in runs.groupby(["window", "split", "method"], sort=False):
-        diff = g.set_index(keys).auroc - ref
-        paired = ["", ""] if method == reference else [_mean_sd(diff, sign="+"), f"{(diff > 0).sum()}/{diff.count()}"]
+        diff = g.set_index(keys)[metric] - ref
+        paired = ["", "", ""] if method == reference else [
+            _mean_sd(diff, sign="+"), f"{(diff > 0).sum()}/{diff.count()}", _wilcoxon(diff)]
         cells = [_mean_sd(g[m]) for m in METRICS]
         lines.append(f"| {window // 1000} kb | {split} | {method} | " + " | ".join(cells + paired) + " |")
     return "\n".join(lines)
@@ -124,7 +154,8 @@ def main() -> None:
     p.add_argument("--dataset", default="snareseq_hesc")
     p.add_argument("--windows", type=int, nargs="+", help="bp either side of the TSS (default: the dataset's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--baselines", nargs="+", default=["pearson", "grnboost2"])
+    p.add_argument("--baselines", nargs="*", default=["pearson", "grnboost2"], help="expression baselines (none: only the degree ones)")
+    p.add_argument("--inputs", nargs="+", default=list(INPUTS), choices=INPUTS, help="heads to train and score")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
@@ -132,10 +163,11 @@ def main() -> None:
     p.add_argument("--prior", help="dorothea, collectri or a source,target CSV/TSV (default: the dataset's prior)")
     p.add_argument("--out", help="also write every run's metrics to this CSV")
     p.add_argument("--reference", default="epiawarenet_bce", help="method the paired differences are taken to")
+    p.add_argument("--metric", default="auroc", help="metric of the paired differences, e.g. degree_matched_auroc")
     p.add_argument("--summarize", metavar="CSV", help="print the table of an earlier run's --out CSV; train nothing")
     args = p.parse_args()
     if args.summarize:
-        print(summary(pd.read_csv(args.summarize), args.reference))
+        print(summary(pd.read_csv(args.summarize), args.reference, args.metric))
         return
 
     overrides = {k: _value(v) for k, _, v in (kv.partition("=") for kv in args.set)}
@@ -160,14 +192,17 @@ def main() -> None:
     scores = baselines.expression_baselines(args.baselines, mo.rna.X, np.asarray(genes), regulators, seed=0)
     _stamp(f"baselines {', '.join(args.baselines)}", t0)
     expression_scores = {"regulators": regulators, "genes": np.asarray(genes), "scores": scores}
-    runs = pd.concat([run_seed(seed, windows, mo, annotation, prior_edges, regulators, expression_scores,
-                               args.profile, args.device, overrides) for seed in args.seeds], ignore_index=True)
-    runs = runs.assign(prior=prior_edges.prior.iloc[0])
-    if args.out:
-        runs.to_csv(args.out, index=False)
+    runs = []
+    for seed in args.seeds:
+        runs.append(run_seed(seed, windows, tuple(args.inputs), mo, annotation, prior_edges, regulators,
+                             expression_scores, args.profile, args.device, overrides)
+                    .assign(prior=prior_edges.prior.iloc[0]))
+        if args.out:  # a crash in a later seed keeps the seeds done
+            runs[-1].to_csv(args.out, index=False, mode="w" if len(runs) == 1 else "a", header=len(runs) == 1)
+    runs = pd.concat(runs, ignore_index=True)
     print(f"\n{args.dataset}, prior {prior_edges.prior.iloc[0]}: GRN metrics over seeds {args.seeds}, windows {windows} "
           f"(profile {args.profile} {' '.join(args.set)}; mean ± sd over seeds)\n")
-    print(summary(runs, args.reference))
+    print(summary(runs, args.reference, args.metric))
 
 
 if __name__ == "__main__":

@@ -88,6 +88,26 @@ def table(runs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+# (before, after) settings whose paired comparison the README reports
+COMPARISONS = (("min_steps=0", "min_steps=400"), ("pi=0.01", "pi=0.05"), ("degrees=out+in", "degrees=in"))
+
+
+def comparisons(runs: pd.DataFrame) -> str:
+    """Markdown: inner AUROC before → after each change of COMPARISONS, mean over seeds, with the
+    seeds on which `after` is ahead (paired by seed, split and head input)."""
+    auc = runs.set_index(["split", "method", "setting", "seed"]).auroc
+    lines = ["| inner split | head input | change | AUROC before → after | seeds ahead |", "|---" * 5 + "|"]
+    for before, after in COMPARISONS:
+        for (split, method), g in auc.groupby(level=["split", "method"], sort=False):
+            settings = set(g.index.get_level_values("setting"))
+            if before not in settings or after not in settings:
+                continue
+            a, b = g.xs(before, level="setting"), g.xs(after, level="setting")
+            lines.append(f"| {split} | {method} | {before} → {after} | {a.mean():.3f} → {b.mean():.3f} "
+                         f"| {int((b > a).sum())}/{len(b)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="bmmc_starter")
@@ -114,6 +134,8 @@ def main() -> None:
     print(f"\n{args.dataset}: head settings on inner splits of the training edges, seeds {args.seeds} "
           "(mean ± sd over seeds)\n")
     print(table(runs))
+    print()
+    print(comparisons(runs))
 
 
 if __name__ == "__main__":
