@@ -11,11 +11,10 @@ from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.grn import baselines, pipeline
-from multiome_assets.priors import read_tf_list
+from multiome_assets.priors import SPLITS, read_tf_list
 from multiome_assets.readers import Multiome
 
 GRN_ARGS = dict(partitions_def=dataset_partitions, io_manager_key="warehouse", group_name="grn")
-SPLITS = ("random", "tf_heldout")
 
 
 class BackboneConfig(dg.Config):
