@@ -81,7 +81,7 @@ class EdgeHeadConfig:
     # Epochs are added (negatives resampled each) until this many optimizer steps: 20 epochs of a
     # 200-edge prior are 40 steps, which leaves the head near its random init. Checked without
     # held-out edges, on inner splits of BMMC's training edges (benchmarks/head_selection.py, 10
-    # seeds): AUROC 0.76 -> 0.83 (backbone head) and 0.58 -> 0.83 (SVD head) with 400 steps.
+    # seeds): AUROC 0.76 -> 0.83 (backbone head) and 0.59 -> 0.83 (SVD head) with 400 steps.
     min_steps: int = 400
     seed: int = 42
     # Training degrees appended (log1p) to each gene's embedding: "out" (edges it regulates), "in"
