@@ -47,7 +47,7 @@ def test_every_grn_asset_materializes(built):
 
 def test_metrics_table_compares_every_method_on_both_splits(built):
     got = warehouse.query("select split, method, kind, auroc, auprc_ratio, per_target_auroc_macro, "
-                          "degree_matched_auroc, random_network_pvalue_auprc from grn_metrics")
+                          "degree_matched_auroc, random_network_pvalue_auprc, rewired_network_pvalue_auprc from grn_metrics")
     for split in ("random", "tf_heldout"):
         methods = set(got[got.split == split].method)
         assert {"epiawarenet_bce", "epiawarenet_nnpu", "epiawarenet_bce_rna_only",
@@ -55,6 +55,7 @@ def test_metrics_table_compares_every_method_on_both_splits(built):
                 "mlp_degree_bce", "pearson", "spearman", "wgcna",
                 "degree_tf_out", "degree_target_in", "degree_product", "external_collectri"} <= methods
     assert got.auroc.between(0, 1).all() and got.random_network_pvalue_auprc.between(0, 1).all()
+    assert got.rewired_network_pvalue_auprc.between(0, 1).all()
     assert got.per_target_auroc_macro.notna().any()
     run = warehouse.query("select seed, config from grn_metrics limit 1")
     settings = json.loads(run.config.iloc[0])

@@ -200,6 +200,40 @@ def test_random_network_pvalue_perfect_vs_random_scorer():
     assert (p < 0.05).sum() <= 3
 
 
+def test_rewired_networks_keep_both_degrees():
+    from multiome_assets.grn.metrics import _Candidates, _rewired_sets
+
+    rng = np.random.default_rng(3)
+    R, G = 25, 120
+    hub = np.r_[np.full(10, 8.0), np.ones(G - 10)]  # hub targets: few genes hold many held-out edges
+    space = random_space(rng, R=R, G=G, p_train=0.1, p_test=0.03, weights=np.broadcast_to(hub, (R, G)))
+    c = _Candidates.of(space)
+    held = c.flat[c.labels]
+    sets = _rewired_sets(np.random.default_rng(0), c, 200)
+    assert sets.shape == (200, len(held))
+    chosen = c.flat[sets]  # candidates only, by construction of the positions
+    for row in chosen:
+        assert len(np.unique(row)) == len(held)  # no pair twice
+        np.testing.assert_array_equal(np.bincount(row // G, minlength=R), np.bincount(held // G, minlength=R))
+        np.testing.assert_array_equal(np.bincount(row % G, minlength=G), np.bincount(held % G, minlength=G))
+    assert np.mean([np.isin(row, held).mean() for row in chosen]) < 0.5  # rewired, not the same network
+
+
+def test_rewired_null_is_not_fooled_by_target_popularity():
+    # a score of the target's popularity among held-out edges beats uniform random targets,
+    # but not networks that keep every target's in-degree
+    rng = np.random.default_rng(4)
+    R, G = 30, 200
+    hub = np.r_[np.full(15, 10.0), np.ones(G - 15)]
+    space = random_space(rng, R=R, G=G, p_train=0.02, p_test=0.02, weights=np.broadcast_to(hub, (R, G)))
+    popularity = np.broadcast_to(np.asarray(space.test.sum(0), dtype=float), space.shape)
+    m = evaluate(popularity, space, n_random=99)
+    assert m["random_network_pvalue_auroc"] == pytest.approx(1 / 100)
+    assert m["rewired_network_pvalue_auroc"] > 0.2
+    perfect = evaluate(space.test.toarray().astype(float), space, n_random=99)
+    assert perfect["rewired_network_pvalue_auprc"] == pytest.approx(1 / 100)
+
+
 # --- degree matching -----------------------------------------------------------------------
 def test_degree_matched_negatives_follow_positive_bins():
     rng = np.random.default_rng(7)

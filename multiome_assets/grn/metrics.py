@@ -26,7 +26,8 @@ Degree-controlled metrics answer "does the method beat target/regulator populari
 - ``degree_matched_*`` restrict to negatives drawn to match the positives' training-degree
   bins (see :func:`degree_matched_mask`);
 - ``random_network_pvalue_*`` compare to held-out networks re-wired at random with the
-  regulators' held-out out-degrees kept.
+  regulators' held-out out-degrees kept; ``rewired_network_pvalue_*`` keep the targets'
+  held-out in-degrees too.
 """
 from __future__ import annotations
 
@@ -313,20 +314,65 @@ def _ap_auroc_of_sets(
     return ap, auroc
 
 
-def _random_network_pvalues(
-    rng: np.random.Generator, c: _Candidates, group_of: np.ndarray, curve: _Curve, n_random: int
-) -> dict[str, float]:
-    """Regulators keep their held-out out-degree; targets redrawn among their candidates.
+def _rewired_sets(rng: np.random.Generator, c: _Candidates, n_sets: int, rounds: int = 50) -> np.ndarray:
+    """(n_sets, P) candidate positions of held-out networks rewired by shuffling the targets of the
+    held-out edges among them (the configuration model): every regulator keeps its held-out
+    out-degree and every target its held-out in-degree.
 
-    ``group_of`` (n,) is each candidate's descending tie group under the fixed scores.
+    A shuffled pair that is not a candidate (a self-loop, a training positive) or repeats another
+    pair of its network swaps targets with a random valid pair of the same network, which keeps
+    both degree sequences; `rounds` of swaps leave none in practice (the few left, in dense hub
+    corners, take a uniform candidate target of their regulator).
     """
-    keys = ["random_network_pvalue_auprc", "random_network_pvalue_auroc", "random_network_auprc_mean"]
+    held = c.flat[c.labels]
+    reg, P = held // c.G, len(held)
+    position = np.full(c.R * c.G, -1, dtype=np.int64 if len(c.flat) >= 2**31 else np.int32)
+    position[c.flat] = np.arange(len(c.flat))  # candidate position of each pair, -1 if none
+    t = rng.permuted(np.tile(held % c.G, (n_sets, 1)), axis=1)
+    col = np.arange(P)[None, :]
+    for _ in range(rounds):
+        bad = _invalid(position, reg[None, :] * c.G + t)
+        sets = np.flatnonzero(bad.any(axis=1))  # only networks with invalid pairs are reworked
+        if len(sets) == 0:
+            break
+        bad, ts = bad[sets], t[sets]
+        n_bad = bad.sum(axis=1, keepdims=True)
+        bad_first = np.argsort(~bad, axis=1, kind="stable")
+        good_shuffled = np.argsort(np.where(bad, 2.0, rng.random(bad.shape)), axis=1)
+        swap = (col < n_bad) & (col < P - n_bad)  # each bad pair with a distinct valid partner
+        r, i, j = np.broadcast_to(np.arange(len(sets))[:, None], swap.shape)[swap], bad_first[swap], good_shuffled[swap]
+        ts[r, i], ts[r, j] = ts[r, j], ts[r, i]
+        t[sets] = ts
+    flat = reg[None, :] * c.G + t
+    pos = position[flat].astype(np.int64)
+    bad = _invalid(position, flat)
+    if bad.any():
+        size = np.bincount(c.rows, minlength=c.R)
+        start = np.r_[0, np.cumsum(size)[:-1]]
+        r = reg[np.nonzero(bad)[1]]
+        pos[bad] = start[r] + rng.integers(0, size[r])
+    return pos
+
+
+def _invalid(position: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """(S, P) bool: the pair is not a candidate, or repeats an earlier pair of its row."""
+    order = np.argsort(flat, axis=1, kind="stable")
+    sorted_flat = np.take_along_axis(flat, order, axis=1)
+    repeat = np.zeros(flat.shape, dtype=bool)
+    np.put_along_axis(repeat, order[:, 1:], sorted_flat[:, 1:] == sorted_flat[:, :-1], axis=1)
+    return (position[flat] < 0) | repeat
+
+
+def _null_pvalues(
+    prefix: str, draw_sets, c: _Candidates, group_of: np.ndarray, curve: _Curve, n_random: int
+) -> dict[str, float]:
+    """p-values of the observed AUPRC/AUROC against `n_random` held-out networks drawn by
+    ``draw_sets(k) -> (k, P)`` candidate positions; ``group_of`` (n,) is each candidate's descending
+    tie group under the fixed scores."""
+    keys = [f"{prefix}_pvalue_auprc", f"{prefix}_pvalue_auroc", f"{prefix}_auprc_mean"]
     if n_random <= 0:
         return dict.fromkeys(keys, float("nan"))
     n, P = len(c.flat), curve.n_pos
-    rows = c.rows
-    size = np.bincount(rows, minlength=c.R)  # candidates are row-major: rows are blocks
-    count = np.bincount(rows[c.labels], minlength=c.R)
     group_start = np.r_[0, curve.group_end[:-1]]
     # ascending 1-based ranks of a group are n - end + 1 .. n - start
     avg_rank = n - (group_start + curve.group_end - 1) / 2.0
@@ -334,15 +380,26 @@ def _random_network_pvalues(
     batch = max(1, 4_000_000 // P)  # bound memory to a few (batch, P) int64 arrays
     ap, auc = [], []
     for b in range(0, n_random, batch):
-        sets = _sample_in_blocks(rng, size, count, min(batch, n_random - b))
-        a, u = _ap_auroc_of_sets(group_of[sets], curve.group_end, avg_rank, n)
+        a, u = _ap_auroc_of_sets(group_of[draw_sets(min(batch, n_random - b))], curve.group_end, avg_rank, n)
         ap.append(a)
         auc.append(u)
     ap, auc = np.concatenate(ap), np.concatenate(auc)
+    return dict(zip(keys, (float((1 + np.sum(ap >= obs_ap[0])) / (n_random + 1)),
+                           float((1 + np.sum(auc >= obs_auc[0])) / (n_random + 1)), float(ap.mean()))))
+
+
+def _random_network_pvalues(
+    rng_random: np.random.Generator, rng_rewired: np.random.Generator, c: _Candidates, group_of: np.ndarray,
+    curve: _Curve, n_random: int,
+) -> dict[str, float]:
+    """``random_network_*``: regulators keep their held-out out-degree, targets redrawn uniformly
+    among their candidates; ``rewired_network_*``: targets keep their held-out in-degree too."""
+    size = np.bincount(c.rows, minlength=c.R)  # candidates are row-major: rows are blocks
+    count = np.bincount(c.rows[c.labels], minlength=c.R)
     return {
-        "random_network_pvalue_auprc": float((1 + np.sum(ap >= obs_ap[0])) / (n_random + 1)),
-        "random_network_pvalue_auroc": float((1 + np.sum(auc >= obs_auc[0])) / (n_random + 1)),
-        "random_network_auprc_mean": float(ap.mean()),
+        **_null_pvalues("random_network", lambda k: _sample_in_blocks(rng_random, size, count, k),
+                        c, group_of, curve, n_random),
+        **_null_pvalues("rewired_network", lambda k: _rewired_sets(rng_rewired, c, k), c, group_of, curve, n_random),
     }
 
 
@@ -404,7 +461,11 @@ def evaluate(
       ``degree_matched_n_positives`` on the pairs of :func:`degree_matched_mask`;
     - ``random_network_pvalue_auprc``/``_auroc``: each regulator keeps its number of
       held-out candidate targets, redrawn uniformly among its candidate targets;
-      p = (1 + #{random ≥ observed}) / (n_random + 1); and ``random_network_auprc_mean``;
+      p = (1 + #{random ≥ observed}) / (n_random + 1); and ``random_network_auprc_mean``.
+      Targets are drawn uniformly, so a score that knows only target popularity also beats them;
+    - ``rewired_network_pvalue_auprc``/``_auroc``, ``rewired_network_auprc_mean``: the same against
+      held-out networks whose targets are shuffled among the held-out edges, so each regulator keeps
+      its held-out out-degree and each target its held-out in-degree (the configuration model);
     - ``enrichment_frac_significant``, ``enrichment_median_fold``,
       ``enrichment_n_regulators`` (:func:`enrichment_summary`);
     - ``n_candidates``, ``n_positives``, ``n_test_not_candidate`` (held-out edges dropped
@@ -461,7 +522,7 @@ def evaluate(
         out[count_key] = float(ok.sum())
     del asc, flat_asc, labels_asc, ties_asc, order
 
-    rng_dm, rng_rn, rng_en = _streams(seed)
+    rng_dm, rng_rn, rng_en, rng_rw = _streams(seed)
 
     # degree-matched subset
     sel = _degree_matched_select(c, space, int(negatives_per_positive), rng_dm)
@@ -476,16 +537,17 @@ def evaluate(
             out[f"degree_matched_{k}"] = float("nan")
         out["degree_matched_n_positives"] = 0.0
 
-    out.update(_random_network_pvalues(rng_rn, c, group_of, curve, n_random))
+    out.update(_random_network_pvalues(rng_rn, rng_rw, c, group_of, curve, n_random))
     # enrichment: higher key = better; -group_of reuses the sort above
     out.update(enrichment_summary(_regulator_enrichment(c, space, -group_of, top_n, rng_en)))
     return out
 
 
 def _streams(seed: int) -> list[np.random.Generator]:
-    """Independent generators for degree matching, random networks and enrichment tie-breaks;
-    :func:`regulator_enrichment` draws from the third, so its table matches :func:`evaluate`."""
-    return [np.random.default_rng(x) for x in np.random.SeedSequence(seed).spawn(3)]
+    """Independent generators for degree matching, random networks, enrichment tie-breaks and
+    rewired networks; :func:`regulator_enrichment` draws from the third, so its table matches
+    :func:`evaluate`. (Child i of a SeedSequence does not depend on how many are spawned.)"""
+    return [np.random.default_rng(x) for x in np.random.SeedSequence(seed).spawn(4)]
 
 
 # ---------------------------------------------------------------------------------------
