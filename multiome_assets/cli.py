@@ -80,9 +80,15 @@ def build(keys, select):
     """Register and materialize assets for each dataset, in-process, then print a summary."""
     import dagster as dg
 
-    from multiome_assets.definitions import ASSETS, RESOURCES
+    from multiome_assets.definitions import ASSETS, RESOURCES, defs
     from multiome_assets.warehouse import list_tables, query, warehouse_dir
 
+    try:
+        selected = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+    except dg.DagsterError as e:
+        raise click.ClickException(f"--select {select!r}: {e}") from None
+    if not selected:
+        raise click.ClickException(f"--select {select!r} matches no asset (e.g. 'group:foundation', 'grn_embeddings*')")
     instance = _instance()
     keys = list(keys) or list_dataset_keys()
     for key in keys:
@@ -93,8 +99,11 @@ def build(keys, select):
         if key not in instance.get_dynamic_partitions("dataset"):
             instance.add_dynamic_partitions("dataset", [key])
         click.echo(f"== materializing {key}")
-        result = dg.materialize(ASSETS, partition_key=key, instance=instance, selection=select,
-                                resources=RESOURCES, raise_on_error=False)
+        try:
+            result = dg.materialize(ASSETS, partition_key=key, instance=instance, selection=select,
+                                    resources=RESOURCES, raise_on_error=False)
+        except dg.DagsterInvalidDefinitionError as e:  # e.g. one output of a multi-asset
+            raise click.ClickException(f"--select {select!r}: {e.__cause__ or e}") from None
         if not result.success:
             raise click.ClickException(f"materialization of {key} failed; see the log above")
     click.echo("\n== built")

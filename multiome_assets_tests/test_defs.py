@@ -139,6 +139,10 @@ def test_cli_build_and_datasets_report_bad_folders(data_root, tmp_path, monkeypa
     build = runner.invoke(cli, ["build", "--dataset", "broken"])
     assert build.exit_code == 1 and "broken/dataset.yaml: file 'rna.h5ad' does not exist" in build.output
     assert build.exception is None or isinstance(build.exception, SystemExit)  # a message, not a traceback
+    for select, problem in (("key:nope", "matches no asset"), ("(((", "Invalid selection"),
+                            ("grn_metrics", "select all asset")):  # half of the grn_evaluation multi-asset
+        bad = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", select])
+        assert bad.exit_code == 1 and problem in bad.output and "Traceback" not in bad.output, bad.output
     # only an artifact built: no tables to count yet, and the summary says so without failing
     only_artifact = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "multiome"])
     assert only_artifact.exit_code == 0, only_artifact.output
