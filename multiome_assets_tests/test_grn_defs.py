@@ -87,6 +87,15 @@ def test_lineage_reaches_the_inputs():
     assert backbone_up == {"multiome", "candidate_sets"}
 
 
+def test_every_step_that_may_use_the_gpu_is_in_the_gpu_pool():
+    # the compute resource hands out CUDA when present: two such steps must not share one GPU
+    nodes = defs.resolve_asset_graph().asset_nodes
+    on_device = {n.key.to_user_string(): n.assets_def.op.pool for n in nodes
+                 if "compute" in n.assets_def.required_resource_keys}
+    assert {"grn_backbone", "grn_head", "edge_scores", "grn_metrics"} <= set(on_device)
+    assert set(on_device.values()) == {"gpu"}, on_device
+
+
 def test_same_seed_same_edge_scores(built):
     instance, _ = built
     first = warehouse.read_table("edge_scores", "bmmc_starter")

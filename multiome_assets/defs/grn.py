@@ -90,7 +90,7 @@ def grn_backbone_random_candidates(context: dg.AssetExecutionContext, config: Ba
     return _backbone(context, config, compute, multiome, randomized_candidate_sets)
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="4", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="5", kinds={"pytorch"})
 def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
                    multiome: Multiome, grn_backbone: dict, grn_backbone_rna_only: dict,
                    grn_backbone_random_candidates: dict) -> dict:
@@ -121,7 +121,7 @@ def grn_head(context: dg.AssetExecutionContext, config: HeadConfig, datasets: Da
     return heads
 
 
-@dg.asset(**GRN_ARGS, code_version="1", kinds={"parquet"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="1", kinds={"parquet"})
 def edge_scores(context: dg.AssetExecutionContext, config: ExportConfig, datasets: DatasetCatalog,
                 compute: ComputeDevice, multiome: Multiome, grn_embeddings: dict, grn_head: dict) -> pd.DataFrame:
     """The exported GRNs: every TF of the TF list × every gene, per cell set, from the heads trained
@@ -147,7 +147,7 @@ def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, dat
 
 
 @dg.multi_asset(
-    partitions_def=dataset_partitions, group_name="grn", can_subset=False,
+    partitions_def=dataset_partitions, group_name="grn", can_subset=False, pool="gpu",
     outs={"grn_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="5", kinds={"parquet"}),
           "grn_regulator_enrichment": dg.AssetOut(io_manager_key="warehouse", code_version="3", kinds={"parquet"})},
     ins={name: dg.AssetIn() for name in ("multiome", "prior_edges", "grn_embeddings", "grn_head", "grn_baselines")},

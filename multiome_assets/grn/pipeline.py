@@ -63,13 +63,15 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
 
 
 def cell_sets(mo: Multiome, cell_type_column: str | None) -> dict[str, np.ndarray]:
-    """'all' cells, plus one set per cell type with at least MIN_CELLS_PER_CONTEXT cells."""
+    """'all' cells, plus one set per cell type with at least MIN_CELLS_PER_CONTEXT cells (cells
+    without a label are in 'all' only)."""
     sets = {"all": np.arange(mo.n_cells)}
     if cell_type_column and cell_type_column in mo.rna.obs:
-        labels = mo.rna.obs[cell_type_column].astype(str).to_numpy()
-        names, counts = np.unique(labels, return_counts=True)
+        column = mo.rna.obs[cell_type_column]
+        labelled, labels = column.notna().to_numpy(), column.astype(str).to_numpy()
+        names, counts = np.unique(labels[labelled], return_counts=True)
         for name in names[counts >= MIN_CELLS_PER_CONTEXT]:
-            sets[str(name)] = np.flatnonzero(labels == name)
+            sets[str(name)] = np.flatnonzero(labelled & (labels == name))
     return sets
 
 
