@@ -19,6 +19,7 @@ from multiome_assets.grn.metrics import (
     degree_matched_mask,
     enrichment_summary,
     evaluate,
+    null_networks,
     regulator_enrichment,
     training_degrees,
 )
@@ -233,6 +234,18 @@ def test_rewired_null_is_not_fooled_by_target_popularity():
     perfect = evaluate(space.test.toarray().astype(float), space, n_random=99)
     assert perfect["rewired_network_pvalue_auprc"] == pytest.approx(1 / 100)
 
+
+
+def test_networks_drawn_once_give_each_method_the_same_pvalues():
+    # evaluate_methods draws the null networks once per split for all its methods
+    rng = np.random.default_rng(6)
+    space = random_space(rng, R=20, G=100, p_test=0.08)
+    networks = null_networks(space, n_random=30, seed=2)
+    for i in range(3):
+        s = np.random.default_rng(i).random(space.shape)
+        assert evaluate(s, space, n_random=30, seed=2, networks=networks) == evaluate(s, space, n_random=30, seed=2)
+    with pytest.raises(ValueError, match="null_networks"):  # drawn for another n_random
+        evaluate(s, space, n_random=20, seed=2, networks=networks)
 
 # --- degree matching -----------------------------------------------------------------------
 def test_degree_matched_negatives_follow_positive_bins():

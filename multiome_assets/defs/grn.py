@@ -148,7 +148,7 @@ def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, dat
 
 @dg.multi_asset(
     partitions_def=dataset_partitions, group_name="grn", can_subset=False, pool="gpu",
-    outs={"grn_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="5", kinds={"parquet"}),
+    outs={"grn_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="6", kinds={"parquet"}),
           "grn_regulator_enrichment": dg.AssetOut(io_manager_key="warehouse", code_version="3", kinds={"parquet"})},
     ins={name: dg.AssetIn() for name in ("multiome", "prior_edges", "grn_embeddings", "grn_head", "grn_baselines")},
 )

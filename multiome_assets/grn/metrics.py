@@ -46,6 +46,7 @@ __all__ = [
     "degree_matched_mask",
     "enrichment_summary",
     "evaluate",
+    "null_networks",
     "regulator_enrichment",
     "training_degrees",
 ]
@@ -364,13 +365,14 @@ def _invalid(position: np.ndarray, flat: np.ndarray) -> np.ndarray:
 
 
 def _null_pvalues(
-    prefix: str, draw_sets, c: _Candidates, group_of: np.ndarray, curve: _Curve, n_random: int
+    prefix: str, sets: np.ndarray, c: _Candidates, group_of: np.ndarray, curve: _Curve
 ) -> dict[str, float]:
-    """p-values of the observed AUPRC/AUROC against `n_random` held-out networks drawn by
-    ``draw_sets(k) -> (k, P)`` candidate positions; ``group_of`` (n,) is each candidate's descending
-    tie group under the fixed scores."""
+    """p-values of the observed AUPRC/AUROC against held-out networks given as (n_random, P)
+    candidate positions; ``group_of`` (n,) is each candidate's descending tie group under the
+    fixed scores."""
     keys = [f"{prefix}_pvalue_auprc", f"{prefix}_pvalue_auroc", f"{prefix}_auprc_mean"]
-    if n_random <= 0:
+    n_random = len(sets)
+    if n_random == 0:
         return dict.fromkeys(keys, float("nan"))
     n, P = len(c.flat), curve.n_pos
     group_start = np.r_[0, curve.group_end[:-1]]
@@ -380,7 +382,7 @@ def _null_pvalues(
     batch = max(1, 4_000_000 // P)  # bound memory to a few (batch, P) int64 arrays
     ap, auc = [], []
     for b in range(0, n_random, batch):
-        a, u = _ap_auroc_of_sets(group_of[draw_sets(min(batch, n_random - b))], curve.group_end, avg_rank, n)
+        a, u = _ap_auroc_of_sets(group_of[sets[b : b + batch]], curve.group_end, avg_rank, n)
         ap.append(a)
         auc.append(u)
     ap, auc = np.concatenate(ap), np.concatenate(auc)
@@ -388,19 +390,22 @@ def _null_pvalues(
                            float((1 + np.sum(auc >= obs_auc[0])) / (n_random + 1)), float(ap.mean()))))
 
 
-def _random_network_pvalues(
-    rng_random: np.random.Generator, rng_rewired: np.random.Generator, c: _Candidates, group_of: np.ndarray,
-    curve: _Curve, n_random: int,
-) -> dict[str, float]:
-    """``random_network_*``: regulators keep their held-out out-degree, targets redrawn uniformly
-    among their candidates; ``rewired_network_*``: targets keep their held-out in-degree too."""
+def null_networks(space: EdgeSpace, *, n_random: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+    """The held-out networks of both random-network nulls, (n_random, P) candidate positions each.
+
+    ``random_network``: each regulator keeps its held-out out-degree, its targets drawn uniformly
+    among its candidates; ``rewired_network``: targets keep their held-out in-degree too
+    (:func:`_rewired_sets`). They depend on the space and the seed only, not on the scores: draw
+    them once and pass them to :func:`evaluate` for every method of a split.
+    """
+    c = _Candidates.of(space)
+    if n_random <= 0:
+        return dict.fromkeys(("random_network", "rewired_network"), np.zeros((0, int(c.labels.sum())), dtype=np.int64))
+    _, rng_random, _, rng_rewired = _streams(seed)
     size = np.bincount(c.rows, minlength=c.R)  # candidates are row-major: rows are blocks
     count = np.bincount(c.rows[c.labels], minlength=c.R)
-    return {
-        **_null_pvalues("random_network", lambda k: _sample_in_blocks(rng_random, size, count, k),
-                        c, group_of, curve, n_random),
-        **_null_pvalues("rewired_network", lambda k: _rewired_sets(rng_rewired, c, k), c, group_of, curve, n_random),
-    }
+    return {"random_network": _sample_in_blocks(rng_random, size, count, n_random),
+            "rewired_network": _rewired_sets(rng_rewired, c, n_random)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -415,6 +420,7 @@ def evaluate(
     top_n: int = 100,
     seed: int = 0,
     negatives_per_positive: int = 10,
+    networks: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Score a (R, G) matrix against the held-out edges of `space`.
 
@@ -440,6 +446,9 @@ def evaluate(
         (independent streams: changing `n_random` leaves the other two unchanged).
     negatives_per_positive
         m of :func:`degree_matched_mask`.
+    networks
+        :func:`null_networks` of this space, `n_random` and `seed`, drawn once for many methods;
+        None draws them here.
 
     Returns
     -------
@@ -522,7 +531,7 @@ def evaluate(
         out[count_key] = float(ok.sum())
     del asc, flat_asc, labels_asc, ties_asc, order
 
-    rng_dm, rng_rn, rng_en, rng_rw = _streams(seed)
+    rng_dm, _, rng_en, _ = _streams(seed)
 
     # degree-matched subset
     sel = _degree_matched_select(c, space, int(negatives_per_positive), rng_dm)
@@ -537,7 +546,14 @@ def evaluate(
             out[f"degree_matched_{k}"] = float("nan")
         out["degree_matched_n_positives"] = 0.0
 
-    out.update(_random_network_pvalues(rng_rn, rng_rw, c, group_of, curve, n_random))
+    if networks is None:
+        networks = null_networks(space, n_random=n_random, seed=seed)
+    for prefix in ("random_network", "rewired_network"):
+        sets = networks[prefix]
+        if sets.shape != (max(n_random, 0), n_pos):
+            raise ValueError(f"networks[{prefix!r}] is {sets.shape}, not (n_random={n_random}, positives={n_pos}): "
+                             "draw them with null_networks on this space")
+        out.update(_null_pvalues(prefix, sets, c, group_of, curve))
     # enrichment: higher key = better; -group_of reuses the sort above
     out.update(enrichment_summary(_regulator_enrichment(c, space, -group_of, top_n, rng_en)))
     return out

@@ -275,12 +275,13 @@ def method_kind(name: str) -> str:
 def evaluate_methods(methods: dict[str, np.ndarray], space: EdgeSpace, *, n_random: int, top_n: int,
                      seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One metrics row per method, and the per-regulator enrichment table of every method."""
-    from multiome_assets.grn.metrics import evaluate, regulator_enrichment
+    from multiome_assets.grn.metrics import evaluate, null_networks, regulator_enrichment
 
+    networks = null_networks(space, n_random=n_random, seed=seed)  # the same for every method
     rows, tables = [], []
     for name, scores in methods.items():
         rows.append({"method": name, "kind": method_kind(name),
-                     **evaluate(scores, space, n_random=n_random, top_n=top_n, seed=seed)})
+                     **evaluate(scores, space, n_random=n_random, top_n=top_n, seed=seed, networks=networks)})
         tables.append(regulator_enrichment(scores, space, top_n=top_n, seed=seed).assign(method=name))
     return pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
 
