@@ -34,8 +34,8 @@ def test_foundation_assets_land_in_sql(data_root):
     instance = dg.DagsterInstance.ephemeral()
     result = _materialize("bmmc_starter", instance)
     assert result.success
-    got = warehouse.query("select dataset, count(*) as n from candidate_sets group by 1")
-    assert got.dataset.tolist() == ["bmmc_starter"] and got.n[0] > 0
+    got = warehouse.query("select dataset, window_bp, count(*) as n from candidate_sets group by all")
+    assert got.dataset.tolist() == ["bmmc_starter"] and got.n[0] > 0 and got.window_bp[0] == 100_000
     tables = set(warehouse.list_tables())
     assert {"candidate_sets", "gene_annotation", "prior_edges", "gene_vocab_map"} <= tables
     # artifacts carry a content hash that matches the file on disk

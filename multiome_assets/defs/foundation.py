@@ -45,7 +45,7 @@ def gene_annotation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
     return genes
 
 
-@dg.asset(**ASSET_ARGS, code_version="1", kinds={"pyranges", "parquet"})
+@dg.asset(**ASSET_ARGS, code_version="2", kinds={"pyranges", "parquet"})
 def candidate_sets(context: dg.AssetExecutionContext, config: CandidateConfig, datasets: DatasetCatalog,
                    multiome: Multiome, gene_annotation: pd.DataFrame) -> pd.DataFrame:
     """For each gene, the peaks within ±window of its TSS, nearest first, capped."""
@@ -55,7 +55,7 @@ def candidate_sets(context: dg.AssetExecutionContext, config: CandidateConfig, d
     context.add_output_metadata({"window_bp": window, "genes_with_candidates": len(per_gene),
                                  "mean_candidates": float(per_gene.mean()) if len(per_gene) else 0.0,
                                  "max_candidates": int(per_gene.max()) if len(per_gene) else 0})
-    return cands.assign(window=window)
+    return cands.assign(window_bp=window)  # not `window`: a reserved word in SQL
 
 
 @dg.asset(**ASSET_ARGS, code_version="1", kinds={"parquet"})
