@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+from pathlib import Path
 
 import click
 
-from multiome_assets.dataset import PROJECT_ROOT, DatasetError, list_dataset_keys, load_spec
+from multiome_assets.dataset import PROJECT_ROOT, DatasetError, dataset_folders, list_dataset_keys, load_spec
 
 
 def _instance():
@@ -73,22 +75,66 @@ def register(key):
     click.echo(f"registered {key}: {spec.title} ({spec.folder})")
 
 
-@main.command()
-@click.option("--dataset", "keys", multiple=True, help="Only these datasets (default: every folder in data/datasets)")
-@click.option("--select", default="*", help="Dagster asset selection, e.g. 'group:foundation'")
-def build(keys, select):
-    """Register and materialize assets for each dataset, in-process, then print a summary."""
+def _selection(select: str) -> list:
+    """The asset keys `select` names, plus the other outputs of any multi-output step it touches
+    (they are made together); a step's name (`grn_evaluation`) selects all its outputs."""
     import dagster as dg
 
-    from multiome_assets.definitions import ASSETS, RESOURCES, defs
-    from multiome_assets.warehouse import list_tables, query, warehouse_dir
+    from multiome_assets.definitions import ASSETS, defs
 
+    steps = {a.node_def.name: a.keys for a in ASSETS if isinstance(a, dg.AssetsDefinition) and len(a.keys) > 1}
+    if select in steps:
+        select = " or ".join(f"key:{k.to_user_string()}" for k in steps[select])
+    graph = defs.resolve_asset_graph()
     try:
-        selected = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+        with warnings.catch_warnings():  # "*" resolves through a beta parameter: not the user's concern
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            selection = dg.AssetSelection.from_string(select)
+            keys = selection.resolve(graph)
     except dg.DagsterError as e:
         raise click.ClickException(f"--select {select!r}: {e}") from None
-    if not selected:
+    if not keys:
         raise click.ClickException(f"--select {select!r} matches no asset (e.g. 'group:foundation', 'grn_embeddings*')")
+    full = selection.required_multi_asset_neighbors().resolve(graph)
+    if full != keys:
+        added = ", ".join(sorted(k.to_user_string() for k in full - keys))
+        click.echo(f"--select {select!r}: also {added} (made in the same step)")
+    return sorted(full)
+
+
+def _failures(result) -> str:
+    """One line per failed step: the error at the root of Dagster's wrappers (e.g. a DatasetError
+    naming the file), not the traceback."""
+    lines = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error.cause is not None:
+            error = error.cause
+        name, _, rest = error.message.strip().partition(": ")
+        lines.append(f"  {event.step_key}: {rest if rest and name.endswith(str(error.cls_name)) else error.message.strip()}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--dataset", "keys", multiple=True, help="Only these datasets (default: every folder in data/datasets)")
+@click.option("--select", default="*", help="Dagster asset selection, e.g. 'group:foundation', 'grn_embeddings*'")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML run config, as in the UI's launchpad (ops: {grn_evaluation: {config: ...}})")
+def build(keys, select, config_file):
+    """Register and materialize assets for each dataset, in-process, then print a summary."""
+    import dagster as dg
+    import yaml
+
+    from multiome_assets.definitions import ASSETS, RESOURCES
+    from multiome_assets.warehouse import list_tables, query, warehouse_dir
+
+    selected = _selection(select)
+    run_config = {}
+    if config_file:
+        try:
+            run_config = yaml.safe_load(Path(config_file).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise click.ClickException(f"{config_file}: not YAML ({e})") from None
     instance = _instance()
     keys = list(keys) or list_dataset_keys()
     for key in keys:
@@ -100,12 +146,12 @@ def build(keys, select):
             instance.add_dynamic_partitions("dataset", [key])
         click.echo(f"== materializing {key}")
         try:
-            result = dg.materialize(ASSETS, partition_key=key, instance=instance, selection=select,
-                                    resources=RESOURCES, raise_on_error=False)
-        except dg.DagsterInvalidDefinitionError as e:  # e.g. one output of a multi-asset
-            raise click.ClickException(f"--select {select!r}: {e.__cause__ or e}") from None
+            result = dg.materialize(ASSETS, partition_key=key, instance=instance, selection=selected,
+                                    resources=RESOURCES, run_config=run_config, raise_on_error=False)
+        except dg.DagsterInvalidConfigError as e:
+            raise click.ClickException(f"{config_file}: {e}") from None
         if not result.success:
-            raise click.ClickException(f"materialization of {key} failed; see the log above")
+            raise click.ClickException(f"materialization of {key} failed:\n{_failures(result)}")
     click.echo("\n== built")
     if list_tables():  # not when only artifacts (multiome, backbones) were selected
         counts = query(" union all ".join(
@@ -121,7 +167,7 @@ def build(keys, select):
 def datasets():
     """List dataset folders and whether they are registered as partitions."""
     registered = set(_instance().get_dynamic_partitions("dataset"))
-    for key in list_dataset_keys():
+    for key in dataset_folders():  # a folder with an invalid name is listed with the reason
         status = "registered" if key in registered else "new"
         try:
             spec = load_spec(key)

@@ -155,14 +155,15 @@ def _count(path: Path, name: str, value) -> int:
     return int(number)
 
 
+def dataset_folders(root: Path | None = None) -> list[str]:
+    """Names of the folders under data/datasets/ that hold a dataset.yaml, valid keys or not."""
+    base = (root or data_dir()) / "datasets"
+    return sorted(p.name for p in base.iterdir() if (p / "dataset.yaml").is_file()) if base.is_dir() else []
+
+
 def list_dataset_keys(root: Path | None = None) -> list[str]:
     """Folders under data/datasets/ that hold a dataset.yaml and have a valid key."""
-    base = (root or data_dir()) / "datasets"
-    if not base.is_dir():
-        return []
-    return sorted(
-        p.name for p in base.iterdir() if (p / "dataset.yaml").is_file() and KEY_PATTERN.match(p.name)
-    )
+    return [name for name in dataset_folders(root) if KEY_PATTERN.match(name)]
 
 
 def reference_path(name: str, root: Path | None = None) -> Path:

@@ -106,7 +106,8 @@ def read_h5mu_modalities(path: Path) -> tuple[ad.AnnData, ad.AnnData]:
     import mudata
 
     try:
-        mdata = mudata.read_h5mu(path)
+        with mudata.set_options(pull_on_update=False):  # modalities only, no merged obs/var
+            mdata = mudata.read_h5mu(path)
     except (OSError, KeyError, ValueError) as e:
         raise DatasetError(f"{path}: cannot be read as .h5mu ({e})") from None
     missing = {"rna", "atac"} - set(mdata.mod)

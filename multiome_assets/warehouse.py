@@ -135,7 +135,8 @@ def write_artifact(asset: str, dataset: str, obj, root: Path | None = None) -> P
 
         path = artifact_path(asset, dataset, ".h5mu", root)
         with atomic_path(path) as tmp:
-            mudata.MuData({"rna": obj.rna, "atac": obj.atac}).write_h5mu(tmp)
+            with mudata.set_options(pull_on_update=False):  # modalities only, no merged obs/var
+                mudata.MuData({"rna": obj.rna, "atac": obj.atac}).write_h5mu(tmp)
     elif sp.issparse(obj):
         path = artifact_path(asset, dataset, ".npz", root)
         with atomic_path(path) as tmp:
@@ -162,7 +163,8 @@ def read_artifact(path: Path):
 
         from multiome_assets.readers import Multiome
 
-        mdata = mudata.read_h5mu(path)
+        with mudata.set_options(pull_on_update=False):
+            mdata = mudata.read_h5mu(path)
         return Multiome(mdata.mod["rna"], mdata.mod["atac"])
     if path.suffix == ".npz":
         return sp.load_npz(path).tocsr()

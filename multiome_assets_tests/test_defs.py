@@ -4,12 +4,16 @@ import sys
 import textwrap
 
 import dagster as dg
+import numpy as np
 import pytest
+import scipy.sparse as sp
 from click.testing import CliRunner
 
 from multiome_assets import warehouse
 from multiome_assets.cli import main as cli
 from multiome_assets.definitions import ASSETS, RESOURCES, defs
+
+from .conftest import write_dataset
 
 FOUNDATION = ["candidate_sets", "gene_annotation", "gene_vocab_map", "multiome", "peak_vocab_matrix",
               "prior_edges", "randomized_candidate_sets"]
@@ -131,19 +135,52 @@ def test_cli_build_and_datasets_report_bad_folders(data_root, tmp_path, monkeypa
     broken = data_root / "datasets" / "broken"
     broken.mkdir()
     (broken / "dataset.yaml").write_text("format: h5ad_pair\nfiles: {rna: rna.h5ad, atac: atac.h5ad}\n")
+    misnamed = data_root / "datasets" / "PBMC-10k"  # not a partition key
+    misnamed.mkdir()
+    (misnamed / "dataset.yaml").write_text("format: h5ad_pair\n")
     runner = CliRunner()
     listing = runner.invoke(cli, ["datasets"])
     assert listing.exit_code == 0, listing.output
     assert "bmmc_starter\tnew\th5ad_pair" in listing.output  # one broken folder hides no other
     assert "broken\tnew\tinvalid:" in listing.output and "file 'rna.h5ad' does not exist" in listing.output
+    assert "PBMC-10k\tnew\tinvalid: invalid dataset key 'PBMC-10k'" in listing.output
     build = runner.invoke(cli, ["build", "--dataset", "broken"])
     assert build.exit_code == 1 and "broken/dataset.yaml: file 'rna.h5ad' does not exist" in build.output
     assert build.exception is None or isinstance(build.exception, SystemExit)  # a message, not a traceback
-    for select, problem in (("key:nope", "matches no asset"), ("(((", "Invalid selection"),
-                            ("grn_metrics", "select all asset")):  # half of the grn_evaluation multi-asset
+    for select, problem in (("key:nope", "matches no asset"), ("(((", "Invalid selection")):
         bad = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", select])
         assert bad.exit_code == 1 and problem in bad.output and "Traceback" not in bad.output, bad.output
     # only an artifact built: no tables to count yet, and the summary says so without failing
     only_artifact = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "multiome"])
     assert only_artifact.exit_code == 0, only_artifact.output
     assert "== built" in only_artifact.output
+
+
+def test_cli_build_selects_whole_steps_and_takes_run_config(data_root, bmmc, tmp_path, monkeypatch):
+    from multiome_assets.cli import _selection
+
+    both = [dg.AssetKey("grn_metrics"), dg.AssetKey("grn_regulator_enrichment")]
+    assert _selection("grn_metrics") == both  # one output of the grn_evaluation step brings the other
+    assert _selection("grn_evaluation") == both  # the step's name, as the launchpad shows it
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    runner = CliRunner()
+    # run config from a file, as in the launchpad
+    config = tmp_path / "run.yaml"
+    config.write_text("ops:\n  candidate_sets:\n    config: {window: 5000}\n")
+    ok = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "+candidate_sets", "--config", str(config)])
+    assert ok.exit_code == 0, ok.output
+    assert warehouse.query("select distinct window_bp from candidate_sets").window_bp.tolist() == [5000]
+    config.write_text("ops:\n  candidate_sets:\n    config: {windw: 5000}\n")  # a typo
+    typo = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "candidate_sets", "--config", str(config)])
+    assert typo.exit_code == 1 and "run.yaml" in typo.output and "windw" in typo.output, typo.output
+    # a failure inside a step ends with the error that names the file, not just "failed"
+    rna, atac = bmmc
+    rna = rna.copy()
+    x = sp.csr_matrix(rna.X, dtype=np.float32)
+    x.data[0] = np.nan
+    rna.X = x
+    write_dataset(data_root, "with_nan", rna, atac)
+    bad = runner.invoke(cli, ["build", "--dataset", "with_nan", "--select", "multiome"])
+    assert bad.exit_code == 1
+    assert bad.output.rstrip().splitlines()[-1].endswith("with_nan/rna.h5ad: X holds 1 NaN or infinite values"), bad.output[-800:]
