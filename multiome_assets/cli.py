@@ -115,12 +115,31 @@ def _failures(result) -> str:
     return "\n".join(lines)
 
 
+def _out_of_date(keys: list, partition: str, instance) -> list:
+    """Of `keys`, those missing or stale in `partition` (Dagster's stale status: a new code version,
+    or upstream data newer than theirs), and everything of `keys` downstream of them."""
+    import dagster as dg
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.loader import LoadingContextForTest  # a plain loader cache, nothing test-specific
+
+    from multiome_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    status = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+    roots = [k for k in keys if status.get_status(k, partition) != StaleStatus.FRESH]
+    if not roots:
+        return []
+    downstream = dg.AssetSelection.assets(*roots).downstream().required_multi_asset_neighbors().resolve(graph)
+    return sorted(set(keys) & downstream)
+
+
 @main.command()
 @click.option("--dataset", "keys", multiple=True, help="Only these datasets (default: every folder in data/datasets)")
 @click.option("--select", default="*", help="Dagster asset selection, e.g. 'group:foundation', 'grn_embeddings*'")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="YAML run config, as in the UI's launchpad (ops: {grn_evaluation: {config: ...}})")
-def build(keys, select, config_file):
+@click.option("--stale", is_flag=True, help="Only what is missing or stale, and what depends on it (as make does)")
+def build(keys, select, config_file, stale):
     """Register and materialize assets for each dataset, in-process, then print a summary."""
     import dagster as dg
     import yaml
@@ -144,9 +163,13 @@ def build(keys, select, config_file):
             raise click.ClickException(str(e)) from None
         if key not in instance.get_dynamic_partitions("dataset"):
             instance.add_dynamic_partitions("dataset", [key])
-        click.echo(f"== materializing {key}")
+        todo = _out_of_date(selected, key, instance) if stale else selected
+        if not todo:
+            click.echo(f"== {key}: up to date")
+            continue
+        click.echo(f"== materializing {key}: {', '.join(k.to_user_string() for k in todo)}")
         try:
-            result = dg.materialize(ASSETS, partition_key=key, instance=instance, selection=selected,
+            result = dg.materialize(ASSETS, partition_key=key, instance=instance, selection=todo,
                                     resources=RESOURCES, run_config=run_config, raise_on_error=False)
         except dg.DagsterInvalidConfigError as e:
             raise click.ClickException(f"{config_file}: {e}") from None

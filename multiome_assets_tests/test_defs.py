@@ -171,6 +171,11 @@ def test_cli_build_selects_whole_steps_and_takes_run_config(data_root, bmmc, tmp
     ok = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "+candidate_sets", "--config", str(config)])
     assert ok.exit_code == 0, ok.output
     assert warehouse.query("select distinct window_bp from candidate_sets").window_bp.tolist() == [5000]
+    # --stale: what is built is skipped, what is missing is built, nothing upstream of it again
+    again = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "+candidate_sets", "--stale"])
+    assert again.exit_code == 0 and "== bmmc_starter: up to date" in again.output, again.output
+    missing = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "+gene_vocab_map", "--stale"])
+    assert missing.exit_code == 0 and "== materializing bmmc_starter: gene_vocab_map\n" in missing.output, missing.output
     config.write_text("ops:\n  candidate_sets:\n    config: {windw: 5000}\n")  # a typo
     typo = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "candidate_sets", "--config", str(config)])
     assert typo.exit_code == 1 and "run.yaml" in typo.output and "windw" in typo.output, typo.output
