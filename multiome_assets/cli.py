@@ -154,6 +154,13 @@ def build(keys, select, config_file, stale):
             run_config = yaml.safe_load(Path(config_file).read_text()) or {}
         except yaml.YAMLError as e:
             raise click.ClickException(f"{config_file}: not YAML ({e})") from None
+    # config of a step that --stale skips is dropped per dataset; a name that is no step is an error
+    assets = [a for a in ASSETS if isinstance(a, dg.AssetsDefinition)]
+    ops = (run_config.get("ops") or {}) if isinstance(run_config, dict) else {}
+    unknown = sorted(set(ops) - {a.node_def.name for a in assets})
+    if unknown:
+        raise click.ClickException(f"{config_file}: no step named {', '.join(unknown)} "
+                                   f"(steps: {', '.join(sorted(a.node_def.name for a in assets))})")
     instance = _instance()
     keys = list(keys) or list_dataset_keys()
     for key in keys:
@@ -168,9 +175,11 @@ def build(keys, select, config_file, stale):
             click.echo(f"== {key}: up to date")
             continue
         click.echo(f"== materializing {key}: {', '.join(k.to_user_string() for k in todo)}")
+        steps = {a.node_def.name for a in assets if set(a.keys) & set(todo)}
+        config = {**run_config, "ops": {k: v for k, v in ops.items() if k in steps}} if ops else run_config
         try:
             result = dg.materialize(ASSETS, partition_key=key, instance=instance, selection=todo,
-                                    resources=RESOURCES, run_config=run_config, raise_on_error=False)
+                                    resources=RESOURCES, run_config=config, raise_on_error=False)
         except dg.DagsterInvalidConfigError as e:
             raise click.ClickException(f"{config_file}: {e}") from None
         if not result.success:

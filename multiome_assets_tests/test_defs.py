@@ -176,7 +176,13 @@ def test_cli_build_selects_whole_steps_and_takes_run_config(data_root, bmmc, tmp
     assert again.exit_code == 0 and "== bmmc_starter: up to date" in again.output, again.output
     missing = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "+gene_vocab_map", "--stale"])
     assert missing.exit_code == 0 and "== materializing bmmc_starter: gene_vocab_map\n" in missing.output, missing.output
-    config.write_text("ops:\n  candidate_sets:\n    config: {windw: 5000}\n")  # a typo
+    again = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "+candidate_sets", "--stale",
+                                "--config", str(config)])  # config of a step --stale skips is not an error
+    assert again.exit_code == 0 and "== bmmc_starter: up to date" in again.output, again.output
+    config.write_text("ops:\n  candidate_set:\n    config: {window: 5000}\n")  # a typo in the step
+    typo = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "candidate_sets", "--config", str(config)])
+    assert typo.exit_code == 1 and "run.yaml: no step named candidate_set" in typo.output, typo.output
+    config.write_text("ops:\n  candidate_sets:\n    config: {windw: 5000}\n")  # a typo in a setting
     typo = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "candidate_sets", "--config", str(config)])
     assert typo.exit_code == 1 and "run.yaml" in typo.output and "windw" in typo.output, typo.output
     # a failure inside a step ends with the error that names the file, not just "failed"
