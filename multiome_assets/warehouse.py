@@ -135,8 +135,11 @@ def write_artifact(asset: str, dataset: str, obj, root: Path | None = None) -> P
 
         path = artifact_path(asset, dataset, ".h5mu", root)
         with atomic_path(path) as tmp:
-            with mudata.set_options(pull_on_update=False):  # modalities only, no merged obs/var
-                mudata.MuData({"rna": obj.rna, "atac": obj.atac}).write_h5mu(tmp)
+            with mudata.set_options(pull_on_update=False):  # the explicit pulls, without mudata's FutureWarning
+                mdata = mudata.MuData({"rna": obj.rna, "atac": obj.atac})
+                mdata.pull_obs()  # "rna:cell_type" etc. in the global obs/var, for muon users
+                mdata.pull_var()
+                mdata.write_h5mu(tmp)
     elif sp.issparse(obj):
         path = artifact_path(asset, dataset, ".npz", root)
         with atomic_path(path) as tmp:
