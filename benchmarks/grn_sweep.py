@@ -77,7 +77,8 @@ def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotat
     sets = {"all": np.arange(mo.n_cells)}
     backbone_seed = 42 + seed
     # the backbones' starting identities: same width, same seed
-    embeddings = {"svd": pipeline.svd_embeddings(mo, sets, _width(profile), seed=backbone_seed)}
+    embeddings = {"svd": pipeline.svd_embeddings(mo, sets, _width(profile), seed=backbone_seed,
+                                                 solver=overrides.get("svd_solver", "randomized"))}
     if {"rna_only", "rna_only+degree"} & set(inputs):
         t0 = time.perf_counter()
         ckpt = pipeline.pretrain(mo, None, profile=profile, device=device, seed=backbone_seed, **overrides)

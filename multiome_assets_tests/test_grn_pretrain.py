@@ -169,6 +169,23 @@ def test_svd_identity_init_starts_coexpressed_genes_together(data):
     assert np.all(wide[:, 4:] == 0)
 
 
+def test_arpack_start_is_the_exact_truncated_svd_whatever_the_seed(data):
+    """svd_solver="arpack": the data's top-d SVD, not a seed's approximation of it. Compared by the
+    Gram matrix (invariant to sign flips and to rotations inside the top-d subspace)."""
+    rna = data[0]
+    d = 8
+    x = rna.toarray().astype(np.float64)
+    x = x / np.where(x.std(0) > 0, x.std(0), 1.0)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    exact = vt[:d].T * s[:d]
+    exact /= np.sqrt(np.mean(exact**2))
+    z = svd_identity_init(rna, d, seed=0, solver="arpack").astype(np.float64)
+    np.testing.assert_allclose(z @ z.T, exact @ exact.T, atol=1e-4 * np.abs(exact @ exact.T).max())
+    np.testing.assert_array_equal(z, svd_identity_init(rna, d, seed=5, solver="arpack"))
+    with pytest.raises(ValueError, match="svd_solver"):
+        svd_identity_init(rna, d, seed=0, solver="lapack")
+
+
 def test_unknown_id_init_is_refused(data):
     rna, atac, counts, cand = data
     with pytest.raises(ValueError, match="gene_id_init"):

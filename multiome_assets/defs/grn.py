@@ -102,7 +102,9 @@ def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
                  "random_candidates": grn_backbone_random_candidates}
     embeddings = {name: pipeline.embed(ckpt, multiome, sets, device) for name, ckpt in backbones.items()}
     d = grn_backbone["config"]["d_model"]
-    embeddings["svd"] = pipeline.svd_embeddings(multiome, sets, d, seed=grn_backbone["train_config"]["seed"])
+    train = grn_backbone["train_config"]
+    embeddings["svd"] = pipeline.svd_embeddings(multiome, sets, d, seed=train["seed"],
+                                                solver=train.get("svd_solver", "randomized"))
     context.add_output_metadata({"contexts": dg.MetadataValue.json({k: len(v) for k, v in sets.items()}), "d": d})
     return {"gene_names": list(multiome.rna.var_names), "cell_sets": sets, "embeddings": embeddings,
             "profile": grn_backbone["profile"]}

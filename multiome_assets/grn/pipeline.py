@@ -88,14 +88,15 @@ def embed(checkpoint: dict, mo: Multiome, sets: dict[str, np.ndarray], device: s
     return gene_embeddings(model, mo.rna.X, mo.atac.X, sets, device=device)
 
 
-def svd_embeddings(mo: Multiome, sets: dict[str, np.ndarray], d: int, seed: int) -> dict[str, np.ndarray]:
+def svd_embeddings(mo: Multiome, sets: dict[str, np.ndarray], d: int, seed: int,
+                   solver: str = "randomized") -> dict[str, np.ndarray]:
     """No-backbone input: the backbone's starting gene identity embeddings (expression SVD
     loadings, :func:`~multiome_assets.grn.pretrain.svd_identity_init`) on each cell set's cells, so
-    the `svd` head shows what pretraining adds to where it starts. Pass the backbone's `d` and
-    training seed: the SVD is randomized, and with another seed its trailing components differ."""
+    the `svd` head shows what pretraining adds to where it starts. Pass the backbone's `d`, training
+    seed and `svd_solver`: the randomized SVD's trailing components differ with another seed."""
     from multiome_assets.grn.pretrain import svd_identity_init
 
-    return {name: svd_identity_init(mo.rna.X[idx], d, seed) for name, idx in sets.items()}
+    return {name: svd_identity_init(mo.rna.X[idx], d, seed, solver) for name, idx in sets.items()}
 
 
 def regulator_universe(genes: pd.Index, tfs: pd.Index) -> np.ndarray:

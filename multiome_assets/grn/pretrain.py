@@ -57,6 +57,7 @@ class PretrainConfig:
     seed: int = 42
     gene_id_init: str = "svd"  # "svd": gene identity embeddings start as expression loadings; "random": N(0, 1)
     peak_id_init: str = "random"  # "svd": peak identity embeddings start as accessibility loadings; "random": N(0, 1)
+    svd_solver: str = "randomized"  # of the "svd" starts: "randomized" (seeded, 5 power iterations) or "arpack" (exact)
 
 
 # name -> (GRNTransformerConfig overrides, training config)
@@ -93,11 +94,15 @@ def nb_targets(rna: sp.csr_matrix, counts: sp.csr_matrix | None = None) -> tuple
     return out, name
 
 
-def svd_identity_init(x: sp.csr_matrix, d: int, seed: int) -> np.ndarray:
+def svd_identity_init(x: sp.csr_matrix, d: int, seed: int, solver: str = "randomized") -> np.ndarray:
     """(features, d) starting identity embeddings of the genes (or peaks) of a cells x features
     matrix: loadings V*S of the top-d truncated SVD with each feature scaled to unit variance (not
     centered, so it stays sparse; the first component then carries the mean), scaled to unit RMS
     (as nn.Embedding's N(0, 1) init).
+
+    `solver`: "randomized" (scikit-learn's default, 5 power iterations; its trailing components
+    depend on `seed`: on the bundled data 5-9 of 32 directions differ from the exact SVD's) or
+    "arpack" (solved to convergence: the same start whatever the seed).
 
     Cosine similarity of two rows then approximates the features' correlation, so the kNN gene
     graph links co-expressed genes from the first step, and the cell-averaged states that Stage 2
@@ -106,6 +111,8 @@ def svd_identity_init(x: sp.csr_matrix, d: int, seed: int) -> np.ndarray:
     """
     from sklearn.decomposition import TruncatedSVD
 
+    if solver not in ("randomized", "arpack"):
+        raise ValueError(f"svd_solver must be 'randomized' or 'arpack', got {solver!r}")
     x = sp.csr_matrix(x, dtype=np.float64)
     mean = np.asarray(x.mean(0)).ravel()
     std = np.sqrt(np.maximum(np.asarray(x.multiply(x).mean(0)).ravel() - mean**2, 0.0))
@@ -113,7 +120,8 @@ def svd_identity_init(x: sp.csr_matrix, d: int, seed: int) -> np.ndarray:
     k = min(d, min(scaled.shape) - 1)
     out = np.zeros((x.shape[1], d))
     if k > 0:
-        svd = TruncatedSVD(n_components=k, random_state=seed).fit(scaled)
+        svd = TruncatedSVD(n_components=k, algorithm=solver, random_state=seed if solver == "randomized" else 0)
+        svd.fit(scaled)
         out[:, :k] = svd.components_.T * svd.singular_values_
     rms = np.sqrt(np.mean(out**2))
     return (out / rms if rms > 0 else out).astype(np.float32)
@@ -209,7 +217,7 @@ def pretrain_backbone(
                 raise ValueError(f"{name}_init must be 'svd' or 'random', got {init!r}")
             if init == "svd" and hasattr(model, name):  # the RNA-only model has no peak_id
                 with torch.no_grad():
-                    getattr(model, name).weight.copy_(torch.from_numpy(svd_identity_init(x, cfg.d_model, tc.seed)))
+                    getattr(model, name).weight.copy_(torch.from_numpy(svd_identity_init(x, cfg.d_model, tc.seed, tc.svd_solver)))
         model = model.to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
