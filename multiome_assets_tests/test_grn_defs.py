@@ -127,3 +127,20 @@ def test_launchpad_defaults_are_the_models_defaults():
     for field in ("epochs", "min_steps", "prior_pi", "seed"):
         assert getattr(HeadConfig(), field) == getattr(EdgeHeadConfig(), field), field
     assert BackboneConfig().seed == PROFILES[BackboneConfig().profile][1].seed
+
+
+def test_exact_svd_start_from_the_launchpad(built):
+    # last in this module: it rematerializes the shared backbone with another start
+    from multiome_assets.grn.pretrain import svd_identity_init
+
+    instance, _ = built
+    chain = ["grn_backbone", "grn_embeddings"]
+    config = {"grn_backbone": {"config": {"max_epochs": 1, "svd_solver": "arpack"}}}
+    assert dg.materialize(ASSETS, partition_key="bmmc_starter", instance=instance, resources=RESOURCES,
+                          selection=chain, run_config={"ops": config}).success
+    mo = warehouse.read_artifact(warehouse.find_artifact("multiome", "bmmc_starter"))
+    backbone = warehouse.read_artifact(warehouse.find_artifact("grn_backbone", "bmmc_starter"))
+    embeddings = warehouse.read_artifact(warehouse.find_artifact("grn_embeddings", "bmmc_starter"))
+    assert backbone["train_config"]["svd_solver"] == "arpack"
+    exact = svd_identity_init(mo.rna.X, backbone["config"]["d_model"], seed=0, solver="arpack")
+    np.testing.assert_array_equal(embeddings["embeddings"]["svd"]["all"], exact)  # the svd head reads that start

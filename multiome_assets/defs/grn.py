@@ -21,6 +21,7 @@ class BackboneConfig(dg.Config):
     profile: str = "cpu"  # cpu: sized for 2 CPU cores; paper: the paper's defaults, for a GPU
     seed: int = 42
     max_epochs: int | None = None  # None: the profile's
+    svd_solver: str | None = None  # None: the profile's ("randomized"); "arpack": the exact SVD start
 
 
 class HeadConfig(dg.Config):
@@ -57,8 +58,8 @@ class MetricsConfig(dg.Config):
 
 def _backbone(context, config: BackboneConfig, compute: ComputeDevice, mo: Multiome, candidates) -> dict:
     device = compute.torch_device()
-    ckpt = pipeline.pretrain(mo, candidates, profile=config.profile, device=device, seed=config.seed,
-                             **({"max_epochs": config.max_epochs} if config.max_epochs else {}))
+    overrides = {k: v for k, v in (("max_epochs", config.max_epochs), ("svd_solver", config.svd_solver)) if v}
+    ckpt = pipeline.pretrain(mo, candidates, profile=config.profile, device=device, seed=config.seed, **overrides)
     history = ckpt["history"]
     context.add_output_metadata({
         "device": device, "profile": config.profile, "best_epoch": int(ckpt["best_epoch"]),

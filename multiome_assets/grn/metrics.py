@@ -398,7 +398,10 @@ def null_networks(space: EdgeSpace, *, n_random: int = 100, seed: int = 0) -> di
     (:func:`_rewired_sets`). They depend on the space and the seed only, not on the scores: draw
     them once and pass them to :func:`evaluate` for every method of a split.
     """
-    c = _Candidates.of(space)
+    return _null_networks(_Candidates.of(space), n_random, seed)
+
+
+def _null_networks(c: _Candidates, n_random: int, seed: int) -> dict[str, np.ndarray]:
     if n_random <= 0:
         return dict.fromkeys(("random_network", "rewired_network"), np.zeros((0, int(c.labels.sum())), dtype=np.int64))
     _, rng_random, _, rng_rewired = _streams(seed)
@@ -547,7 +550,7 @@ def evaluate(
         out["degree_matched_n_positives"] = 0.0
 
     if networks is None:
-        networks = null_networks(space, n_random=n_random, seed=seed)
+        networks = _null_networks(c, n_random, seed)
     for prefix in ("random_network", "rewired_network"):
         sets = networks[prefix]
         if sets.shape != (max(n_random, 0), n_pos):
