@@ -69,10 +69,21 @@ def register(key):
         spec = load_spec(key)
     except DatasetError as e:
         raise click.ClickException(str(e)) from None
-    instance = _instance()
+    _register(_instance(), key, spec)
+    click.echo(f"registered {key}: {spec.title} ({spec.folder})")
+
+
+def _register(instance, key: str, spec) -> list[str]:
+    """Add the partition, record the versions of its input files and settings; the names of the
+    inputs that changed since last recorded."""
+    from multiome_assets.defs.inputs import changed_inputs
+
     if key not in instance.get_dynamic_partitions("dataset"):
         instance.add_dynamic_partitions("dataset", [key])
-    click.echo(f"registered {key}: {spec.title} ({spec.folder})")
+    changed = changed_inputs(instance, key, spec)
+    for observation in changed:
+        instance.report_runless_asset_event(observation)
+    return [o.asset_key.path[-1] for o in changed]
 
 
 def _selection(select: str) -> list:
@@ -165,11 +176,12 @@ def build(keys, select, config_file, stale):
     keys = list(keys) or list_dataset_keys()
     for key in keys:
         try:
-            load_spec(key)
+            spec = load_spec(key)
         except DatasetError as e:
             raise click.ClickException(str(e)) from None
-        if key not in instance.get_dynamic_partitions("dataset"):
-            instance.add_dynamic_partitions("dataset", [key])
+        changed = _register(instance, key, spec)
+        if changed:
+            click.echo(f"== {key}: inputs new or changed: {', '.join(changed)}")
         todo = _out_of_date(selected, key, instance) if stale else selected
         if not todo:
             click.echo(f"== {key}: up to date")

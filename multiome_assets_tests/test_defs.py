@@ -105,9 +105,19 @@ def test_sensor_registers_new_dataset_folders(data_root):
     result = dataset_folder_sensor(dg.build_sensor_context(instance=instance))
     assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["bmmc_starter"]]
     assert [r.partition_key for r in result.run_requests] == ["bmmc_starter"]
+    # the inputs' versions come with the first tick (recorded before the run starts), then only changes
+    observed = {(e.asset_key.to_user_string(), e.partition) for e in result.asset_events}
+    assert ("input/prior", "bmmc_starter") in observed and len(observed) == 8
     instance.add_dynamic_partitions("dataset", ["bmmc_starter"])
+    for event in result.asset_events:  # as the daemon does
+        instance.report_runless_asset_event(event)
     again = dataset_folder_sensor(dg.build_sensor_context(instance=instance))
-    assert not again.run_requests and not again.dynamic_partitions_requests
+    assert not again.run_requests and not again.dynamic_partitions_requests and not again.asset_events
+    yaml_path = data_root / "datasets/bmmc_starter/dataset.yaml"
+    yaml_path.write_text(yaml_path.read_text().replace("candidate_window: 100000", "candidate_window: 50000"))
+    edited = dataset_folder_sensor(dg.build_sensor_context(instance=instance))
+    assert [e.asset_key.to_user_string() for e in edited.asset_events] == ["input/candidate_window"]
+    assert not edited.run_requests
 
 
 def test_cli_sql_and_register(data_root, tmp_path, monkeypatch):
@@ -195,3 +205,34 @@ def test_cli_build_selects_whole_steps_and_takes_run_config(data_root, bmmc, tmp
     bad = runner.invoke(cli, ["build", "--dataset", "with_nan", "--select", "multiome"])
     assert bad.exit_code == 1
     assert bad.output.rstrip().splitlines()[-1].endswith("with_nan/rna.h5ad: X holds 1 NaN or infinite values"), bad.output[-800:]
+
+
+def test_edited_inputs_rebuild_what_reads_them(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    folder = data_root / "datasets" / "bmmc_starter"
+    prior = folder / "prior.csv"
+    prior.write_text((data_root / "reference" / "dorothea_human_ABC.csv").read_text())
+    yaml_path = folder / "dataset.yaml"
+    yaml_path.write_text(yaml_path.read_text().replace("prior: dorothea", "prior: prior.csv"))
+    runner = CliRunner()
+    select = ["build", "--dataset", "bmmc_starter", "--select", "+key:prior_edges or +key:candidate_sets", "--stale"]
+    first = runner.invoke(cli, select)
+    assert first.exit_code == 0 and "inputs new or changed: cells, annotation, prior" in first.output, first.output
+    edges = len(warehouse.read_table("prior_edges", "bmmc_starter"))
+    assert "== bmmc_starter: up to date" in runner.invoke(cli, select).output
+
+    # a new prior: prior_edges again, not the cells it maps onto
+    rows = prior.read_text().splitlines()
+    prior.write_text("\n".join(rows[: len(rows) // 2]) + "\n")
+    again = runner.invoke(cli, select)
+    assert again.exit_code == 0, again.output
+    assert "inputs new or changed: prior\n" in again.output
+    assert "== materializing bmmc_starter: prior_edges\n" in again.output, again.output
+    assert len(warehouse.read_table("prior_edges", "bmmc_starter")) < edges
+
+    # a new window in dataset.yaml: candidate_sets again, with it
+    yaml_path.write_text(yaml_path.read_text().replace("candidate_window: 100000", "candidate_window: 5000"))
+    again = runner.invoke(cli, select)
+    assert "== materializing bmmc_starter: candidate_sets\n" in again.output, again.output
+    assert warehouse.query("select distinct window_bp from candidate_sets").window_bp.tolist() == [5000]

@@ -113,3 +113,8 @@ def test_cell_sets_leave_unlabelled_cells_in_all_only():
     assert set(sets) == {"all", "T"}  # no 'nan' context for the 12 unlabelled cells; B has < 10 cells
     np.testing.assert_array_equal(sets["T"], np.arange(12))
     assert len(sets["all"]) == len(obs)
+    # a cell_type_column changed after the cells were read names the setting's file and the columns
+    from multiome_assets.dataset import DatasetError
+
+    with pytest.raises(DatasetError, match=r"dataset.yaml: cell_type_column 'celltype' is not a column.*'cell_type'"):
+        pipeline.cell_sets(mo, "celltype", source="dataset.yaml")

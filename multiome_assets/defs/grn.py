@@ -7,6 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
@@ -91,13 +92,13 @@ def grn_backbone_random_candidates(context: dg.AssetExecutionContext, config: Ba
     return _backbone(context, config, compute, multiome, randomized_candidate_sets)
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="5", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, deps=[INPUTS["cell_type_column"]], pool="gpu", code_version="5", kinds={"pytorch"})
 def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
                    multiome: Multiome, grn_backbone: dict, grn_backbone_rna_only: dict,
                    grn_backbone_random_candidates: dict) -> dict:
     """Frozen-backbone gene states averaged per cell set ('all', and each cell type with labels)."""
     spec = datasets.spec(context.partition_key)
-    sets = pipeline.cell_sets(multiome, spec.cell_type_column)
+    sets = pipeline.cell_sets(multiome, spec.cell_type_column, source=str(spec.yaml_path))
     device = compute.torch_device()
     backbones = {"full": grn_backbone, "rna_only": grn_backbone_rna_only,
                  "random_candidates": grn_backbone_random_candidates}
@@ -111,7 +112,7 @@ def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
             "profile": grn_backbone["profile"]}
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="4", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], pool="gpu", code_version="4", kinds={"pytorch"})
 def grn_head(context: dg.AssetExecutionContext, config: HeadConfig, datasets: DatasetCatalog,
              compute: ComputeDevice, multiome: Multiome, prior_edges: pd.DataFrame, grn_embeddings: dict) -> dict:
     """Stage 2 heads (BCE and nnPU) on each embedding, trained per split; `all` = every prior edge."""
@@ -124,7 +125,7 @@ def grn_head(context: dg.AssetExecutionContext, config: HeadConfig, datasets: Da
     return heads
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="1", kinds={"parquet"})
+@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], pool="gpu", code_version="1", kinds={"parquet"})
 def edge_scores(context: dg.AssetExecutionContext, config: ExportConfig, datasets: DatasetCatalog,
                 compute: ComputeDevice, multiome: Multiome, grn_embeddings: dict, grn_head: dict) -> pd.DataFrame:
     """The exported GRNs: every TF of the TF list × every gene, per cell set, from the heads trained
@@ -137,7 +138,7 @@ def edge_scores(context: dg.AssetExecutionContext, config: ExportConfig, dataset
     return table
 
 
-@dg.asset(**GRN_ARGS, code_version="1", kinds={"sklearn"})
+@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], code_version="1", kinds={"sklearn"})
 def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, datasets: DatasetCatalog,
                   multiome: Multiome) -> dict:
     """Expression baselines (GRNBoost2, Pearson, Spearman, WGCNA-TOM) over every TF × gene."""

@@ -1,6 +1,7 @@
 import dagster as dg
 
-from multiome_assets.dataset import list_dataset_keys
+from multiome_assets.dataset import DatasetError, list_dataset_keys, load_spec
+from multiome_assets.defs.inputs import changed_inputs
 from multiome_assets.defs.partitions import dataset_partitions
 
 foundation_job = dg.define_asset_job(
@@ -10,12 +11,22 @@ foundation_job = dg.define_asset_job(
 
 @dg.sensor(job=foundation_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def dataset_folder_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Registers each new `data/datasets/<key>/` folder as a partition and builds its foundation assets."""
+    """Watches data/datasets/: registers each new folder as a partition and builds its foundation
+    assets, and records a new data version for each input file or setting that changed (so what
+    reads it shows as stale)."""
     known = set(context.instance.get_dynamic_partitions(dataset_partitions.name))
-    new = [key for key in list_dataset_keys() if key not in known]
-    if not new:
-        return dg.SensorResult(skip_reason="no new dataset folders")
+    keys = list_dataset_keys()
+    new = [key for key in keys if key not in known]
+    observations = []
+    for key in keys:
+        try:
+            observations += changed_inputs(context.instance, key, load_spec(key))
+        except DatasetError as e:  # a broken folder is reported by its build; it must not stop the others
+            context.log.warning(str(e))
+    if not new and not observations:
+        return dg.SensorResult(skip_reason="no new dataset folders, no changed inputs")
     return dg.SensorResult(
-        dynamic_partitions_requests=[dataset_partitions.build_add_request(new)],
+        asset_events=observations,  # recorded before the runs start, so they read these versions
+        dynamic_partitions_requests=[dataset_partitions.build_add_request(new)] if new else [],
         run_requests=[dg.RunRequest(partition_key=key, run_key=f"new-dataset-{key}") for key in new],
     )

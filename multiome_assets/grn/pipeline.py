@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from multiome_assets.dataset import DatasetError
 from multiome_assets.grn.edge_space import EdgeSpace
 from multiome_assets.intervals import candidate_matrix
 from multiome_assets.priors import split_frames
@@ -62,11 +63,14 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
     return checkpoint
 
 
-def cell_sets(mo: Multiome, cell_type_column: str | None) -> dict[str, np.ndarray]:
+def cell_sets(mo: Multiome, cell_type_column: str | None, source: str = "cell_type_column") -> dict[str, np.ndarray]:
     """'all' cells, plus one set per cell type with at least MIN_CELLS_PER_CONTEXT cells (cells
     without a label are in 'all' only)."""
     sets = {"all": np.arange(mo.n_cells)}
-    if cell_type_column and cell_type_column in mo.rna.obs:
+    if cell_type_column and cell_type_column not in mo.rna.obs:  # the setting changed after the cells were read
+        raise DatasetError(f"{source}: cell_type_column {cell_type_column!r} is not a column of the cells "
+                           f"(columns: {list(mo.rna.obs.columns)})")
+    if cell_type_column:
         column = mo.rna.obs[cell_type_column]
         labelled, labels = column.notna().to_numpy(), column.astype(str).to_numpy()
         names, counts = np.unique(labels[labelled], return_counts=True)
