@@ -69,8 +69,10 @@ def register(key):
         spec = load_spec(key)
     except DatasetError as e:
         raise click.ClickException(str(e)) from None
-    _register(_instance(), key, spec)
+    changed = _register(_instance(), key, spec)
     click.echo(f"registered {key}: {spec.title} ({spec.folder})")
+    if changed:
+        click.echo(f"inputs new or changed: {', '.join(changed)}")
 
 
 def _register(instance, key: str, spec) -> list[str]:

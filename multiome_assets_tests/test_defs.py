@@ -129,6 +129,8 @@ def test_cli_sql_and_register(data_root, tmp_path, monkeypatch):
     ok = runner.invoke(cli, ["register", "bmmc_starter"])
     assert ok.exit_code == 0, ok.output
     assert "bmmc_starter" in dg.DagsterInstance.get().get_dynamic_partitions("dataset")
+    assert "inputs new or changed: cells, annotation" in ok.output  # recorded: later edits show as stale
+    assert "inputs new or changed" not in runner.invoke(cli, ["register", "bmmc_starter"]).output
     assert _materialize("bmmc_starter", dg.DagsterInstance.get(), ["multiome", "gene_annotation"]).success
     n = len(warehouse.read_table("gene_annotation", "bmmc_starter"))
     out = runner.invoke(cli, ["sql", "select dataset, count(*) as n from gene_annotation group by 1", "--csv"])

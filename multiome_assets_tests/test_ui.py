@@ -169,6 +169,11 @@ def test_catalog_lists_foundation_assets(page, ui_env, dagster_dev):
             expect(node.first).to_be_visible(timeout=60_000)
         page.screenshot(path=str(ui_env["shots"] / "lineage.png"))
 
+        # The lineage's roots: the dataset's input files and settings, as source assets
+        _open(page, "/assets?asset-selection=group%3A%22inputs%22")
+        for name in ("cells", "prior", "tf_list", "candidate_window"):
+            expect(page.locator(f'a[href="/assets/input/{name}"]')).to_be_visible(timeout=60_000)
+
 
 def test_asset_page_shows_dataset_partition(page, ui_env, dagster_dev):
     with screenshot_on_failure(page, ui_env, dagster_dev, "asset_partitions"):

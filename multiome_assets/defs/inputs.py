@@ -1,8 +1,8 @@
 """The files and settings each dataset's assets read, as observable source assets whose data
 version is their content: edit a prior and Dagster marks `prior_edges` and what follows stale.
 
-Versions are recorded by `dataset_folder_sensor` (every 30 s under `make ui`), by
-`multiome-assets build`/`register` before they run, and by the UI's "Observe sources"."""
+Versions are recorded by `dataset_folder_sensor` (every 30 s under `make ui`) and by
+`multiome-assets build`/`register` before they run; `dataset_inputs` observes them in a run."""
 import warnings
 
 import dagster as dg
@@ -27,7 +27,7 @@ DATA_VERSION_TAG = "dagster/data_version"  # where Dagster keeps an observation'
 
 
 def _observe(context, datasets: DatasetCatalog):
-    """Hashes each input of the dataset (the UI's "Observe sources")."""
+    """Hashes each input of the dataset."""
     for name, current in input_versions(datasets.spec(context.partition_key)).items():
         yield dg.ObserveResult(asset_key=INPUTS[name], data_version=dg.DataVersion(current.version),
                                metadata={"content": dg.MetadataValue.json(current.describe())})
