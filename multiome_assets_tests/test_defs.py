@@ -101,14 +101,17 @@ def test_sensor_registers_new_dataset_folders(data_root):
 
     (data_root / "datasets/Bad-Name").mkdir()
     (data_root / "datasets/Bad-Name/dataset.yaml").write_text("format: h5ad_pair\n")
+    (data_root / "datasets/broken").mkdir()  # a valid key whose files are missing: it hides no other
+    (data_root / "datasets/broken/dataset.yaml").write_text("format: h5ad_pair\nfiles: {rna: rna.h5ad, atac: atac.h5ad}\n")
     instance = dg.DagsterInstance.ephemeral()
     result = dataset_folder_sensor(dg.build_sensor_context(instance=instance))
-    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["bmmc_starter"]]
-    assert [r.partition_key for r in result.run_requests] == ["bmmc_starter"]
+    # the broken folder is registered too: its run fails with the message that names the file
+    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["bmmc_starter", "broken"]]
+    assert [r.partition_key for r in result.run_requests] == ["bmmc_starter", "broken"]
     # the inputs' versions come with the first tick (recorded before the run starts), then only changes
     observed = {(e.asset_key.to_user_string(), e.partition) for e in result.asset_events}
-    assert ("input/prior", "bmmc_starter") in observed and len(observed) == 8
-    instance.add_dynamic_partitions("dataset", ["bmmc_starter"])
+    assert ("input/prior", "bmmc_starter") in observed and len(observed) == 8  # none of broken's
+    instance.add_dynamic_partitions("dataset", ["bmmc_starter", "broken"])
     for event in result.asset_events:  # as the daemon does
         instance.report_runless_asset_event(event)
     again = dataset_folder_sensor(dg.build_sensor_context(instance=instance))
