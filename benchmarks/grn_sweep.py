@@ -19,6 +19,13 @@ Reads the foundation assets of a built warehouse (`make demo`, or
     python benchmarks/grn_sweep.py --dataset bmmc_starter --seeds $(seq 0 19) --out bmmc.csv
     python benchmarks/grn_sweep.py --dataset bmmc_starter --prior collectri --seeds $(seq 0 19) --out bmmc_collectri.csv
     python benchmarks/grn_sweep.py --summarize bmmc.csv --reference grnboost2 --metric degree_matched_auroc
+    python benchmarks/grn_sweep.py --dataset bmmc_starter --profile paper --inputs full svd --seeds 0 1 2 3 --out paper.csv
+    python benchmarks/grn_sweep.py --summarize bmmc.csv paper.csv --seeds 0 1 2 3   # cpu vs paper on the same splits
+
+Each row records the `profile` and the `--set` settings it ran with. `--summarize` takes several
+CSVs: when they hold more than one (profile, settings) variant, the methods that depend on them
+are named `method [variant]` (e.g. `epiawarenet_bce [paper]`) and compared on the seeds they
+share; the baselines, which do not, are taken once.
 
 `--prior` swaps the dataset's prior (dorothea, collectri or a source,target CSV/TSV) for the sweep,
 with the dataset's TF list and the same seeded splits; without it the warehouse's prior_edges are used.
@@ -112,6 +119,30 @@ def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotat
     return pd.concat([runs, *copies], ignore_index=True).drop_duplicates(["split", "seed", "window", "method"])
 
 
+SETTINGS_FREE_KINDS = ("baseline", "degree_baseline")  # rows that depend on neither the profile nor --set
+
+
+def variant(runs: pd.DataFrame) -> pd.Series:
+    """'paper', 'cpu', 'cpu svd_solver=arpack', ... per row; runs written before the columns existed are 'cpu'."""
+    profile = runs["profile"].fillna("cpu") if "profile" in runs else pd.Series("cpu", index=runs.index)
+    settings = runs["settings"].fillna("") if "settings" in runs else pd.Series("", index=runs.index)
+    return (profile + " " + settings).str.strip()
+
+
+def combine(tables: list[pd.DataFrame], seeds: list[int] | None = None) -> pd.DataFrame:
+    """One table of runs from several CSVs; with more than one variant, each method that depends on
+    it is named 'method [variant]' and the settings-free baselines are kept once per split and seed."""
+    runs = pd.concat(tables, ignore_index=True)
+    if seeds is not None:
+        runs = runs[runs.seed.isin(seeds)]
+    labels = variant(runs)
+    if labels.nunique() > 1:
+        free = runs.kind.isin(SETTINGS_FREE_KINDS)
+        runs = runs.assign(method=runs.method.where(free, runs.method + " [" + labels + "]"))
+        runs = runs.drop_duplicates(["window", "split", "seed", "method"])
+    return runs.reset_index(drop=True)
+
+
 def _mean_sd(values: pd.Series, sign: str = "") -> str:
     mean = format(values.mean(), f"{sign}.3f")
     return f"{mean} ± {values.std(ddof=1):.3f}" if len(values) > 1 else mean
@@ -154,7 +185,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="snareseq_hesc")
     p.add_argument("--windows", type=int, nargs="+", help="bp either side of the TSS (default: the dataset's)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", help="edge splits (default 0 1 2; with --summarize: every seed)")
     p.add_argument("--baselines", nargs="*", default=["pearson", "grnboost2"], help="expression baselines (none: only the degree ones)")
     p.add_argument("--inputs", nargs="+", default=list(INPUTS), choices=INPUTS, help="heads to train and score")
     p.add_argument("--profile", default="cpu")
@@ -165,11 +196,12 @@ def main() -> None:
     p.add_argument("--out", help="also write every run's metrics to this CSV")
     p.add_argument("--reference", default="epiawarenet_bce", help="method the paired differences are taken to")
     p.add_argument("--metric", default="auroc", help="metric of the paired differences, e.g. degree_matched_auroc")
-    p.add_argument("--summarize", metavar="CSV", help="print the table of an earlier run's --out CSV; train nothing")
+    p.add_argument("--summarize", metavar="CSV", nargs="+", help="print the table of earlier runs' --out CSVs; train nothing")
     args = p.parse_args()
     if args.summarize:
-        print(summary(pd.read_csv(args.summarize), args.reference, args.metric))
+        print(summary(combine([pd.read_csv(f) for f in args.summarize], args.seeds), args.reference, args.metric))
         return
+    seeds = args.seeds or [0, 1, 2]
 
     overrides = {k: _value(v) for k, _, v in (kv.partition("=") for kv in args.set)}
     spec = load_spec(args.dataset)
@@ -194,14 +226,14 @@ def main() -> None:
     _stamp(f"baselines {', '.join(args.baselines)}", t0)
     expression_scores = {"regulators": regulators, "genes": np.asarray(genes), "scores": scores}
     runs = []
-    for seed in args.seeds:
+    for seed in seeds:
         runs.append(run_seed(seed, windows, tuple(args.inputs), mo, annotation, prior_edges, regulators,
                              expression_scores, args.profile, args.device, overrides)
-                    .assign(prior=prior_edges.prior.iloc[0]))
+                    .assign(prior=prior_edges.prior.iloc[0], profile=args.profile, settings=" ".join(args.set)))
         if args.out:  # a crash in a later seed keeps the seeds done
             runs[-1].to_csv(args.out, index=False, mode="w" if len(runs) == 1 else "a", header=len(runs) == 1)
     runs = pd.concat(runs, ignore_index=True)
-    print(f"\n{args.dataset}, prior {prior_edges.prior.iloc[0]}: GRN metrics over seeds {args.seeds}, windows {windows} "
+    print(f"\n{args.dataset}, prior {prior_edges.prior.iloc[0]}: GRN metrics over seeds {seeds}, windows {windows} "
           f"(profile {args.profile} {' '.join(args.set)}; mean ± sd over seeds)\n")
     print(summary(runs, args.reference, args.metric))
 
