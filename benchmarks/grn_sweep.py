@@ -22,7 +22,8 @@ Reads the foundation assets of a built warehouse (`make demo`, or
     python benchmarks/grn_sweep.py --dataset bmmc_starter --profile paper --inputs full svd --seeds 0 1 2 3 --out paper.csv
     python benchmarks/grn_sweep.py --summarize bmmc.csv paper.csv --seeds 0 1 2 3   # cpu vs paper on the same splits
 
-Each row records the `profile` and the `--set` settings it ran with. `--summarize` takes several
+Each row records the `profile` and the `--set` settings it ran with and, for the heads on a
+backbone, how its training ended (epochs run, the epoch kept, its validation NB NLL). `--summarize` takes several
 CSVs: when they hold more than one (profile, settings) variant, the methods that depend on them
 are named `method [variant]` (e.g. `epiawarenet_bce [paper]`) and compared on the seeds they
 share; the baselines, which do not, are taken once.
@@ -76,6 +77,16 @@ def _width(profile: str) -> int:
     return GRNTransformerConfig(n_genes=1, n_peaks=1, **PROFILES[profile][0]).d_model
 
 
+TRAINING_END = ("backbone_epochs", "backbone_best_epoch", "backbone_val_loss")
+
+
+def training_end(checkpoint: dict) -> dict:
+    """Epochs a backbone ran, the epoch whose weights it kept (0: the untrained start) and its
+    validation NB NLL: whether early stopping cut the run short is then in the CSV."""
+    return dict(zip(TRAINING_END, (int(checkpoint["history"].epoch.max()), checkpoint["best_epoch"],
+                                   checkpoint["best_val_loss"])))
+
+
 def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotation, prior_edges, regulators,
              expression_scores, profile: str, device: str, overrides: dict) -> pd.DataFrame:
     """Metrics of every method at every window for one seed."""
@@ -86,10 +97,11 @@ def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotat
     # the backbones' starting identities: same width, same seed
     embeddings = {"svd": pipeline.svd_embeddings(mo, sets, _width(profile), seed=backbone_seed,
                                                  solver=overrides.get("svd_solver", "randomized"))}
+    trained = {}  # backbone ("full", "rna_only") -> how its training ended
     if {"rna_only", "rna_only+degree"} & set(inputs):
         t0 = time.perf_counter()
         ckpt = pipeline.pretrain(mo, None, profile=profile, device=device, seed=backbone_seed, **overrides)
-        embeddings["rna_only"] = pipeline.embed(ckpt, mo, sets, device)
+        embeddings["rna_only"], trained["rna_only"] = pipeline.embed(ckpt, mo, sets, device), training_end(ckpt)
         _stamp(f"seed {seed}, RNA-only backbone", t0)
     rows = []
     for i, window in enumerate(windows):
@@ -100,7 +112,7 @@ def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotat
         if {"full", "full+degree"} & set(window_inputs):
             candidates = intervals.candidate_sets(annotation, mo.atac.var, window, 50)
             ckpt = pipeline.pretrain(mo, candidates, profile=profile, device=device, seed=backbone_seed, **overrides)
-            embeddings["full"] = pipeline.embed(ckpt, mo, sets, device)
+            embeddings["full"], trained["full"] = pipeline.embed(ckpt, mo, sets, device), training_end(ckpt)
         grn_embeddings = {"gene_names": list(genes), "embeddings": embeddings}
         heads = pipeline.train_heads(grn_embeddings, prior, genes, regulators, epochs=20, seed=backbone_seed,
                                      device=device, inputs=window_inputs, objectives=("bce",), splits=SPLITS)
@@ -109,7 +121,9 @@ def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotat
             methods = pipeline.method_scores(space, split, grn_embeddings, heads, expression_scores, [], device,
                                              inputs=window_inputs, objectives=("bce",))
             metrics, _ = pipeline.evaluate_methods(methods, space, n_random=0, top_n=100)
-            rows.append(metrics.assign(split=split, seed=seed, window=window))
+            backbone = metrics.method.map({pipeline.method_name(x, "bce"): x.partition("+")[0] for x in window_inputs})
+            ends = pd.DataFrame([trained.get(b, {}) for b in backbone], index=metrics.index, columns=TRAINING_END)
+            rows.append(pd.concat([metrics, ends], axis=1).assign(split=split, seed=seed, window=window))
         _stamp(f"seed {seed}, window {window}", t0)
     runs = pd.concat(rows, ignore_index=True)
     # window-free heads were trained at the first window only: copy their rows to the others
