@@ -20,7 +20,7 @@ peak here. ``hugepage-mmap`` runs the worker with ``GLIBC_TUNABLES`` that mmap e
 1 MB or more with transparent huge pages: RSS then tracks live memory, at the cost of the kernel
 zeroing fresh pages for each large tensor (~10 GB per step at reference sizes). ``jemalloc``
 preloads libjemalloc (``apt install libjemalloc2``) and never purges: freed pages are reused,
-neither kept in fragmented heaps nor zeroed again, so it is as fast as glibc and as lean as
+neither kept in fragmented heaps nor zeroed again, so it is as fast as glibc and nearly as lean as
 ``hugepage-mmap`` (on SNARE-seq's ``cpu`` profile, 2x faster than glibc).
 
 The reference's own numbers on this machine kind (measured by the project: 21 s per cell for
