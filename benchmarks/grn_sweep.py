@@ -50,6 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from multiome_assets import intervals, warehouse  # noqa: E402
 from multiome_assets.dataset import REFERENCE_FILES, load_spec, reference_path  # noqa: E402
 from multiome_assets.grn import baselines, pipeline  # noqa: E402
+from multiome_assets.grn.artifacts import BaselineScores, GeneEmbeddings, HeadInput  # noqa: E402
+from multiome_assets.stats import paired_comparison  # noqa: E402
 from multiome_assets.priors import SPLITS, load_prior_edges, read_tf_list, resplit  # noqa: E402
 
 INPUTS = ("full", "rna_only", "svd", "full+degree", "rna_only+degree", "degree")
@@ -80,11 +82,10 @@ def _width(profile: str) -> int:
 TRAINING_END = ("backbone_epochs", "backbone_best_epoch", "backbone_val_loss")
 
 
-def training_end(checkpoint: dict) -> dict:
+def training_end(backbone) -> dict:
     """Epochs a backbone ran, the epoch whose weights it kept (0: the untrained start) and its
     validation NB NLL: whether early stopping cut the run short is then in the CSV."""
-    return dict(zip(TRAINING_END, (int(checkpoint["history"].epoch.max()), checkpoint["best_epoch"],
-                                   checkpoint["best_val_loss"])))
+    return dict(zip(TRAINING_END, (int(backbone.history.epoch.max()), backbone.best_epoch, backbone.best_val_loss)))
 
 
 def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotation, prior_edges, regulators,
@@ -113,21 +114,22 @@ def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotat
             candidates = intervals.candidate_sets(annotation, mo.atac.var, window, 50)
             ckpt = pipeline.pretrain(mo, candidates, profile=profile, device=device, seed=backbone_seed, **overrides)
             embeddings["full"], trained["full"] = pipeline.embed(ckpt, mo, sets, device), training_end(ckpt)
-        grn_embeddings = {"gene_names": list(genes), "embeddings": embeddings}
+        grn_embeddings = GeneEmbeddings(list(genes), sets, embeddings)
+        head_inputs = tuple(HeadInput.from_name(x) for x in window_inputs)
         heads = pipeline.train_heads(grn_embeddings, prior, genes, regulators, epochs=20, seed=backbone_seed,
-                                     device=device, inputs=window_inputs, objectives=("bce",), splits=SPLITS)
+                                     device=device, inputs=head_inputs, objectives=("bce",), splits=SPLITS)
         for split in SPLITS:
             space = pipeline.edge_space(prior, genes, split)
             methods = pipeline.method_scores(space, split, grn_embeddings, heads, expression_scores, [], device,
-                                             inputs=window_inputs, objectives=("bce",))
+                                             inputs=head_inputs, objectives=("bce",))
             metrics, _ = pipeline.evaluate_methods(methods, space, n_random=0, top_n=100)
-            backbone = metrics.method.map({pipeline.method_name(x, "bce"): x.partition("+")[0] for x in window_inputs})
+            backbone = metrics.method.map({x.method("bce"): x.embedding for x in head_inputs})
             ends = pd.DataFrame([trained.get(b, {}) for b in backbone], index=metrics.index, columns=TRAINING_END)
             rows.append(pd.concat([metrics, ends], axis=1).assign(split=split, seed=seed, window=window))
         _stamp(f"seed {seed}, window {window}", t0)
     runs = pd.concat(rows, ignore_index=True)
     # window-free heads were trained at the first window only: copy their rows to the others
-    window_dependent = [pipeline.method_name(x, "bce") for x in INPUTS if x not in WINDOW_FREE]
+    window_dependent = [HeadInput.from_name(x).method("bce") for x in INPUTS if x not in WINDOW_FREE]
     free = runs[(runs.window == windows[0]) & ~runs.method.isin(window_dependent)]
     copies = [free.assign(window=w) for w in windows[1:]]
     return pd.concat([runs, *copies], ignore_index=True).drop_duplicates(["split", "seed", "window", "method"])
@@ -164,12 +166,8 @@ def _mean_sd(values: pd.Series, sign: str = "") -> str:
 
 def _wilcoxon(diff: pd.Series) -> str:
     """Two-sided signed-rank p of paired differences (exact for few seeds; '' when all are 0)."""
-    from scipy.stats import wilcoxon
-
-    d = diff.dropna()
-    if len(d) < 2 or (d == 0).all():
-        return ""
-    return f"{wilcoxon(d).pvalue:.2g}"
+    p = paired_comparison(diff)["pvalue"]
+    return "" if np.isnan(p) else f"{p:.2g}"
 
 
 def summary(runs: pd.DataFrame, reference: str = "epiawarenet_bce", metric: str = "auroc") -> str:
@@ -238,7 +236,7 @@ def main() -> None:
     t0 = time.perf_counter()
     scores = baselines.expression_baselines(args.baselines, mo.rna.X, np.asarray(genes), regulators, seed=0)
     _stamp(f"baselines {', '.join(args.baselines)}", t0)
-    expression_scores = {"regulators": regulators, "genes": np.asarray(genes), "scores": scores}
+    expression_scores = BaselineScores(regulators, np.asarray(genes), scores)
     runs = []
     for seed in seeds:
         runs.append(run_seed(seed, windows, tuple(args.inputs), mo, annotation, prior_edges, regulators,

@@ -26,7 +26,8 @@ neither kept in fragmented heaps nor zeroed again, so it is as fast as glibc and
 The reference's own numbers on this machine kind (measured by the project: 21 s per cell for
 forward + backward, 7.8 GB peak) are printed alongside for the speedup columns.
 
-    python benchmarks/grn_throughput.py                       # both, fp32 and bf16
+    python benchmarks/grn_throughput.py                       # both configs, auto dtype, grad ckpt on
+    python benchmarks/grn_throughput.py --dtypes fp32 bf16 --checkpointing both   # the former default
     python benchmarks/grn_throughput.py --configs reference --dtypes fp32 --batch 2 4
     python benchmarks/grn_throughput.py --configs reference --dtypes bf16 --batch 2 4 8 \
         --checkpointing on --allocator glibc hugepage-mmap jemalloc --steps 3   # the README's table
@@ -188,14 +189,68 @@ def worker(spec: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------- driver
+TABLE_HEADER = (
+    "| config | batch | dtype | grad ckpt | allocator | train s/cell | cells/s | vs ref speed | peak RSS GB | vs ref mem | "
+    "GFLOP/cell (train) | achieved GFLOP/s | embed export | CPU s/cell | steal % |\n"
+    + "|---" * 15 + "|"
+)
+
+
+def probe_precision(device: str) -> dict:
+    """What ``autocast_dtype`` picks on ``device``, asked in a subprocess: torch in the driver would
+    count towards every worker's peak RSS (a spawned child inherits its parent's high-water mark)."""
+    code = ("import json, sys, torch; sys.path.insert(0, sys.argv[1]); "
+            "from multiome_assets.models.precision import NATIVE_BF16_FEATURES, autocast_dtype; "
+            "caps = torch.cpu.get_capabilities(); "
+            "print(json.dumps({'auto': 'bf16' if autocast_dtype(sys.argv[2]) else 'fp32', "
+            "'cpu_bf16': [n for n in NATIVE_BF16_FEATURES if caps.get(n) is True], "
+            "'capability': torch.backends.cpu.get_cpu_capability()}))")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT), device], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def resolve_dtypes(requested: list[str], device: str) -> list[str]:
+    """``auto`` -> bf16 where the hardware computes it, else fp32; warns on an emulated ``bf16``."""
+    probe = probe_precision(device)
+    print(f"auto dtype on {device}: {probe['auto']} (CPU kernels {probe['capability']}, "
+          f"bf16 instructions: {', '.join(probe['cpu_bf16']) or 'none'})", flush=True)
+    if "bf16" in requested and probe["auto"] != "bf16":
+        print(f"warning: bf16 requested, but {device} has no native bf16 (on a CPU: AVX512_BF16 or AMX-BF16); "
+              "it is emulated and can be 100x slower than fp32", file=sys.stderr, flush=True)
+    return list(dict.fromkeys(probe["auto"] if d == "auto" else d for d in requested))
+
+
+def format_row(r: dict) -> str:
+    speed = f"{r['s_per_cell']:.2f} | {r['cells_per_s']:.3f} | {REF_S_PER_CELL / r['s_per_cell']:.1f}x"
+    mem = f"{r['peak_gb']:.2f} (setup {r['setup_gb']:.2f}) | {r['peak_gb'] / REF_PEAK_GB:.2f}x"
+    if r["config"] != "reference":  # no reference numbers to divide by
+        speed = f"{r['s_per_cell']:.3f} | {r['cells_per_s']:.2f} | -"
+        mem = f"{r['peak_gb']:.2f} (setup {r['setup_gb']:.2f}) | -"
+    return (f"| {r['config']} | {r['batch']} | {r['dtype']} | {'on' if r['checkpointing'] else 'off'} | {r['allocator']} | "
+            f"{speed} | {mem} | {r['gflop_train']:.0f} | {r['gflop_train'] / r['s_per_cell']:.0f} | "
+            f"{r['embed_s']:.1f} s / {r['embed_cells']} cells ({r['embed_s'] / r['embed_cells']:.2f} s/cell) | "
+            f"{r['cpu_s_per_cell']:.2f} | {r['steal_pct']:.0f} |")
+
+
+def specs(args, dtypes: list[str]):
+    for config in args.configs:
+        for B in args.batch or [2 if config == "reference" else CPU_BATCH]:
+            ckpts = {"off": [False], "on": [True], "both": [False, True]}[args.checkpointing] if config == "reference" else [False]
+            for ckpt, dtype, allocator in itertools.product(ckpts, dtypes, args.allocator):
+                yield dict(config=config, batch=B, dtype=dtype, checkpointing=ckpt, steps=args.steps, allocator=allocator,
+                           warmup=args.warmup, device=args.device, threads=args.threads, dropout=args.dropout,
+                           embed_cells=8 if config == "reference" else 0, embed_batch=4 if config == "reference" else 32)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--configs", nargs="+", default=["reference", "snareseq"], choices=["reference", "snareseq"])
-    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--dtypes", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 where the hardware computes it natively (CUDA, AVX512_BF16, AMX), else fp32")
     p.add_argument("--batch", type=int, nargs="+", default=None, help="cells per step (default: 2 reference, the cpu profile's for snareseq)")
     p.add_argument("--steps", type=int, default=2, help="timed training steps")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--checkpointing", choices=["off", "on", "both"], default="both", help="reference rows")
+    p.add_argument("--checkpointing", choices=["off", "on", "both"], default="on", help="reference rows")
     p.add_argument("--dropout", type=float, default=0.0, help="reference rows (0.0 as the reference benchmark)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -207,37 +262,17 @@ def main() -> None:
         return
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES")}  # `make` may preload jemalloc
     env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # no spinning on a shared box
-    rows = []
-    for config in args.configs:
-        for B in args.batch or [2 if config == "reference" else CPU_BATCH]:
-            for ckpt in ([False, True] if args.checkpointing == "both" else [args.checkpointing == "on"]) if config == "reference" else [False]:
-                for dtype, allocator in itertools.product(args.dtypes, args.allocator):
-                    spec = dict(config=config, batch=B, dtype=dtype, checkpointing=ckpt, steps=args.steps, allocator=allocator,
-                                warmup=args.warmup, device=args.device, threads=args.threads, dropout=args.dropout,
-                                embed_cells=8 if config == "reference" else 0, embed_batch=4 if config == "reference" else 32)
-                    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env={**env, **ALLOCATORS[allocator]},
-                                         capture_output=True, text=True)
-                    if out.returncode:
-                        print(out.stderr[-3000:], file=sys.stderr)
-                        continue
-                    rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                    print(f"done {config} B={B} {dtype} ckpt={ckpt} {allocator}: {rows[-1]['s_per_cell']:.2f} s/cell", file=sys.stderr)
-    print(f"\nload average at end: {os.getloadavg()[0]:.2f} (2 cores); OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}\n")
-    print("| config | batch | dtype | grad ckpt | allocator | train s/cell | cells/s | vs ref speed | peak RSS GB | vs ref mem | "
-          "GFLOP/cell (train) | achieved GFLOP/s | embed export | CPU s/cell | steal % |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        ref = r["config"] == "reference"
-        print(f"| {r['config']} | {r['batch']} | {r['dtype']} | {'on' if r['checkpointing'] else 'off'} | {r['allocator']} | "
-              f"{r['s_per_cell']:.2f} | {r['cells_per_s']:.3f} | {REF_S_PER_CELL / r['s_per_cell']:.1f}x | " if ref else
-              f"| {r['config']} | {r['batch']} | {r['dtype']} | off | {r['allocator']} | {r['s_per_cell']:.3f} | {r['cells_per_s']:.2f} | - | ",
-              end="")
-        print(f"{r['peak_gb']:.2f} (setup {r['setup_gb']:.2f}) | {r['peak_gb'] / REF_PEAK_GB:.2f}x | " if ref else
-              f"{r['peak_gb']:.2f} (setup {r['setup_gb']:.2f}) | - | ", end="")
-        print(f"{r['gflop_train']:.0f} | {r['gflop_train'] / r['s_per_cell']:.0f} | "
-              f"{r['embed_s']:.1f} s / {r['embed_cells']} cells ({r['embed_s'] / r['embed_cells']:.2f} s/cell) | "
-              f"{r['cpu_s_per_cell']:.2f} | {r['steal_pct']:.0f} |")
-    print(f"\nreference implementation (same machine kind): {REF_S_PER_CELL} s/cell fwd+bwd, {REF_PEAK_GB} GB peak")
+    dtypes = resolve_dtypes(args.dtypes, args.device)
+    print(f"\n{TABLE_HEADER}", flush=True)
+    for spec in specs(args, dtypes):
+        out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env={**env, **ALLOCATORS[spec["allocator"]]},
+                             capture_output=True, text=True)
+        if out.returncode:
+            print(f"{spec['config']} batch {spec['batch']} {spec['dtype']} failed:\n{out.stderr[-3000:]}", file=sys.stderr, flush=True)
+            continue
+        print(format_row(json.loads(out.stdout.strip().splitlines()[-1])), flush=True)
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}")
+    print(f"reference implementation (same machine kind): {REF_S_PER_CELL} s/cell fwd+bwd, {REF_PEAK_GB} GB peak")
 
 
 if __name__ == "__main__":

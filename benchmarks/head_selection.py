@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from multiome_assets import warehouse  # noqa: E402
 from multiome_assets.dataset import load_spec  # noqa: E402
 from multiome_assets.grn import pipeline  # noqa: E402
+from multiome_assets.grn.artifacts import BaselineScores, GeneEmbeddings, HeadInput  # noqa: E402
 from multiome_assets.priors import SPLITS, read_tf_list, resplit, split_frames  # noqa: E402
 
 
@@ -53,9 +54,9 @@ def degree_heads(inner: pd.DataFrame, space, genes: pd.Index, regulators, seed: 
     return scores
 
 
-def run_seed(seed: int, grn_embeddings: dict, prior_edges: pd.DataFrame, genes: pd.Index, regulators,
-             settings: list[tuple[str, str, dict]], inputs: tuple[str, ...], device: str) -> pd.DataFrame:
-    no_baselines = {"regulators": regulators, "genes": genes.to_numpy(), "scores": {}}
+def run_seed(seed: int, grn_embeddings: GeneEmbeddings, prior_edges: pd.DataFrame, genes: pd.Index, regulators,
+             settings: list[tuple[str, str, dict]], inputs: tuple[HeadInput, ...], device: str) -> pd.DataFrame:
+    no_baselines = BaselineScores(regulators, genes.to_numpy(), {})
     rows = []
     for split in SPLITS:
         inner = inner_prior(prior_edges, split, seed)
@@ -127,7 +128,7 @@ def main() -> None:
     regulators = pipeline.regulator_universe(genes, read_tf_list(load_spec(args.dataset).tf_list))
     settings = [("min_steps=0", "bce", {"min_steps": 0}), ("min_steps=400", "bce", {}),
                 *((f"pi={pi:g}", "nnpu", {"prior_pi": pi}) for pi in args.pis)]
-    runs = pd.concat([run_seed(s, grn_embeddings, prior_edges, genes, regulators, settings, ("full", "svd"),
+    runs = pd.concat([run_seed(s, grn_embeddings, prior_edges, genes, regulators, settings, (HeadInput("full"), HeadInput("svd")),
                                args.device) for s in args.seeds], ignore_index=True)
     if args.out:
         runs.to_csv(args.out, index=False)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import click
@@ -89,61 +88,21 @@ def _register(instance, key: str, spec) -> list[str]:
 
 
 def _selection(select: str) -> list:
-    """The asset keys `select` names, plus the other outputs of any multi-output step it touches
-    (they are made together); a step's name (`grn_evaluation`) selects all its outputs."""
+    """The asset keys `--select` names, grown to whole steps; says which keys that added."""
     import dagster as dg
 
-    from multiome_assets.definitions import ASSETS, defs
+    from multiome_assets.build import select_assets
+    from multiome_assets.definitions import defs
 
-    steps = {a.node_def.name: a.keys for a in ASSETS if isinstance(a, dg.AssetsDefinition) and len(a.keys) > 1}
-    if select in steps:
-        select = " or ".join(f"key:{k.to_user_string()}" for k in steps[select])
-    graph = defs.resolve_asset_graph()
     try:
-        with warnings.catch_warnings():  # "*" resolves through a beta parameter: not the user's concern
-            warnings.simplefilter("ignore", dg.BetaWarning)
-            selection = dg.AssetSelection.from_string(select)
-            keys = selection.resolve(graph)
+        keys, added = select_assets(defs, select)
     except dg.DagsterError as e:
         raise click.ClickException(f"--select {select!r}: {e}") from None
     if not keys:
         raise click.ClickException(f"--select {select!r} matches no asset (e.g. 'group:foundation', 'grn_embeddings*')")
-    full = selection.required_multi_asset_neighbors().resolve(graph)
-    if full != keys:
-        added = ", ".join(sorted(k.to_user_string() for k in full - keys))
-        click.echo(f"--select {select!r}: also {added} (made in the same step)")
-    return sorted(full)
-
-
-def _failures(result) -> str:
-    """One line per failed step: the error at the root of Dagster's wrappers (e.g. a DatasetError
-    naming the file), not the traceback."""
-    lines = []
-    for event in result.get_step_failure_events():
-        error = event.step_failure_data.error
-        while error.cause is not None:
-            error = error.cause
-        name, _, rest = error.message.strip().partition(": ")
-        lines.append(f"  {event.step_key}: {rest if rest and name.endswith(str(error.cls_name)) else error.message.strip()}")
-    return "\n".join(lines)
-
-
-def _out_of_date(keys: list, partition: str, instance) -> list:
-    """Of `keys`, those missing or stale in `partition` (Dagster's stale status: a new code version,
-    or upstream data newer than theirs), and everything of `keys` downstream of them."""
-    import dagster as dg
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-    from dagster._core.loader import LoadingContextForTest  # a plain loader cache, nothing test-specific
-
-    from multiome_assets.definitions import defs
-
-    graph = defs.resolve_asset_graph()
-    status = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
-    roots = [k for k in keys if status.get_status(k, partition) != StaleStatus.FRESH]
-    if not roots:
-        return []
-    downstream = dg.AssetSelection.assets(*roots).downstream().required_multi_asset_neighbors().resolve(graph)
-    return sorted(set(keys) & downstream)
+    if added:
+        click.echo(f"--select {select!r}: also {', '.join(k.to_user_string() for k in added)} (made in the same step)")
+    return keys
 
 
 @main.command()
@@ -157,7 +116,8 @@ def build(keys, select, config_file, stale):
     import dagster as dg
     import yaml
 
-    from multiome_assets.definitions import ASSETS, RESOURCES
+    from multiome_assets.build import materialize_partition, out_of_date, root_errors, run_config_for, steps, unknown_steps
+    from multiome_assets.definitions import defs
     from multiome_assets.warehouse import list_tables, query, warehouse_dir
 
     selected = _selection(select)
@@ -167,13 +127,10 @@ def build(keys, select, config_file, stale):
             run_config = yaml.safe_load(Path(config_file).read_text()) or {}
         except yaml.YAMLError as e:
             raise click.ClickException(f"{config_file}: not YAML ({e})") from None
-    # config of a step that --stale skips is dropped per dataset; a name that is no step is an error
-    assets = [a for a in ASSETS if isinstance(a, dg.AssetsDefinition)]
-    ops = (run_config.get("ops") or {}) if isinstance(run_config, dict) else {}
-    unknown = sorted(set(ops) - {a.node_def.name for a in assets})
+    unknown = unknown_steps(defs, run_config)  # config of a step that --stale skips is dropped per dataset
     if unknown:
         raise click.ClickException(f"{config_file}: no step named {', '.join(unknown)} "
-                                   f"(steps: {', '.join(sorted(a.node_def.name for a in assets))})")
+                                   f"(steps: {', '.join(sorted(steps(defs)))})")
     instance = _instance()
     keys = list(keys) or list_dataset_keys()
     for key in keys:
@@ -184,20 +141,18 @@ def build(keys, select, config_file, stale):
         changed = _register(instance, key, spec)
         if changed:
             click.echo(f"== {key}: inputs new or changed: {', '.join(changed)}")
-        todo = _out_of_date(selected, key, instance) if stale else selected
+        todo = out_of_date(defs, selected, key, instance) if stale else selected
         if not todo:
             click.echo(f"== {key}: up to date")
             continue
         click.echo(f"== materializing {key}: {', '.join(k.to_user_string() for k in todo)}")
-        steps = {a.node_def.name for a in assets if set(a.keys) & set(todo)}
-        config = {**run_config, "ops": {k: v for k, v in ops.items() if k in steps}} if ops else run_config
         try:
-            result = dg.materialize(ASSETS, partition_key=key, instance=instance, selection=todo,
-                                    resources=RESOURCES, run_config=config, raise_on_error=False)
+            result = materialize_partition(defs, todo, key, instance, run_config_for(defs, run_config, todo))
         except dg.DagsterInvalidConfigError as e:
             raise click.ClickException(f"{config_file}: {e}") from None
         if not result.success:
-            raise click.ClickException(f"materialization of {key} failed:\n{_failures(result)}")
+            failures = "\n".join(f"  {step}: {message}" for step, message in root_errors(result))
+            raise click.ClickException(f"materialization of {key} failed:\n{failures}")
     click.echo("\n== built")
     if list_tables():  # not when only artifacts (multiome, backbones) were selected
         counts = query(" union all ".join(

@@ -10,8 +10,6 @@ import scipy.sparse as sp
 
 from multiome_assets.dataset import DatasetError
 
-WINDOWS = {"5kb": 5_000, "50kb": 50_000, "100kb": 100_000, "250kb": 250_000}
-
 
 def candidate_sets(genes: pd.DataFrame, peaks: pd.DataFrame, window: int, max_candidates: int = 50) -> pd.DataFrame:
     """For each gene, the peaks within ±`window` bp of its TSS, nearest first, at most `max_candidates`.

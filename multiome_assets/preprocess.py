@@ -79,6 +79,8 @@ def log_normalize(counts: sp.csr_matrix, target_sum: float = TARGET_SUM) -> sp.c
 def _raw_counts(rna, rna_values: str, source: str) -> sp.csr_matrix | None:
     if "counts" in rna.layers:
         counts = rna.layers["counts"]
+        if counts.nnz == 0:
+            raise DatasetError(f"{source}: layers['counts'] is all zero, no cell has any count; it must be raw counts")
         if not looks_like_counts(counts):
             raise DatasetError(f"{source}: layers['counts'] holds non-integer values; it must be raw counts")
         return counts

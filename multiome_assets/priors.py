@@ -1,6 +1,7 @@
 """Bulk prior networks (TF → target) mapped into a dataset's genes, with seeded evaluation splits."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,28 @@ def read_tf_list(path: Path) -> pd.Index:
     return names[names != ""].unique()
 
 
-def read_prior(path: Path) -> pd.DataFrame:
-    """A prior edge table with columns source, target and optionally weight (CSV or TSV)."""
-    sep = "\t" if str(path).endswith((".tsv", ".tsv.gz")) else ","
+def read_edge_table(path: str | Path) -> pd.DataFrame:
+    """A TF → target table as it is on disk: .csv, .tsv, .txt (tab-separated; each optionally .gz)
+    or .parquet. Priors and GRNs from other tools are read here."""
+    suffixes = "".join(Path(path).suffixes[-2:]).lower()
+    if suffixes.endswith((".parquet", ".pq")):
+        read = pd.read_parquet
+    elif suffixes.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz")):
+        read = partial(pd.read_csv, sep="\t")
+    elif suffixes.endswith((".csv", ".csv.gz")):
+        read = pd.read_csv
+    else:
+        raise DatasetError(f"{path}: unknown file type {suffixes!r} for a TF → target table; "
+                           "use .csv, .tsv, .txt (optionally .gz) or .parquet")
     try:
-        table = pd.read_csv(path, sep=sep)
+        return read(path)
     except (OSError, ValueError, EOFError) as e:
-        raise DatasetError(f"{path}: cannot be read as a prior edge table ({e})") from None
+        raise DatasetError(f"{path}: cannot be read as a TF → target table ({type(e).__name__}: {e})") from None
+
+
+def read_prior(path: Path) -> pd.DataFrame:
+    """A prior edge table with columns source, target and optionally weight (:func:`read_edge_table`)."""
+    table = read_edge_table(path)
     missing = {"source", "target"} - set(table.columns)
     if missing:
         raise DatasetError(f"{path}: prior lacks columns {sorted(missing)} (found {list(table.columns)})")

@@ -64,6 +64,7 @@ def read_dataset(spec: DatasetSpec) -> Multiome:
 def pair_modalities(rna: ad.AnnData, atac: ad.AnnData, rna_source: Path, atac_source: Path) -> Multiome:
     """Check both modalities, keep the barcodes they share (in RNA order), parse peaks."""
     rna, atac = _clean(rna, rna_source, "genes"), _clean(atac, atac_source, "peaks")
+    _require_counts(rna, rna_source)
     shared = rna.obs_names.intersection(atac.obs_names, sort=False)
     if len(shared) == 0:
         raise DatasetError(
@@ -164,6 +165,14 @@ def _clean(adata: ad.AnnData, source: Path, what: str) -> ad.AnnData:
     for name in list(adata.layers):
         adata.layers[name] = _checked_csr(adata.layers[name], source, f"layers[{name!r}]")
     return adata
+
+
+def _require_counts(rna: ad.AnnData, source: Path) -> None:
+    """An all-zero RNA matrix would otherwise fail later checks for the wrong reason."""
+    matrices = {"X": rna.X} | {f"layers[{name!r}]": m for name, m in rna.layers.items()}
+    if all(m.nnz == 0 for m in matrices.values()):
+        raise DatasetError(f"{source}: no cell has any RNA count ({' and '.join(matrices)} all zero, "
+                           f"{rna.n_obs} cells × {rna.n_vars} genes)")
 
 
 def _checked_csr(X, source: Path, where: str) -> sp.csr_matrix:

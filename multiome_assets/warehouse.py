@@ -2,7 +2,7 @@
 
 Layout under the warehouse root (default `data/warehouse/`):
     tables/<table>/<dataset>.parquet      one file per asset and dataset partition
-    artifacts/<asset>/<dataset>.<ext>     AnnData/MuData (.h5mu), sparse (.npz), checkpoints (.pt)
+    artifacts/<asset>/<dataset>.<ext>     AnnData/MuData (.h5mu), sparse (.npz), typed artifacts (.pt)
     warehouse.duckdb                      views only: `duckdb data/warehouse/warehouse.duckdb`
 
 Writers never open a DuckDB file for writing while they run: each write is a temp file plus an
@@ -22,6 +22,16 @@ import duckdb
 import pandas as pd
 
 from multiome_assets.dataset import data_dir
+
+
+ARTIFACT_TYPES: dict[str, type] = {}
+
+
+def register_artifact(cls: type) -> type:
+    """Class decorator: instances are stored as ``cls.to_state()`` (plain data, loadable with
+    ``torch.load(weights_only=True)``) and read back with ``cls.from_state``."""
+    ARTIFACT_TYPES[cls.__name__] = cls
+    return cls
 
 
 def warehouse_dir() -> Path:
@@ -76,8 +86,16 @@ def list_tables(root: Path | None = None) -> list[str]:
     return sorted(p.name for p in base.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
 
 
+# Views over the tables, created when the table they read exists.
+DERIVED_VIEWS = {
+    # every exported GRN with decoupler's column names, for decoupler.mt.* / decoupler.run_* as `net`
+    "edge_scores_decoupler": ("edge_scores", "SELECT dataset, context, method, kind, tf AS source, target, "
+                                             "score AS weight, rank FROM edge_scores"),
+}
+
+
 def create_views(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> list[str]:
-    """One view per table over all its partitions' Parquet files."""
+    """One view per table over all its partitions' Parquet files, and the DERIVED_VIEWS on them."""
     root = root or warehouse_dir()
     tables = list_tables(root)
     for table in tables:
@@ -86,6 +104,9 @@ def create_views(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> li
             f'CREATE OR REPLACE VIEW "{table}" AS '
             f"SELECT * FROM read_parquet('{glob}', union_by_name = true)"
         )
+    for view, (table, sql) in DERIVED_VIEWS.items():
+        if table in tables:
+            con.execute(f'CREATE OR REPLACE VIEW "{view}" AS {sql}')
     return tables
 
 
@@ -125,7 +146,8 @@ def find_artifact(asset: str, dataset: str, root: Path | None = None) -> Path:
 
 
 def write_artifact(asset: str, dataset: str, obj, root: Path | None = None) -> Path:
-    """Write a non-tabular result atomically: Multiome → .h5mu, sparse → .npz, dict (checkpoint) → .pt."""
+    """Write a non-tabular result atomically: Multiome → .h5mu, sparse → .npz, a registered
+    artifact dataclass (:func:`register_artifact`) → .pt."""
     import scipy.sparse as sp
 
     from multiome_assets.readers import Multiome
@@ -144,14 +166,15 @@ def write_artifact(asset: str, dataset: str, obj, root: Path | None = None) -> P
         path = artifact_path(asset, dataset, ".npz", root)
         with atomic_path(path) as tmp:
             sp.save_npz(tmp, sp.csr_matrix(obj))
-    elif isinstance(obj, dict):
+    elif type(obj).__name__ in ARTIFACT_TYPES:
         import torch
 
         path = artifact_path(asset, dataset, ".pt", root)
         with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
+            torch.save({"artifact": type(obj).__name__, "state": obj.to_state()}, tmp)
     else:
-        raise TypeError(f"asset {asset!r} returned {type(obj).__name__}; expected DataFrame, Multiome, sparse or dict")
+        raise TypeError(f"asset {asset!r} returned {type(obj).__name__}; expected DataFrame, Multiome, sparse "
+                        f"or one of {sorted(ARTIFACT_TYPES)}")
     for stale in path.parent.glob(f"{dataset}.*"):
         if stale != path:
             stale.unlink()
@@ -172,7 +195,22 @@ def read_artifact(path: Path):
     if path.suffix == ".npz":
         return sp.load_npz(path).tocsr()
     if path.suffix == ".pt":
-        import torch
-
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return _read_typed_artifact(path)
     raise ValueError(f"{path}: unknown artifact type {path.suffix!r}")
+
+
+def _read_typed_artifact(path: Path):
+    import pickle
+
+    import torch
+
+    import multiome_assets.grn.artifacts  # noqa: F401  (registers the GRN artifact types)
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        saved = None  # pickled objects: written by an older version of this code
+    if not isinstance(saved, dict) or saved.get("artifact") not in ARTIFACT_TYPES:
+        raise ValueError(f"{path}: not an artifact this version reads (written by an older version?); "
+                         f"rematerialize asset {path.parent.name!r}")
+    return ARTIFACT_TYPES[saved["artifact"]].from_state(saved["state"])

@@ -162,7 +162,14 @@ def test_degree_baselines_match_hand_counts(space):
     in_deg = np.array([0, 1, 0, 3, 1])  # A, B, C, x, y
     np.testing.assert_array_equal(got["degree_tf_out"], np.repeat(out_deg[:, None], 5, axis=1))
     np.testing.assert_array_equal(got["degree_target_in"], np.repeat(in_deg[None, :], 3, axis=0))
-    np.testing.assert_array_equal(got["degree_product"], np.outer(out_deg, in_deg))
+    np.testing.assert_array_equal(got["degree_product"], np.outer(out_deg + 1, in_deg + 1))
+
+
+def test_degree_product_ranks_unseen_targets_by_their_regulator(space):
+    """A target with no training edge (A, C: in-degree 0) still ranks by its regulator's out-degree."""
+    product = degree_baselines(space)["degree_product"]
+    unseen = [0, 2]  # genes A and C
+    assert (product[0, unseen] > product[1, unseen]).all()  # A regulates 3, B 1
 
 
 def grn_table():

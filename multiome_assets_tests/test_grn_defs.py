@@ -5,10 +5,14 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from multiome_assets import warehouse
 from multiome_assets.dataset import reference_path
 from multiome_assets.definitions import ASSETS, RESOURCES, defs
+from multiome_assets.grn.edge_space import EdgeSpace
+from multiome_assets.grn.metrics import evaluate
 from multiome_assets.priors import read_tf_list
 
 GRN_CHAIN = ["grn_backbone", "grn_backbone_rna_only", "grn_backbone_random_candidates", "grn_embeddings",
@@ -54,8 +58,12 @@ def test_metrics_table_compares_every_method_on_both_splits(built):
                 "epiawarenet_bce_random_candidates", "mlp_svd_bce", "epiawarenet_bce_degree",
                 "mlp_degree_bce", "pearson", "spearman", "wgcna",
                 "degree_tf_out", "degree_target_in", "degree_product", "external_collectri"} <= methods
-    assert got.auroc.between(0, 1).all() and got.random_network_pvalue_auprc.between(0, 1).all()
-    assert got.rewired_network_pvalue_auprc.between(0, 1).all()
+    assert got.auroc.between(0, 1).all()
+    # p = (1 + #nulls at least as good) / (n_random + 1): the launchpad's n_random reaches the metric
+    n_random = SMALL["grn_evaluation"]["config"]["n_random"]
+    for p in (got.random_network_pvalue_auprc, got.rewired_network_pvalue_auprc):
+        hits = p.to_numpy() * (n_random + 1)
+        np.testing.assert_allclose(hits, np.round(hits), atol=1e-9)
     assert got.per_target_auroc_macro.notna().any()
     run = warehouse.query("select seed, config from grn_metrics limit 1")
     settings = json.loads(run.config.iloc[0])
@@ -67,16 +75,67 @@ def test_metrics_table_compares_every_method_on_both_splits(built):
     assert one.method.tolist() == ["epiawarenet_bce", "pearson"]
 
 
+def _tiny_space_and_nulls(n_random=20):
+    """2 regulators × 6 genes, 3 held-out edges among 10 candidates; null networks of 3 candidates
+    each, none of them the held-out set."""
+    genes = np.array(["A", "B", "c", "d", "e", "f"], dtype=object)
+    test = np.zeros((2, 6), dtype=bool)
+    test[0, 2] = test[0, 4] = test[1, 3] = True
+    space = EdgeSpace(genes[:2], genes, sp.csr_matrix((2, 6), dtype=bool), sp.csr_matrix(test))
+    labels = space.candidates().labels
+    rng = np.random.default_rng(0)
+    nulls = np.array([np.sort(rng.choice(len(labels), 3, replace=False)) for _ in range(n_random)])
+    assert not (nulls == np.flatnonzero(labels)).all(axis=1).any()
+    return space, nulls
+
+
+def _null_pvalues(scores, space, nulls) -> tuple[float, float]:
+    m = evaluate(scores, space, ks=(2,), n_random=len(nulls), networks={"random_network": nulls, "rewired_network": nulls})
+    assert m["rewired_network_pvalue_auprc"] == m["random_network_pvalue_auprc"]  # same nulls, same p
+    return m["random_network_pvalue_auprc"], m["random_network_pvalue_auroc"]
+
+
+def test_network_pvalue_counts_the_nulls_at_least_as_good_as_observed():
+    space, nulls = _tiny_space_and_nulls()
+    c = space.candidates()
+    scores = np.random.default_rng(0).random(space.shape)  # 3 nulls beat its AUPRC; 4 its AUROC, 1 ties it
+    s = scores.ravel()[c.flat]
+    for metric, p in zip((average_precision_score, roc_auc_score), _null_pvalues(scores, space, nulls)):
+        observed = metric(c.labels, s)
+        on_nulls = np.array([metric(np.isin(np.arange(len(s)), net), s) for net in nulls])
+        at_least = int((on_nulls >= observed - 1e-12).sum())  # a tie counts
+        assert 0 < at_least < len(nulls)
+        assert p == pytest.approx((1 + at_least) / (len(nulls) + 1)), metric.__name__
+    # the held-out labels themselves beat every null; a constant score ties with all of them
+    assert _null_pvalues(space.test.toarray().astype(float), space, nulls) == pytest.approx((1 / 21, 1 / 21))
+    assert _null_pvalues(np.ones(space.shape), space, nulls) == (1.0, 1.0)
+
+
 def test_edge_scores_cover_tfs_per_context(built):
     scores = warehouse.read_table("edge_scores", "bmmc_starter")
     tfs = set(read_tf_list(reference_path("lambert2018")))
     assert set(scores.tf) <= tfs and not (scores.tf == scores.target).any()
     assert {"all"} < set(scores.context)  # plus one GRN per cell type
-    assert set(scores.method) == {"epiawarenet_bce", "epiawarenet_nnpu"}
+    # every evaluated method, under the names and kinds of grn_metrics
+    metrics = warehouse.read_table("grn_metrics", "bmmc_starter")
+    kinds = dict(zip(metrics.method, metrics.kind))
+    everything = scores[scores.context == "all"]
+    assert set(everything.method) == set(kinds)
+    assert (everything.kind == everything.method.map(kinds)).all()
+    # a cell type's GRNs are those of the heads that read its cells' embeddings
+    per_type = set(scores[scores.context != "all"].method)
+    assert "epiawarenet_bce" in per_type and "mlp_svd_bce" in per_type
+    assert not per_type & {"pearson", "degree_target_in", "mlp_degree_bce"}
     one = scores[(scores.context == "all") & (scores.method == "epiawarenet_bce")]
     first = one[one.tf == one.tf.iloc[0]].sort_values("rank")
     assert first["rank"].tolist() == list(range(1, len(first) + 1))
     assert first.score.is_monotonic_decreasing
+    # decoupler's column names, through the SQL view
+    net = warehouse.query("select source, target, weight from edge_scores_decoupler where method = 'pearson' "
+                          "and context = 'all' order by source, target")
+    mine = everything[everything.method == "pearson"].sort_values(["tf", "target"])
+    np.testing.assert_array_equal(net.source, mine.tf)
+    np.testing.assert_allclose(net.weight, mine.score)
 
 
 def test_lineage_reaches_the_inputs():
@@ -120,21 +179,10 @@ def test_no_pretraining_input_is_the_backbones_start(built):
     mo = warehouse.read_artifact(warehouse.find_artifact("multiome", "bmmc_starter"))
     backbone = warehouse.read_artifact(warehouse.find_artifact("grn_backbone", "bmmc_starter"))
     embeddings = warehouse.read_artifact(warehouse.find_artifact("grn_embeddings", "bmmc_starter"))
-    start = pipeline.pretrain(mo, warehouse.read_table("candidate_sets", "bmmc_starter"), profile=backbone["profile"],
-                              device="cpu", seed=backbone["train_config"]["seed"], max_epochs=0)
-    assert start["train_config"]["seed"] == 42
-    np.testing.assert_allclose(embeddings["embeddings"]["svd"]["all"], start["model"]["gene_id.weight"].numpy())
-
-
-def test_launchpad_defaults_are_the_models_defaults():
-    # the Dagster configs repeat the defaults so the launchpad shows them; they must not drift apart
-    from multiome_assets.defs.grn import BackboneConfig, HeadConfig
-    from multiome_assets.grn.head import EdgeHeadConfig
-    from multiome_assets.grn.pretrain import PROFILES
-
-    for field in ("epochs", "min_steps", "prior_pi", "seed"):
-        assert getattr(HeadConfig(), field) == getattr(EdgeHeadConfig(), field), field
-    assert BackboneConfig().seed == PROFILES[BackboneConfig().profile][1].seed
+    start = pipeline.pretrain(mo, warehouse.read_table("candidate_sets", "bmmc_starter"), profile=backbone.profile,
+                              device="cpu", seed=backbone.train_config["seed"], max_epochs=0)
+    assert start.train_config["seed"] == 42
+    np.testing.assert_allclose(embeddings.embeddings["svd"]["all"], start.checkpoint.weights["gene_id.weight"].numpy())
 
 
 def test_exact_svd_start_from_the_launchpad(built):
@@ -149,6 +197,6 @@ def test_exact_svd_start_from_the_launchpad(built):
     mo = warehouse.read_artifact(warehouse.find_artifact("multiome", "bmmc_starter"))
     backbone = warehouse.read_artifact(warehouse.find_artifact("grn_backbone", "bmmc_starter"))
     embeddings = warehouse.read_artifact(warehouse.find_artifact("grn_embeddings", "bmmc_starter"))
-    assert backbone["train_config"]["svd_solver"] == "arpack"
-    exact = svd_identity_init(mo.rna.X, backbone["config"]["d_model"], seed=0, solver="arpack")
-    np.testing.assert_array_equal(embeddings["embeddings"]["svd"]["all"], exact)  # the svd head reads that start
+    assert backbone.train_config["svd_solver"] == "arpack"
+    exact = svd_identity_init(mo.rna.X, backbone.d_model, seed=0, solver="arpack")
+    np.testing.assert_array_equal(embeddings.embeddings["svd"]["all"], exact)  # the svd head reads that start

@@ -10,13 +10,12 @@ from multiome_assets.grn.head import (
     EdgeHead,
     EdgeHeadConfig,
     edge_head_checkpoint,
-    forbidden_flat_index,
     load_edge_head,
     nnpu_risk,
-    sample_unlabeled,
     score_all_pairs,
     train_edge_head,
 )
+from multiome_assets.grn.pairs import forbidden_flat_index, sample_unlabeled
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -299,7 +298,7 @@ def test_in_degree_head_ranks_unseen_regulators_edges_by_target_popularity():
 def test_config_rejects_unknown_degree():
     with pytest.raises(ValueError, match="degree_features"):
         EdgeHeadConfig(degree_features=("out", "betweenness"))
-    assert EdgeHeadConfig(degree_features=True).degree_features == ("out", "in")  # older checkpoints
+    assert EdgeHeadConfig(degree_features=["in"]).degree_features == ("in",)
 
 
 def test_small_priors_get_at_least_min_steps():

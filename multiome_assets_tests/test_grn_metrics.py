@@ -13,16 +13,11 @@ from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from multiome_assets.grn.edge_space import EdgeSpace
-from multiome_assets.grn.metrics import (
-    _sample_in_blocks,
-    curves_png,
-    degree_matched_mask,
-    enrichment_summary,
-    evaluate,
-    null_networks,
-    regulator_enrichment,
-    training_degrees,
-)
+from multiome_assets.grn.degree_control import degree_matched_mask
+from multiome_assets.grn.enrichment import enrichment_summary, regulator_enrichment
+from multiome_assets.grn.metrics import curves_png, evaluate
+from multiome_assets.grn.nulls import _rewired_sets, null_networks
+from multiome_assets.stats import sample_in_blocks
 
 
 # --- tiny space --------------------------------------------------------------------------
@@ -86,7 +81,7 @@ def test_ties_by_hand():
 
 
 def test_training_degrees_by_hand():
-    out_deg, in_deg = training_degrees(tiny_space())
+    out_deg, in_deg = tiny_space().training_degrees()
     np.testing.assert_array_equal(out_deg, [1, 0])
     np.testing.assert_array_equal(in_deg, [0, 0, 1, 0])
 
@@ -175,7 +170,7 @@ def test_sample_in_blocks_draws_distinct_items_per_block_uniformly():
     rng = np.random.default_rng(0)
     size, count = np.array([5, 8, 3, 6]), np.array([2, 6, 0, 3])  # block 1 uses the complement path
     start = np.r_[0, np.cumsum(size)[:-1]]
-    draws = _sample_in_blocks(rng, size, count, 4000)
+    draws = sample_in_blocks(rng, size, count, 4000)
     assert draws.shape == (4000, count.sum())
     block = np.searchsorted(start, draws, side="right") - 1
     for row_draws, row_block in zip(draws[:50], block[:50]):
@@ -202,13 +197,12 @@ def test_random_network_pvalue_perfect_vs_random_scorer():
 
 
 def test_rewired_networks_keep_both_degrees():
-    from multiome_assets.grn.metrics import _Candidates, _rewired_sets
 
     rng = np.random.default_rng(3)
     R, G = 25, 120
     hub = np.r_[np.full(10, 8.0), np.ones(G - 10)]  # hub targets: few genes hold many held-out edges
     space = random_space(rng, R=R, G=G, p_train=0.1, p_test=0.03, weights=np.broadcast_to(hub, (R, G)))
-    c = _Candidates.of(space)
+    c = space.candidates()
     held = c.flat[c.labels]
     sets = _rewired_sets(np.random.default_rng(0), c, 200)
     assert sets.shape == (200, len(held))

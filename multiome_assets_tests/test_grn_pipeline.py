@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from multiome_assets.grn import pipeline
+from multiome_assets.grn.artifacts import BaselineScores, GeneEmbeddings, HeadInput
 from multiome_assets.grn.baselines import degree_baselines
 from multiome_assets.grn.metrics import evaluate
 from multiome_assets.priors import split_edges
@@ -57,28 +58,33 @@ def test_scores_in_another_gene_order_are_refused(rng):
     genes, edges = _prior(rng)
     space = pipeline.edge_space(edges, genes, "random")
     scores = {"pearson": rng.random((len(space.regulators), len(genes)))}
-    embeddings = {"gene_names": list(genes)}
-    baselines = {"regulators": space.regulators, "genes": np.asarray(genes[::-1]), "scores": scores}
+    embeddings = GeneEmbeddings(list(genes), {}, {})
+    baselines = BaselineScores(space.regulators, np.asarray(genes[::-1]), scores)
     with pytest.raises(ValueError, match="grn_baselines has other genes"):
-        pipeline.method_scores(space, "random", embeddings, {}, baselines, [], "cpu", inputs=())
-    baselines["genes"] = np.asarray(genes)
-    assert set(pipeline.method_scores(space, "random", embeddings, {}, baselines, [], "cpu", inputs=())) == {
+        pipeline.method_scores(space, "random", embeddings, None, baselines, [], "cpu", inputs=())
+    baselines.genes = np.asarray(genes)
+    assert set(pipeline.method_scores(space, "random", embeddings, None, baselines, [], "cpu", inputs=())) == {
         "pearson", "degree_tf_out", "degree_target_in", "degree_product"}
 
 
 def test_degree_heads_read_what_their_names_say():
-    emb = {"gene_names": ["a", "b", "c"], "embeddings": {"full": {"all": np.ones((3, 4), dtype=np.float32)}}}
-    assert pipeline.head_embedding(emb, "full+degree").shape == (3, 4)
-    assert pipeline.head_embedding(emb, "degree").shape == (3, 0)
-    assert pipeline.method_name("full+degree", "bce") == "epiawarenet_bce_degree"
-    assert pipeline.method_name("degree", "nnpu") == "mlp_degree_nnpu"
-    assert pipeline.method_name("rna_only", "bce") == "epiawarenet_bce_rna_only"
-    assert pipeline.head_embedding(emb | {"embeddings": {"rna_only": {"all": np.zeros((3, 2))}}}, "rna_only+degree").shape == (3, 2)
-    assert pipeline.method_name("rna_only+degree", "nnpu") == "epiawarenet_nnpu_rna_only_degree"
+    emb = GeneEmbeddings(["a", "b", "c"], {}, {"full": {"all": np.ones((3, 4), dtype=np.float32)},
+                                               "rna_only": {"all": np.zeros((3, 2), dtype=np.float32)}})
+    full_degree, degree, rna_only_degree = (HeadInput.from_name(n) for n in ("full+degree", "degree", "rna_only+degree"))
+    assert emb.of(full_degree).shape == (3, 4)
+    assert emb.of(degree).shape == (3, 0)
+    assert emb.of(rna_only_degree).shape == (3, 2)
+    assert full_degree.method("bce") == "epiawarenet_bce_degree"
+    assert degree.method("nnpu") == "mlp_degree_nnpu"
+    assert HeadInput("rna_only").method("bce") == "epiawarenet_bce_rna_only"
+    assert HeadInput("svd").method("bce") == "mlp_svd_bce"
+    assert rna_only_degree.method("nnpu") == "epiawarenet_nnpu_rna_only_degree"
     # unseen regulators have out-degree 0 by construction: on that split degree heads read in-degree only
-    assert pipeline.head_degrees("full+degree", "tf_heldout") == ("in",)
-    assert pipeline.head_degrees("degree", "random") == ("out", "in")
-    assert pipeline.head_degrees("full", "random") == ()
+    assert full_degree.degree_kinds("tf_heldout") == ("in",)
+    assert degree.degree_kinds("random") == ("out", "in")
+    assert HeadInput("full").degree_kinds("random") == ()
+    with pytest.raises(ValueError, match=r"unknown head input 'full\+degrees'"):
+        HeadInput.from_name("full+degrees")
 
 
 def test_external_grns_keep_their_own_names(rng, tmp_path):
@@ -90,12 +96,13 @@ def test_external_grns_keep_their_own_names(rng, tmp_path):
         table.to_csv(tmp_path / folder / "grn.csv", index=False)
     columns = {"source_col": "TF", "target_col": "Gene", "score_col": "w"}
     same_stem = [{"path": str(tmp_path / f / "grn.csv"), **columns} for f in ("a", "b")]
-    baselines = {"regulators": space.regulators, "genes": np.asarray(genes), "scores": {}}
+    baselines = BaselineScores(space.regulators, np.asarray(genes), {})
+    embeddings = GeneEmbeddings(list(genes), {}, {})
     # two files called grn.csv would overwrite each other's row in grn_metrics
     with pytest.raises(ValueError, match="two external GRNs are named 'external_grn'"):
-        pipeline.method_scores(space, "random", {"gene_names": list(genes)}, {}, baselines, same_stem, "cpu", inputs=())
+        pipeline.method_scores(space, "random", embeddings, None, baselines, same_stem, "cpu", inputs=())
     named = [same_stem[0] | {"name": "scenicplus"}, same_stem[1] | {"name": "celloracle"}]
-    got = pipeline.method_scores(space, "random", {"gene_names": list(genes)}, {}, baselines, named, "cpu", inputs=())
+    got = pipeline.method_scores(space, "random", embeddings, None, baselines, named, "cpu", inputs=())
     assert {"external_scenicplus", "external_celloracle"} <= set(got)
     assert got["external_scenicplus"][1, len(genes) - 1] == 2.0
 

@@ -66,10 +66,10 @@ def test_pretraining_lowers_validation_loss(trained):
     ckpt, history = trained
     assert list(history.columns) == ["epoch", "train_loss", "val_loss"]
     assert history.epoch.tolist()[0] == 0 and np.isnan(history.train_loss[0])  # the untrained model
-    assert ckpt["best_val_loss"] == history.val_loss.min() < 0.9 * history.val_loss[0]
-    assert ckpt["best_epoch"] == int(history.epoch[history.val_loss.idxmin()]) > 0
-    assert ckpt["nb_target"] == "counts"
-    assert ckpt["gene_names"][3] == "g3" and ckpt["config"]["d_model"] == 16
+    assert ckpt.best_val_loss == history.val_loss.min() < 0.9 * history.val_loss[0]
+    assert ckpt.best_epoch == int(history.epoch[history.val_loss.idxmin()]) > 0
+    assert ckpt.nb_target == "counts"
+    assert ckpt.checkpoint.features["genes"][3] == "g3" and ckpt.d_model == 16
 
 
 def test_same_seed_same_checkpoint_other_seed_differs(data):
@@ -80,8 +80,9 @@ def test_same_seed_same_checkpoint_other_seed_differs(data):
     b, hb = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG, train_config=short)
     c, _ = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG, train_config=replace(short, seed=8))
     assert ha.equals(hb)
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert not all(torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
+    a, b, c = (x.checkpoint.weights for x in (a, b, c))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_early_stopping_keeps_the_best_weights(data):
@@ -90,7 +91,7 @@ def test_early_stopping_keeps_the_best_weights(data):
                                       train_config=replace(TRAIN, lr=0.3, max_epochs=8, patience=1))
     assert len(history) < 9  # stopped before max_epochs
     model = load_backbone(ckpt)
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in ckpt["model"].items())
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in ckpt.checkpoint.weights.items())
 
 
 def test_gene_embeddings_are_per_set_means_of_final_states(data, trained):
@@ -201,8 +202,9 @@ def test_svd_peak_init_starts_from_accessibility_loadings(data):
     untrained = replace(TRAIN, max_epochs=0)
     svd, _ = pretrain_backbone(rna, atac, cand, model_config=CFG, train_config=replace(untrained, peak_id_init="svd"))
     rnd, _ = pretrain_backbone(rna, atac, cand, model_config=CFG, train_config=untrained)
-    np.testing.assert_allclose(svd["model"]["peak_id.weight"].numpy(), svd_identity_init(atac, CFG.d_model, TRAIN.seed))
-    assert not np.allclose(rnd["model"]["peak_id.weight"].numpy(), svd["model"]["peak_id.weight"].numpy())
+    svd, rnd = svd.checkpoint.weights["peak_id.weight"].numpy(), rnd.checkpoint.weights["peak_id.weight"].numpy()
+    np.testing.assert_allclose(svd, svd_identity_init(atac, CFG.d_model, TRAIN.seed))
+    assert not np.allclose(rnd, svd)
 
 
 def test_embedding_refuses_a_backbone_trained_on_other_genes(data, trained):
@@ -220,5 +222,36 @@ def test_embedding_refuses_a_backbone_trained_on_other_genes(data, trained):
                   ad.AnnData(atac, obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=peaks)))
     assert embed(trained[0], mo, {"all": np.arange(5)}, "cpu")["all"].shape == (G, CFG.d_model)
     swapped = Multiome(mo.rna[:, genes[::-1]].copy(), mo.atac)
-    with pytest.raises(ValueError, match="trained on other genes"):
+    with pytest.raises(ValueError, match="trained on other genes than it is given: position 0 is 'g0' in training, "
+                                         "'g29' now; rematerialize the backbone assets"):
         embed(trained[0], swapped, {"all": np.arange(5)}, "cpu")
+
+
+def test_a_backbone_survives_the_warehouse_as_plain_data(trained, tmp_path):
+    """Written as plain data and read back with torch.load(weights_only=True): same weights, same
+    training record; a checkpoint of another kind or format is refused saying what differs."""
+    from dataclasses import replace as replace_field
+
+    from multiome_assets import warehouse
+    from multiome_assets.models.checkpoint import CheckpointMismatch
+
+    backbone = trained[0]
+    path = warehouse.write_artifact("grn_backbone", "toy", backbone, root=tmp_path)
+    assert torch.load(path, weights_only=True)["artifact"] == "Backbone"
+    back = warehouse.read_artifact(path)
+    assert all(torch.equal(back.checkpoint.weights[k], v) for k, v in backbone.checkpoint.weights.items())
+    assert back.history.equals(backbone.history) and back.best_epoch == backbone.best_epoch
+    np.testing.assert_array_equal(back.candidates, backbone.candidates)
+    old = replace_field(backbone, checkpoint=replace_field(backbone.checkpoint, format_version=0))
+    with pytest.raises(CheckpointMismatch, match="checkpoint format 0, this code reads 1"):
+        load_backbone(old)
+    head = replace_field(backbone, checkpoint=replace_field(backbone.checkpoint, kind="edge_head"))
+    with pytest.raises(CheckpointMismatch, match="is a 'edge_head', not a 'grn_backbone'"):
+        load_backbone(head)
+    extra = replace_field(backbone.checkpoint, config={**backbone.checkpoint.config, "n_experts": 4})
+    with pytest.raises(CheckpointMismatch, match=r"config fields this code does not know: \['n_experts'\]"):
+        load_backbone(replace_field(backbone, checkpoint=extra))
+    pickled = tmp_path / "artifacts" / "grn_backbone" / "old.pt"
+    torch.save({"model": backbone.checkpoint.weights, "history": backbone.history}, pickled)  # the old format
+    with pytest.raises(ValueError, match="rematerialize asset 'grn_backbone'"):
+        warehouse.read_artifact(pickled)

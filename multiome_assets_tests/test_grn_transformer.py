@@ -11,17 +11,10 @@ import math
 import pytest
 import torch
 
-import multiome_assets.models.grn_transformer as gt
-from multiome_assets.models.grn_transformer import (
-    GRNTransformer,
-    GRNTransformerConfig,
-    Pattern,
-    head_pattern,
-    knn_indices,
-    neighbour_pattern,
-    sampled_dot,
-    weighted_sum,
-)
+import multiome_assets.models.knn as knn
+from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
+from multiome_assets.models.knn import knn_indices
+from multiome_assets.models.sparse_attention import Pattern, head_pattern, neighbour_pattern, sampled_dot, weighted_sum
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -81,7 +74,7 @@ def _brute_knn(states, k):
 @pytest.mark.parametrize("chunk", [1 << 23, 300])
 def test_knn_matches_brute_force_cosine_top_k(changed, chunk, monkeypatch):
     """Brute force, and the shared-state path (genes whose state is the zero-value state)."""
-    monkeypatch.setattr(gt, "_KNN_ELEMS", chunk)  # one chunk, or many
+    monkeypatch.setattr(knn, "_KNN_ELEMS", chunk)  # one chunk, or many
     g = torch.Generator().manual_seed(0)
     base = torch.randn(120, 8, generator=g)
     if changed is None:

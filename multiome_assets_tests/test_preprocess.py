@@ -1,8 +1,9 @@
 """QC and normalization: thresholds do what they say, raw counts are normalized once, sparse throughout."""
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
-from multiome_assets.dataset import QCConfig, load_spec
+from multiome_assets.dataset import DatasetError, QCConfig, load_spec
 from multiome_assets.preprocess import log_normalize, preprocess
 from multiome_assets.readers import read_dataset
 
@@ -33,6 +34,15 @@ def test_normalized_input_is_not_normalized_twice(data_root, bmmc):
     mo, report = preprocess(before, QCConfig(0, 0, 0, 10**6, 0, 10**6))
     assert report["rna_values"] == "normalized" and "counts" not in mo.rna.layers
     assert (mo.rna.X != before.rna.X).nnz == 0
+
+
+def test_all_zero_counts_layer_is_not_called_non_integer(data_root, bmmc):
+    rna, atac = bmmc
+    rna = rna.copy()
+    rna.layers["counts"] = sp.csr_matrix(rna.shape, dtype=np.float32)
+    write_dataset(data_root, "zerocounts", rna, atac)
+    with pytest.raises(DatasetError, match=r"dataset\.yaml: layers\['counts'\] is all zero, no cell has any count"):
+        preprocess(read_dataset(load_spec("zerocounts")), QCConfig(0, 0, 0, 10**6, 0, 10**6), source=str(load_spec("zerocounts").yaml_path))
 
 
 def test_qc_thresholds(data_root, bmmc):

@@ -97,6 +97,17 @@ def test_nan_or_negative_values(data_root, bmmc, value, problem):
         read_dataset(load_spec("badvalues"))
 
 
+def test_all_zero_rna_says_no_cell_has_a_count(data_root, bmmc):
+    """Issue 17: an all-zero RNA matrix was refused as "layers['counts'] holds non-integer values"."""
+    rna, atac = bmmc
+    rna = rna.copy()
+    rna.X = sp.csr_matrix(rna.shape, dtype=np.float32)
+    rna.layers["counts"] = sp.csr_matrix(rna.shape, dtype=np.float32)
+    write_dataset(data_root, "zeros", rna, atac, rna_counts_layer="counts")
+    with pytest.raises(DatasetError, match=r"zeros/rna\.h5ad: no cell has any RNA count \(X and layers\['counts'\] all zero"):
+        read_dataset(load_spec("zeros"))
+
+
 def test_duplicate_gene_names(data_root, bmmc):
     rna, atac = bmmc
     rna = rna.copy()

@@ -48,6 +48,18 @@ class EdgeSpace:
         """(R, G) bool: pairs that are evaluated (not self-loops, not training positives)."""
         return ~self.self_mask() & ~self.train.toarray()
 
+    def candidates(self) -> "Candidates":
+        flat = np.flatnonzero(self.candidate_mask())
+        return Candidates(flat, self.test.toarray().ravel()[flat], *self.shape)
+
+    def training_degrees(self) -> tuple[np.ndarray, np.ndarray]:
+        """Training-prior degrees: out-degree (R,) per regulator, in-degree (G,) per gene (over every
+        training edge, see `target_in_degree`). The popularity a degree baseline exploits; held-out
+        edges never enter them."""
+        train = self.train.astype(np.int64)
+        in_degree = self.target_in_degree if self.target_in_degree is not None else np.asarray(train.sum(axis=0)).ravel()
+        return np.asarray(train.sum(axis=1)).ravel(), in_degree
+
     @classmethod
     def from_edges(
         cls,
@@ -77,6 +89,34 @@ class EdgeSpace:
         return pd.DataFrame(
             {"tf": self.regulators[rows], "target": self.genes[cols], "score": scores[rows, cols]}
         )
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The evaluated pairs of a space, row-major, with their labels."""
+
+    flat: np.ndarray  # (n,) flat indices into (R, G) of the candidate pairs
+    labels: np.ndarray  # (n,) bool: held-out edge
+    R: int
+    G: int
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.flat // self.G
+
+
+def score_vector(scores: np.ndarray, space: EdgeSpace, flat: np.ndarray) -> np.ndarray:
+    """(n,) scores of an (R, G) matrix at the candidates (`flat`); float32 stays float32 (faster sort, half the memory)."""
+    scores = np.asarray(scores)
+    if scores.shape != space.shape:
+        raise ValueError(f"scores have shape {scores.shape}, edge space is {space.shape}")
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
+    s = scores.ravel()[flat]
+    if np.isnan(s).any():
+        n_nan = int(np.isnan(s).sum())
+        raise ValueError(f"scores contain {n_nan} NaN on candidates; use -inf for 'no score'")
+    return s
 
 
 def _edge_matrix(edges: pd.DataFrame, regulators: np.ndarray, genes: np.ndarray) -> sp.csr_matrix:

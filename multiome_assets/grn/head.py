@@ -10,7 +10,7 @@ The Stage 1 backbone is frozen; each gene's final states averaged over a cell se
   positive / unlabeled batches.
 
 Unlabeled pairs are drawn uniformly from regulator × gene, never a self-pair and never a
-training positive (:func:`sample_unlabeled`).
+training positive (:func:`~multiome_assets.grn.pairs.sample_unlabeled`).
 
 :func:`score_all_pairs` exports the (R, G) logit matrix without redoing per-gene work per
 pair: the first layer splits as ``W [z_tf; z_t] + b = W_tf z_tf + (W_t z_t + b)``.
@@ -36,15 +36,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multiome_assets.models.grn_transformer import Dropout
+from multiome_assets.grn.pairs import as_pairs, forbidden_flat_index, sample_unlabeled
+from multiome_assets.models.checkpoint import Checkpoint
+from multiome_assets.models.layers import Dropout
 
 __all__ = [
     "DEGREES",
     "EdgeHeadConfig",
     "EdgeHead",
     "nnpu_risk",
-    "forbidden_flat_index",
-    "sample_unlabeled",
     "train_edge_head",
     "score_all_pairs",
     "edge_head_checkpoint",
@@ -98,8 +98,6 @@ class EdgeHeadConfig:
             raise ValueError(f"`nnpu_loss` must be one of 'sigmoid', 'logistic'; got {self.nnpu_loss!r}")
         if not 0.0 < self.prior_pi < 1.0:
             raise ValueError(f"`prior_pi` must lie in (0, 1); got {self.prior_pi}")
-        if isinstance(self.degree_features, bool):  # checkpoints saved before the degrees were named
-            object.__setattr__(self, "degree_features", DEGREES if self.degree_features else ())
         object.__setattr__(self, "degree_features", tuple(self.degree_features))
         if not set(self.degree_features) <= set(DEGREES) or len(set(self.degree_features)) != len(self.degree_features):
             raise ValueError(f"`degree_features` must be distinct names among {DEGREES}; got {self.degree_features!r}")
@@ -199,72 +197,6 @@ def nnpu_risk(
 
 
 # ---------------------------------------------------------------------------------------------
-# pair sampling: a pair (r, g) is the flat index r * G + g
-
-
-def forbidden_flat_index(
-    regulator_index: np.ndarray, train_rows: np.ndarray, train_cols: np.ndarray, n_genes: int
-) -> np.ndarray:
-    """Sorted unique flat indices of self-pairs ``(r, regulator_index[r])`` and training positives."""
-    regulator_index = np.asarray(regulator_index, dtype=np.int64)
-    self_flat = np.arange(len(regulator_index), dtype=np.int64) * n_genes + regulator_index
-    pos_flat = np.asarray(train_rows, dtype=np.int64) * n_genes + np.asarray(train_cols, dtype=np.int64)
-    return np.union1d(self_flat, pos_flat)
-
-
-def sample_unlabeled(
-    n: int, n_regulators: int, n_genes: int, forbidden: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """(n, 2) pairs (regulator row, gene column) uniform over the pairs not in ``forbidden``.
-
-    ``forbidden`` is a sorted array of flat indices (:func:`forbidden_flat_index`). Draws
-    flat indices with replacement, drops forbidden ones by binary search, tops up.
-    """
-    total = n_regulators * n_genes
-    n_allowed = total - len(forbidden)
-    if n_allowed <= 0:
-        raise ValueError(f"all {total} regulator x gene pairs are forbidden; nothing to sample as unlabeled")
-    accept = n_allowed / total
-    chunks, have = [], 0
-    while have < n:
-        m = int(math.ceil((n - have) / accept * 1.05)) + 16
-        draws = rng.integers(0, total, size=m, dtype=np.int64)
-        if len(forbidden):
-            pos = np.minimum(np.searchsorted(forbidden, draws), len(forbidden) - 1)
-            draws = draws[forbidden[pos] != draws]
-        chunks.append(draws[: n - have])
-        have += len(chunks[-1])
-    flat = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
-    return np.stack([flat // n_genes, flat % n_genes], axis=1)  # (n, 2)
-
-
-def _as_pairs(train_pairs, n_regulators: int, n_genes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (rows, cols) from an (n, 2) array or an (R, G) sparse/dense boolean matrix."""
-    if sp.issparse(train_pairs):
-        if train_pairs.shape != (n_regulators, n_genes):
-            raise ValueError(f"train matrix has shape {train_pairs.shape}, expected {(n_regulators, n_genes)}")
-        coo = sp.coo_matrix(train_pairs)
-        keep = coo.data != 0
-        rows, cols = coo.row[keep], coo.col[keep]
-    else:
-        arr = np.asarray(train_pairs)
-        if arr.ndim == 2 and arr.shape == (n_regulators, n_genes) and arr.dtype == bool:
-            rows, cols = np.nonzero(arr)
-        elif arr.ndim == 2 and arr.shape[1] == 2:
-            rows, cols = arr[:, 0], arr[:, 1]
-        else:
-            raise ValueError(
-                f"train_pairs must be (n, 2) (regulator row, gene column) pairs or an (R, G) = "
-                f"{(n_regulators, n_genes)} boolean matrix; got shape {arr.shape}"
-            )
-    rows, cols = rows.astype(np.int64), cols.astype(np.int64)
-    if len(rows) and (rows.min() < 0 or rows.max() >= n_regulators or cols.min() < 0 or cols.max() >= n_genes):
-        raise ValueError(f"train pairs fall outside the {n_regulators} x {n_genes} regulator x gene space")
-    flat = np.unique(rows * n_genes + cols)
-    return flat // n_genes, flat % n_genes
-
-
-# ---------------------------------------------------------------------------------------------
 # training
 
 
@@ -305,7 +237,7 @@ def train_edge_head(
     R = len(regulator_index)
     if R == 0 or regulator_index.min() < 0 or regulator_index.max() >= G:
         raise ValueError(f"regulator_index must be a non-empty array of gene columns in [0, {G})")
-    pos_rows, pos_cols = _as_pairs(train_pairs, R, G)
+    pos_rows, pos_cols = as_pairs(train_pairs, R, G)
     n_pos = len(pos_rows)
     if n_pos == 0:
         raise ValueError("train_pairs holds no positive pair; Stage 2 needs prior edges")
@@ -446,15 +378,15 @@ def score_all_pairs(
             torch.set_num_threads(threads)
 
 
-def edge_head_checkpoint(head: EdgeHead) -> dict:
-    """Plain-dict checkpoint: ``state_dict``, ``n_embd``, ``config``."""
-    return {"state_dict": head.state_dict(), "n_embd": head.n_embd, "config": asdict(head.config)}
+def edge_head_checkpoint(head: EdgeHead) -> Checkpoint:
+    return Checkpoint("edge_head", asdict(head.config), head.state_dict())
 
 
-def load_edge_head(checkpoint: dict, device: str = "cpu") -> EdgeHead:
+def load_edge_head(checkpoint: Checkpoint, device: str = "cpu") -> EdgeHead:
     """Rebuild an :class:`EdgeHead` (eval mode) from :func:`edge_head_checkpoint`."""
-    head = EdgeHead(checkpoint["n_embd"], EdgeHeadConfig(**checkpoint["config"]))
-    state = {"degree": head.degree, **checkpoint["state_dict"]}  # heads saved before degree features lack it
-    head.degree = torch.empty_like(state["degree"])
-    head.load_state_dict(state)
+    config = checkpoint.model_config(EdgeHeadConfig, "edge_head")
+    width = checkpoint.weights["fc1.weight"].shape[1] // 2  # fc1 reads [z_tf; z_target], each n_embd + degrees
+    head = EdgeHead(width - len(config.degree_features), config)
+    head.degree = torch.empty_like(checkpoint.weights["degree"])
+    head.load_state_dict(checkpoint.weights)
     return head.to(device).eval()

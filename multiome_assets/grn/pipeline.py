@@ -1,43 +1,50 @@
-"""The GRN workflow as plain functions over the foundation assets; `defs/grn.py` calls these.
+"""The GRN workflow as plain functions over the foundation assets; each asset of `defs/grn.py` is
+one call here.
 
 Variants of the Stage 1 backbone (the ablations):
     full                 gene and peak tokens, candidate peaks within the dataset's window
     rna_only             no ATAC: no peak tokens, no gene→peak cross-attention
     random_candidates    peak tokens, but each gene's candidates drawn at random
-and, without pretraining, `svd`: the same head on the backbone's starting gene identities (SVD loadings
-of the standardized expression).
-
-Degree information (the model may use it; then the table shows what the multiome adds on top):
-    full+degree          the backbone's embeddings plus each gene's training degrees
-                         (``EdgeHeadConfig.degree_features``, leave-one-out for training positives)
-    rna_only+degree      the same without ATAC
-    degree               the same head on the degrees alone (no expression, no ATAC)
-On the TF-held-out split these heads read the in-degree only: every evaluated regulator has no
-training edge, so its out-degree is 0 by construction. A head that also reads out-degree learns
-"out-degree 0 = unlabeled" from the many TFs without prior edges and ranks held-out TFs' edges
-below chance (SNARE-seq, degrees alone, BCE: AUROC 0.22 with out-degree; see README).
+and, without pretraining, `svd`: the same head on the backbone's starting gene identities (SVD
+loadings of the standardized expression). Heads may also read each gene's training degrees
+(:class:`~multiome_assets.grn.artifacts.HeadInput`): then the table shows what the multiome adds
+on top of popularity.
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from multiome_assets.dataset import DatasetError
+from multiome_assets.grn.artifacts import (
+    HEAD_INPUTS,
+    OBJECTIVES,
+    Backbone,
+    BaselineScores,
+    EdgeHeads,
+    GeneEmbeddings,
+    HeadInput,
+    HeadKey,
+)
 from multiome_assets.grn.edge_space import EdgeSpace
 from multiome_assets.intervals import candidate_matrix
-from multiome_assets.priors import split_frames
+from multiome_assets.models.checkpoint import CheckpointMismatch
+from multiome_assets.priors import SPLITS, split_frames
 from multiome_assets.readers import Multiome
 
-VARIANTS = ("full", "rna_only", "random_candidates")
-DEGREE_INPUTS = ("full+degree", "rna_only+degree", "degree")  # heads that also read each gene's training degrees
-HEAD_INPUTS = (*VARIANTS, "svd", *DEGREE_INPUTS)
-OBJECTIVES = ("bce", "nnpu")
 MIN_CELLS_PER_CONTEXT = 10
+HEADLINE_METHODS = ("epiawarenet_bce", "epiawarenet_nnpu", "grnboost2", "pearson", "degree_target_in", "degree_product")
 
 
+# ---------------------------------------------------------------------------------------
+# Stage 1: backbones and embeddings
+# ---------------------------------------------------------------------------------------
 def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, device: str, seed: int,
-             **train_overrides) -> dict:
+             **train_overrides) -> Backbone:
     """Train one Stage 1 backbone; `candidates=None` gives the RNA-only ablation.
     `train_overrides` replace fields of the profile's PretrainConfig (sweeps)."""
     from dataclasses import replace
@@ -53,14 +60,17 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
     train_config = replace(train_config, seed=seed, **train_overrides)
     cand = candidate_matrix(candidates if candidates is not None else _no_candidates(),
                             mo.rna.var_names, model_config.max_candidates)
-    checkpoint, history = pretrain_backbone(
+    backbone, _ = pretrain_backbone(
         mo.rna.X, mo.atac.X, cand, counts=mo.rna.layers.get("counts"), model_config=model_config,
         train_config=train_config, device=device,
         gene_names=list(mo.rna.var_names), peak_names=list(mo.atac.var_names),
     )
-    checkpoint["history"] = history
-    checkpoint["profile"] = profile
-    return checkpoint
+    return replace(backbone, profile=profile)
+
+
+def _no_candidates() -> pd.DataFrame:
+    return pd.DataFrame({"gene": pd.Series([], dtype=str), "peak_index": pd.Series([], dtype=np.int64),
+                         "rank": pd.Series([], dtype=np.int64)})
 
 
 def cell_sets(mo: Multiome, cell_type_column: str | None, source: str = "cell_type_column") -> dict[str, np.ndarray]:
@@ -79,16 +89,14 @@ def cell_sets(mo: Multiome, cell_type_column: str | None, source: str = "cell_ty
     return sets
 
 
-def embed(checkpoint: dict, mo: Multiome, sets: dict[str, np.ndarray], device: str) -> dict[str, np.ndarray]:
+def embed(backbone: Backbone, mo: Multiome, sets: dict[str, np.ndarray], device: str) -> dict[str, np.ndarray]:
     """(G, d) gene embeddings per cell set from a frozen backbone trained on `mo`'s genes and peaks."""
     from multiome_assets.grn.pretrain import gene_embeddings, load_backbone
 
-    for what, trained_on, now in (("genes", checkpoint.get("gene_names"), mo.rna.var_names),
-                                  ("peaks", checkpoint.get("peak_names"), mo.atac.var_names)):
-        if trained_on is not None and not pd.Index(trained_on).equals(now):
-            raise ValueError(f"the backbone was trained on other {what} (or another order) than the multiome "
-                             f"({len(trained_on)} vs {len(now)}); rematerialize the backbone assets")
-    model = load_backbone(checkpoint, device=device)
+    try:
+        model = load_backbone(backbone, device=device, genes=mo.rna.var_names, peaks=mo.atac.var_names)
+    except CheckpointMismatch as e:
+        raise CheckpointMismatch(f"{e}; rematerialize the backbone assets") from None
     return gene_embeddings(model, mo.rna.X, mo.atac.X, sets, device=device)
 
 
@@ -103,8 +111,21 @@ def svd_embeddings(mo: Multiome, sets: dict[str, np.ndarray], d: int, seed: int,
     return {name: svd_identity_init(mo.rna.X[idx], d, seed, solver) for name, idx in sets.items()}
 
 
+def gene_embeddings(mo: Multiome, sets: dict[str, np.ndarray], backbones: dict[str, Backbone],
+                    device: str) -> GeneEmbeddings:
+    """Every backbone's embeddings per cell set, and the full backbone's SVD start (the `svd` input)."""
+    full = backbones["full"]
+    embeddings = {name: embed(b, mo, sets, device) for name, b in backbones.items()}
+    embeddings["svd"] = svd_embeddings(mo, sets, full.d_model, seed=full.train_config["seed"],
+                                       solver=full.train_config.get("svd_solver", "randomized"))
+    return GeneEmbeddings(list(mo.rna.var_names), sets, embeddings, full.profile)
+
+
+# ---------------------------------------------------------------------------------------
+# Edge spaces
+# ---------------------------------------------------------------------------------------
 def regulator_universe(genes: pd.Index, tfs: pd.Index) -> np.ndarray:
-    """Every TF of the TF list that is a dataset gene: the rows of exported GRNs."""
+    """Every TF of the TF list that is a dataset gene: the rows of heads, baselines and exports."""
     return np.asarray(genes[genes.isin(tfs)], dtype=object)
 
 
@@ -142,110 +163,73 @@ def top_targets(scores: np.ndarray, regulators: np.ndarray, genes: np.ndarray, t
     })
 
 
-def _no_candidates() -> pd.DataFrame:
-    return pd.DataFrame({"gene": pd.Series([], dtype=str), "peak_index": pd.Series([], dtype=np.int64),
-                         "rank": pd.Series([], dtype=np.int64)})
-
-
-def head_key(head_input: str, objective: str, split: str) -> str:
-    return f"{head_input}/{objective}/{split}"
-
-
-def method_name(head_input: str, objective: str) -> str:
-    """epiawarenet_bce, epiawarenet_nnpu_rna_only, epiawarenet_bce_degree,
-    epiawarenet_bce_rna_only_degree, ..., and the heads without a backbone mlp_svd_bce, mlp_degree_bce."""
-    if head_input in ("svd", "degree"):
-        return f"mlp_{head_input}_{objective}"
-    embedding, _, degree = head_input.partition("+")
-    return f"epiawarenet_{objective}" + ("" if embedding == "full" else f"_{embedding}") + ("_degree" if degree else "")
-
-
-def head_degrees(head_input: str, split: str) -> tuple[str, ...]:
-    """Training degrees a head reads (see the module docstring for the TF-held-out split)."""
-    if head_input not in DEGREE_INPUTS:
-        return ()
-    return ("in",) if split == "tf_heldout" else ("out", "in")
-
-
-def head_embedding(grn_embeddings: dict, head_input: str, context: str = "all") -> np.ndarray:
-    """The per-gene embedding a head of `head_input` reads; degree heads add the degrees themselves."""
-    if head_input == "degree":
-        return np.zeros((len(grn_embeddings["gene_names"]), 0), dtype=np.float32)
-    return grn_embeddings["embeddings"][head_input.partition("+")[0]][context]
-
-
-def train_heads(grn_embeddings: dict, prior_edges: pd.DataFrame, genes: pd.Index, regulators: np.ndarray, *,
-                epochs: int, seed: int, device: str, min_steps: int | None = None, prior_pi: float | None = None,
-                inputs: tuple[str, ...] = HEAD_INPUTS, objectives: tuple[str, ...] = OBJECTIVES,
-                splits: tuple[str, ...] = ("random", "tf_heldout", "all")) -> dict:
-    """One Stage 2 head per (embedding, objective, split) on the 'all' cell set.
+# ---------------------------------------------------------------------------------------
+# Stage 2: heads
+# ---------------------------------------------------------------------------------------
+def train_heads(embeddings: GeneEmbeddings, prior_edges: pd.DataFrame, genes: pd.Index, regulators: np.ndarray, *,
+                seed: int, device: str, epochs: int | None = None, min_steps: int | None = None,
+                prior_pi: float | None = None, inputs: tuple[HeadInput, ...] = HEAD_INPUTS,
+                objectives: tuple[str, ...] = OBJECTIVES, splits: tuple[str, ...] = (*SPLITS, "all")) -> EdgeHeads:
+    """One Stage 2 head per (input, objective, split) on the 'all' cell set.
 
     Rows are every TF of the TF list (`regulators`); positives are the split's training edges;
-    held-out edges are never seen (they are unlabeled like every other pair). `min_steps`, `prior_pi`
-    (nnPU's class prior): None for EdgeHeadConfig's defaults.
+    held-out edges are never seen (they are unlabeled like every other pair). `epochs`,
+    `min_steps`, `prior_pi` (nnPU's class prior): None for EdgeHeadConfig's defaults.
     """
     from dataclasses import asdict
 
     from multiome_assets.grn.head import EdgeHeadConfig, edge_head_checkpoint, train_edge_head
 
+    settings = {k: v for k, v in (("epochs", epochs), ("min_steps", min_steps), ("prior_pi", prior_pi)) if v is not None}
     reg_index = pd.Index(genes).get_indexer(regulators)
     heads, histories = {}, []
     for split in splits:
         positives = train_pairs(prior_edges, split, genes, regulators)
         for head_input in inputs:
-            z = head_embedding(grn_embeddings, head_input)
+            z = embeddings.of(head_input)
             for objective in objectives:
-                defaults = {k: v for k, v in (("min_steps", min_steps), ("prior_pi", prior_pi)) if v is not None}
-                config = EdgeHeadConfig(objective=objective, epochs=epochs, seed=seed,
-                                        degree_features=head_degrees(head_input, split), **defaults)
+                config = EdgeHeadConfig(objective=objective, seed=seed, degree_features=head_input.degree_kinds(split),
+                                        **settings)
                 head, history = train_edge_head(z, reg_index, positives, config, device=device)
-                heads[head_key(head_input, objective, split)] = edge_head_checkpoint(head)
-                histories.append(history.assign(head=head_key(head_input, objective, split)))
-    return {"regulators": regulators, "heads": heads, "history": pd.concat(histories, ignore_index=True),
-            "config": asdict(config)}
+                heads[HeadKey(head_input, objective, split)] = edge_head_checkpoint(head)
+                histories.append(history.assign(head=f"{head_input.name}/{objective}/{split}"))
+    return EdgeHeads(regulators, heads, pd.concat(histories, ignore_index=True), asdict(config))
 
 
-def _score(grn_head: dict, key: str, z: np.ndarray, regulators: np.ndarray, genes: pd.Index, device: str) -> np.ndarray:
+def _head_scores(heads: EdgeHeads, key: HeadKey, z: np.ndarray, regulators: np.ndarray, genes: pd.Index,
+                 device: str) -> np.ndarray:
     from multiome_assets.grn.head import load_edge_head, score_all_pairs
 
-    head = load_edge_head(grn_head["heads"][key], device=device)
+    head = load_edge_head(heads.heads[key], device=device)
     return score_all_pairs(head, z, pd.Index(genes).get_indexer(regulators), device=device)
 
 
-def export_scores(grn_embeddings: dict, grn_head: dict, regulators: np.ndarray, top: int | None, device: str) -> pd.DataFrame:
-    """Edge scores of the heads trained on every prior edge, for every cell set."""
-    genes = np.asarray(grn_embeddings["gene_names"], dtype=object)
-    tables = []
-    for objective in OBJECTIVES:
-        for context, z in grn_embeddings["embeddings"]["full"].items():
-            scores = _score(grn_head, head_key("full", objective, "all"), z, regulators, pd.Index(genes), device)
-            tables.append(top_targets(scores, regulators, genes, top).assign(
-                context=context, method=method_name("full", objective)))
-    out = pd.concat(tables, ignore_index=True)
-    return out[["context", "method", "tf", "target", "score", "rank"]]
-
-
-def method_scores(space: EdgeSpace, split: str, grn_embeddings: dict, grn_head: dict, grn_baselines: dict,
-                  external_grns: list[dict], device: str, inputs: tuple[str, ...] = HEAD_INPUTS,
-                  objectives: tuple[str, ...] = OBJECTIVES) -> dict[str, np.ndarray]:
-    """(R, G) scores over `space` for every method evaluated on `split`. `external_grns`: one dict per
-    table, {path, name (optional), source_col, target_col, score_col (optional)}."""
+# ---------------------------------------------------------------------------------------
+# Every method's scores: the export and the evaluation
+# ---------------------------------------------------------------------------------------
+def method_scores(space: EdgeSpace, split: str, embeddings: GeneEmbeddings, heads: EdgeHeads,
+                  baselines: BaselineScores, external_grns: list[dict], device: str,
+                  inputs: tuple[HeadInput, ...] = HEAD_INPUTS, objectives: tuple[str, ...] = OBJECTIVES,
+                  cell_set: str = "all") -> dict[str, np.ndarray]:
+    """(R, G) scores over `space` for every method of `split` (`all`: the heads trained on every
+    prior edge). `external_grns`: one dict per table, {path, name (optional), source_col,
+    target_col, score_col (optional)}."""
     from multiome_assets.grn.baselines import degree_baselines, import_external_grn
 
     genes = pd.Index(space.genes)
-    for asset, names in (("grn_embeddings", grn_embeddings["gene_names"]), ("grn_baselines", grn_baselines["genes"])):
+    for asset, names in (("grn_embeddings", embeddings.genes), ("grn_baselines", baselines.genes)):
         if not genes.equals(pd.Index(names)):
             raise ValueError(f"{asset} has other genes (or another gene order) than the multiome; rematerialize {asset}")
     out = {}
     for head_input in inputs:
-        z = head_embedding(grn_embeddings, head_input)
+        z = embeddings.of(head_input, cell_set)
         for objective in objectives:
-            out[method_name(head_input, objective)] = _score(
-                grn_head, head_key(head_input, objective, split), z, space.regulators, genes, device)
-    rows = pd.Index(grn_baselines["regulators"]).get_indexer(space.regulators)
+            out[head_input.method(objective)] = _head_scores(heads, HeadKey(head_input, objective, split), z,
+                                                             space.regulators, genes, device)
+    rows = pd.Index(baselines.regulators).get_indexer(space.regulators)
     if (rows < 0).any():
         raise ValueError("baseline scores lack some evaluated regulators; rematerialize grn_baselines")
-    out.update({name: s[rows] for name, s in grn_baselines["scores"].items()})
+    out.update({name: s[rows] for name, s in baselines.scores.items()})
     out.update(degree_baselines(space))
     for grn in external_grns:
         name = external_name(grn)
@@ -255,13 +239,32 @@ def method_scores(space: EdgeSpace, split: str, grn_embeddings: dict, grn_head: 
     return out
 
 
+def export_scores(embeddings: GeneEmbeddings, heads: EdgeHeads, baselines: BaselineScores, prior_edges: pd.DataFrame,
+                  top: int | None, device: str) -> pd.DataFrame:
+    """Every evaluated method's GRN over every TF of the TF list × every gene, trained on every
+    prior edge: the heads on each cell set's embeddings, the expression and degree baselines (on
+    all cells) and the degree-only head in the `all` set; each TF's `top` targets."""
+    genes = np.asarray(embeddings.genes, dtype=object)
+    space = EdgeSpace.from_edges(heads.regulators, genes, prior_edges, prior_edges.iloc[:0])
+    tables = []
+    for cell_set in embeddings.cell_sets:
+        per_set = tuple(x for x in HEAD_INPUTS if x.embedding is not None)
+        methods = method_scores(space, "all", embeddings, heads, baselines, [], device,
+                                inputs=per_set if cell_set != "all" else HEAD_INPUTS, cell_set=cell_set)
+        if cell_set != "all":  # methods that do not read a cell set's embedding: once, in `all`
+            methods = {m: s for m, s in methods.items() if m in {x.method(o) for x in per_set for o in OBJECTIVES}}
+        for method, scores in methods.items():
+            tables.append(top_targets(scores, heads.regulators, genes, top).assign(
+                context=cell_set, method=method, kind=method_kind(method)))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["context", "method", "kind", "tf", "target", "score", "rank"]]
+
+
 EXTERNAL_COLUMNS = ("source_col", "target_col", "score_col")
 
 
 def external_name(grn: dict) -> str:
     """external_<name>, or external_<file name without suffixes> when the entry has no name."""
-    from pathlib import Path
-
     return f"external_{grn.get('name') or Path(grn['path']).name.split('.')[0]}"
 
 
@@ -277,10 +280,15 @@ def method_kind(name: str) -> str:
     return "baseline"
 
 
+# ---------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------
 def evaluate_methods(methods: dict[str, np.ndarray], space: EdgeSpace, *, n_random: int, top_n: int,
                      seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One metrics row per method, and the per-regulator enrichment table of every method."""
-    from multiome_assets.grn.metrics import evaluate, null_networks, regulator_enrichment
+    from multiome_assets.grn.enrichment import regulator_enrichment
+    from multiome_assets.grn.metrics import evaluate
+    from multiome_assets.grn.nulls import null_networks
 
     networks = null_networks(space, n_random=n_random, seed=seed)  # the same for every method
     rows, tables = [], []
@@ -291,7 +299,24 @@ def evaluate_methods(methods: dict[str, np.ndarray], space: EdgeSpace, *, n_rand
     return pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
 
 
-def headline_methods(methods: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The methods drawn in the PR/ROC/P@K figure."""
-    keep = ("epiawarenet_bce", "epiawarenet_nnpu", "grnboost2", "pearson", "degree_target_in", "degree_product")
-    return {k: methods[k] for k in keep if k in methods}
+def evaluate_grn(genes: pd.Index, prior_edges: pd.DataFrame, embeddings: GeneEmbeddings, heads: EdgeHeads,
+                 baselines: BaselineScores, *, external_grns: list[dict], n_random: int, top_n: int, device: str,
+                 curves_path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Path]]:
+    """Every method on each split's held-out prior edges: the `grn_metrics` and
+    `grn_regulator_enrichment` rows, and the PR/ROC/P@K figure of the headline methods per split,
+    written to ``curves_path(split)``."""
+    from multiome_assets.grn.metrics import curves_png
+
+    settings = {"prior": str(prior_edges.prior.iloc[0]), "split_seed": int(prior_edges.split_seed.iloc[0]),
+                "n_random": n_random, "profile": embeddings.profile,
+                "head": {k: heads.config[k] for k in ("epochs", "min_steps", "prior_pi", "neg_ratio", "lr")}}
+    metrics, enrichment, pictures = [], [], {}
+    for split in SPLITS:
+        space = edge_space(prior_edges, genes, split)
+        methods = method_scores(space, split, embeddings, heads, baselines, external_grns, device=device)
+        m, e = evaluate_methods(methods, space, n_random=n_random, top_n=top_n)
+        metrics.append(m.assign(split=split, seed=heads.config["seed"], config=json.dumps(settings)))
+        enrichment.append(e.assign(split=split))
+        pictures[split] = Path(curves_path(split))
+        curves_png({k: methods[k] for k in HEADLINE_METHODS if k in methods}, space, pictures[split])
+    return pd.concat(metrics, ignore_index=True), pd.concat(enrichment, ignore_index=True), pictures

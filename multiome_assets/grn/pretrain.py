@@ -38,7 +38,10 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from multiome_assets.grn.artifacts import Backbone
+from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
+from multiome_assets.models.precision import autocast_dtype
 
 __all__ = ["PretrainConfig", "PROFILES", "pretrain_backbone", "svd_identity_init", "load_backbone", "gene_embeddings", "nb_targets"]
 
@@ -140,6 +143,12 @@ def _masks(n: int, n_genes: int, fraction: float, gen: torch.Generator) -> torch
     return mask
 
 
+def _default_amp(device: torch.device) -> bool:
+    """bf16 autocast on a GPU that computes bf16 natively; fp32 on CPU, so that results do not
+    depend on which CPU model ran them (and bf16 is emulated, ~400x slower, on many)."""
+    return device.type == "cuda" and autocast_dtype(device) is not None
+
+
 def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
 
@@ -163,7 +172,7 @@ def pretrain_backbone(
     peak_names=None,
     amp: bool | None = None,
     log=None,
-) -> tuple[dict, pd.DataFrame]:
+) -> tuple[Backbone, pd.DataFrame]:
     """Pretrain the backbone by masked NB reconstruction; early-stop on held-out cells.
 
     Parameters
@@ -179,15 +188,14 @@ def pretrain_backbone(
     device
         ``"cpu"`` or ``"cuda"``.
     amp
-        bf16 autocast; None: on for CUDA, off for CPU.
+        bf16 autocast; None: on for a GPU with native bf16, off for CPU.
     log
         Optional ``callable(str)`` told about every epoch.
 
     Returns
     -------
-    checkpoint
-        ``{"model", "config", "train_config", "candidates", "gene_names", "peak_names",
-        "best_epoch", "best_val_loss", "nb_target"}`` with the best-validation weights (on CPU).
+    backbone
+        :class:`~multiome_assets.grn.artifacts.Backbone` with the best-validation weights (on CPU).
     history
         One row per epoch: ``epoch, train_loss, val_loss`` (mean NB NLL per masked gene); epoch 0
         is the untrained model (validation loss only).
@@ -202,7 +210,7 @@ def pretrain_backbone(
     candidates = np.asarray(candidates, dtype=np.int64)
     targets, nb_target = nb_targets(rna, counts)
     dev = torch.device(device)
-    amp = dev.type == "cuda" if amp is None else amp
+    amp = _default_amp(dev) if amp is None else amp
     rng = np.random.default_rng(tc.seed)
     train_idx, val_idx = _split(n_cells, tc.val_fraction, rng)
     bs = tc.batch_size
@@ -259,18 +267,13 @@ def pretrain_backbone(
                 break
     if best_state is None:  # validation loss never finite: keep the last weights
         best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    checkpoint = {
-        "model": best_state,
-        "config": asdict(cfg),
-        "train_config": asdict(tc),
-        "candidates": candidates,
-        "gene_names": None if gene_names is None else list(map(str, gene_names)),
-        "peak_names": None if peak_names is None else list(map(str, peak_names)),
-        "best_epoch": best_epoch,
-        "best_val_loss": float(best) if len(val_idx) else float("nan"),
-        "nb_target": nb_target,
-    }
-    return checkpoint, pd.DataFrame.from_records(history, columns=["epoch", "train_loss", "val_loss"])
+    features = {name: list(map(str, names)) for name, names in (("genes", gene_names), ("peaks", peak_names))
+                if names is not None}
+    history = pd.DataFrame.from_records(history, columns=["epoch", "train_loss", "val_loss"])
+    backbone = Backbone(Checkpoint("grn_backbone", asdict(cfg), best_state, features), asdict(tc), candidates,
+                        best_epoch, float(best) if len(val_idx) else float("nan"), nb_target, history)
+    return backbone, history
+
 
 
 @torch.no_grad()
@@ -288,11 +291,14 @@ def _validate(model, rna, atac, targets, idx, masks, bs, dev, amp) -> float:
     return nll_sum / n_masked
 
 
-def load_backbone(checkpoint: dict, device: str = "cpu") -> GRNTransformer:
-    """Rebuild the pretrained backbone from a :func:`pretrain_backbone` checkpoint, in eval mode."""
-    config = GRNTransformerConfig(**checkpoint["config"])
-    model = GRNTransformer(config, torch.as_tensor(np.asarray(checkpoint["candidates"]), dtype=torch.long))
-    model.load_state_dict(checkpoint["model"])
+def load_backbone(backbone: Backbone, device: str = "cpu", *, genes=None, peaks=None) -> GRNTransformer:
+    """Rebuild the pretrained backbone in eval mode; refused (with what differs) when `genes` or
+    `peaks` are given and are not the ones it was trained on, in the same order."""
+    ckpt = backbone.checkpoint
+    config = ckpt.model_config(GRNTransformerConfig, "grn_backbone")
+    ckpt.require_features(**{k: v for k, v in (("genes", genes), ("peaks", peaks)) if v is not None})
+    model = GRNTransformer(config, torch.as_tensor(np.asarray(backbone.candidates), dtype=torch.long))
+    model.load_state_dict(ckpt.weights)
     return model.to(device).eval()
 
 
@@ -329,7 +335,7 @@ def gene_embeddings(
         member[s, idx] = 1.0
     cells = np.flatnonzero(member.any(0))
     dev = torch.device(device)
-    amp = dev.type == "cuda" if amp is None else amp
+    amp = _default_amp(dev) if amp is None else amp
     was_training = model.training
     model.to(dev).eval()
     G, d = model.config.n_genes, model.config.d_model

@@ -14,25 +14,36 @@ epiaware/models/{backbone,attention}.py), re-derived for speed and memory:
   of each kept peak once per batch (shared by all cells) and a token per non-zero (cell, peak).
   Dropout masks on the shared zero tokens are therefore shared by the cells of a batch.
   The last block's peak FFN would feed nothing and does not exist.
-- Both attentions are sparse matrix products (`Pattern`, `sampled_dot`, `weighted_sum`): keys and
-  values are never materialised per (cell, gene, neighbour or candidate). Top-K routing selects
-  without autograd, so backward only touches the K kept candidates.
-- kNN (exact): genes with value 0 that are not masked share one state across cells, so their
-  mutual similarities are computed once per batch (`knn_indices`).
+- Both attentions are sparse matrix products (`models.sparse_attention`): keys and values are
+  never materialised per (cell, gene, neighbour or candidate). Top-K routing selects without
+  autograd, so backward only touches the K kept candidates.
+- kNN (exact, `models.knn`): genes with value 0 that are not hidden share one state across cells,
+  so their mutual similarities are computed once per batch.
 - Optional block recomputation in backward (`grad_checkpointing`) trades ~1/4 more time for memory.
-- On CPU, dropout masks come from 15-bit slices of 64-bit random draws (`_keep_mask`): the serial
-  CPU generator otherwise costs more than the layers; p is rounded to a multiple of 1/32768.
+
+`hidden` below is the (B, G) bool of genes whose values are hidden for masked reconstruction;
+attention masks elsewhere in `models/` mean "may attend".
 """
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from multiome_assets.models.knn import knn_indices
+from multiome_assets.models.layers import Dropout, FeedForward
+from multiome_assets.models.sparse_attention import (
+    Pattern,
+    by_head,
+    head_pattern,
+    neighbour_pattern,
+    sampled_dot,
+    weighted_sum,
+)
 
 
 @dataclass(frozen=True)
@@ -49,207 +60,6 @@ class GRNTransformerConfig:
     mask_fraction: float = 0.15
     use_atac: bool = True  # False: RNA-only ablation, no peak tokens and no cross-attention
     ffn_mult: int = 2  # reference trains with ffn_dim=512 at d_model=256
-
-
-# ----------------------------------------------------------------------------- sparse attention
-# Both attentions are sparse: R queries, each scoring M keys of a T-row table. Logits are a sampled
-# dense-dense product at the pattern (SDDMM), outputs a sparse x dense product (SpMM); torch's CSR
-# kernels (MKL on CPU, cuSPARSE on CUDA) read key and value rows in place, so nothing of size
-# R * M * d is ever materialised. Heads are folded into rows and columns, query (n, h) x key (t, h):
-# one pattern serves every head in one call. The kernels take fp32/fp64 only.
-_INDEX = torch.int32  # CSR index dtype: MKL's int32 kernels are faster, and sorting int32 is too
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-
-
-class Pattern:
-    """An (R, n_cols) sparsity pattern with M entries per row, columns ``cols`` (R, M), as CSR.
-    Values are (R, M) tensors in the order of ``cols``. The transpose, needed for gradients w.r.t.
-    keys and values, is built on first use and kept (a pattern is shared by every layer)."""
-
-    def __init__(self, cols: torch.Tensor, n_cols: int):
-        R, M = cols.shape
-        assert R * M < 2**31 and n_cols < 2**31, f"pattern of {R} x {M} entries is too large for int32 indices"
-        self.shape, self.M = (R, n_cols), M
-        self.crow = torch.arange(0, R * M + 1, M, dtype=_INDEX, device=cols.device)
-        self.col = cols.reshape(-1).to(_INDEX)
-        self._transpose = None
-
-    def matrix(self, values: torch.Tensor) -> torch.Tensor:
-        return torch.sparse_csr_tensor(self.crow, self.col, values.reshape(-1), self.shape, check_invariants=False)
-
-    def transposed(self, values: torch.Tensor) -> torch.Tensor:
-        if self._transpose is None:
-            col, order = torch.sort(self.col, stable=True)
-            crow = F.pad(torch.bincount(col, minlength=self.shape[1]).cumsum(0), (1, 0)).to(_INDEX)
-            self._transpose = crow, (order // self.M).to(_INDEX), order
-        crow, row, order = self._transpose
-        return torch.sparse_csr_tensor(crow, row, values.reshape(-1)[order], self.shape[::-1], check_invariants=False)
-
-    def sample(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """(R, d), (n_cols, d) -> (R, M) dot products <a[r], b[cols[r, m]]>."""
-        empty = self.matrix(a.new_zeros(self.col.numel()))
-        return torch.sparse.sampled_addmm(empty, a, b.T, beta=0.0).values().view(-1, self.M)
-
-
-class _SampledDot(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, pattern):
-        ctx.save_for_backward(q, k)
-        ctx.pattern = pattern
-        return pattern.sample(q, k)
-
-    @staticmethod
-    def backward(ctx, g):
-        q, k = ctx.saved_tensors
-        gq = ctx.pattern.matrix(g) @ k if ctx.needs_input_grad[0] else None
-        gk = ctx.pattern.transposed(g) @ q if ctx.needs_input_grad[1] else None
-        return gq, gk, None
-
-
-class _WeightedSum(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, w, v, pattern):
-        ctx.save_for_backward(w, v)
-        ctx.pattern = pattern
-        return pattern.matrix(w) @ v
-
-    @staticmethod
-    def backward(ctx, g):
-        w, v = ctx.saved_tensors
-        g = g.contiguous()
-        gw = ctx.pattern.sample(g, v) if ctx.needs_input_grad[0] else None
-        gv = ctx.pattern.transposed(w) @ g if ctx.needs_input_grad[1] else None
-        return gw, gv, None
-
-
-def sampled_dot(q: torch.Tensor, k: torch.Tensor, pattern: Pattern) -> torch.Tensor:
-    """(R, d) queries, (T, d) keys -> (R, M) logits <q[r], k[cols[r, m]]>."""
-    return _SampledDot.apply(q.contiguous(), k.contiguous(), pattern)
-
-
-def weighted_sum(w: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
-    """(R, M) weights, (T, d) values -> (R, d) rows sum_m w[r, m] * v[cols[r, m]]."""
-    return _WeightedSum.apply(w.contiguous(), v.contiguous(), pattern)
-
-
-def head_pattern(cols: torch.Tensor, n_cols: int, n_heads: int) -> Pattern:
-    """(N, M) columns shared by every head -> the pattern of rows (n, h) over columns (t, h): a
-    (N, H * hd) query tensor and a (T, H * hd) table are then plain (N * H, hd) and (T * H, hd) views."""
-    heads = torch.arange(n_heads, device=cols.device).view(1, -1, 1)
-    return Pattern((cols.unsqueeze(1) * n_heads + heads).reshape(-1, cols.shape[1]), n_cols * n_heads)
-
-
-def by_head(t: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """(N, H * hd) -> (N * H, hd) rows (n, h), at least fp32 (what the CSR kernels take)."""
-    t = t.reshape(t.shape[0] * n_heads, -1)
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
-_KNN_ELEMS = 1 << 23  # similarity block per chunk in knn_indices
-
-
-def _steps(n: int, row_elems: int):
-    step = max(1, _KNN_ELEMS // max(1, row_elems))  # the global read per call: tests shrink it
-    return [(i, min(n, i + step)) for i in range(0, n, step)]
-
-
-@torch.no_grad()
-def knn_indices(states: torch.Tensor, k: int, base: torch.Tensor | None = None, shared: torch.Tensor | None = None):
-    """(B, G, d) -> (B, G, k) indices of each gene's k most cosine-similar other genes in its cell.
-
-    Exact (ties aside), fp32. Optional ``base`` (G, d) and ``shared`` (B, G) bool: genes whose state
-    is exactly ``base[g]`` (value 0 and not masked: most genes of a sparse cell). Similarities among
-    shared genes are then computed once per batch, keeping each gene's top T; per cell only the
-    rows and columns of its other ("changed") genes are computed. A shared row's answer is exact
-    when its k-th best is at least its T-th shared similarity (nothing dropped can beat it); rows
-    failing that are recomputed in full.
-    """
-    B, G, d = states.shape
-    assert 0 < k < G, f"k_neighbors={k} must be in [1, n_genes - 1 = {G - 1}]"
-    dev, inf = states.device, float("inf")
-    x = F.normalize(states.float(), dim=-1)
-    ar = torch.arange(G, device=dev)
-    changed = None if shared is None else ~shared
-    Cm = G if changed is None else int(changed.sum(1).max())
-    if base is None or 2 * Cm > G or Cm == 0:  # brute force
-        out = torch.empty(B, G, k, dtype=torch.long, device=dev)
-        for i, j in _steps(G, B * G):
-            sims = torch.bmm(x[:, i:j], x.transpose(1, 2))  # (B, r, G)
-            sims[:, ar[: j - i], ar[i:j]] = -inf  # not yourself
-            out[:, i:j] = sims.topk(k, dim=-1, sorted=False).indices
-        return out
-    xb = F.normalize(base.float(), dim=-1)  # (G, d)
-    x = torch.where(shared[..., None], xb, x)
-    T = min(G - 1, k + math.ceil(k * G / (G - Cm)))  # ~k shared candidates survive the changed ones
-    vals0, idx0 = xb.new_empty(G, T), torch.empty(G, T, dtype=torch.long, device=dev)
-    for i, j in _steps(G, G):  # shared x shared, once per batch
-        sims = xb[i:j] @ xb.T
-        sims[ar[: j - i], ar[i:j]] = -inf
-        vals0[i:j], idx0[i:j] = sims.topk(T, dim=-1)  # sorted: vals0[:, -1] bounds what was dropped
-    order = torch.argsort(changed.to(torch.int8), dim=1, descending=True, stable=True)
-    chg = order[:, :Cm]  # (B, Cm) changed genes first
-    chg_ok = ar[:Cm] < changed.sum(1, keepdim=True)  # (B, Cm) real entries, not padding
-    xc = x.gather(1, chg[..., None].expand(B, Cm, d))  # (B, Cm, d)
-    out = torch.empty(B, G + 1, k, dtype=torch.long, device=dev)  # row G: sink for padding
-    exact = torch.empty(B, G, dtype=torch.bool, device=dev)
-    kc = min(k, Cm)
-    for i, j in _steps(G, B * (T + Cm)):  # shared rows: shared top-T + changed columns
-        to_shared = vals0[i:j].expand(B, -1, -1).masked_fill(changed[:, idx0[i:j]], -inf)  # (B, r, T)
-        to_chg = torch.bmm(x[:, i:j], xc.transpose(1, 2)).masked_fill_(~chg_ok[:, None], -inf)  # (B, r, Cm)
-        vc, pc = to_chg.topk(kc, dim=-1, sorted=False)  # (changed rows are redone below)
-        v, pos = torch.cat([to_shared, vc], dim=2).topk(k, dim=-1, sorted=False)  # (B, r, k)
-        from_shared = idx0[i:j].expand(B, -1, -1).gather(2, pos.clamp(max=T - 1))
-        from_chg = chg[:, None].expand(-1, j - i, -1).gather(2, pc.gather(2, (pos - T).clamp(min=0)))
-        out[:, i:j] = torch.where(pos < T, from_shared, from_chg)
-        exact[:, i:j] = v.min(-1).values >= vals0[i:j, -1]
-    sink = torch.where(chg_ok, chg, G)
-    for i, j in _steps(Cm, B * G):  # changed rows: every column
-        sims = torch.bmm(xc[:, i:j], x.transpose(1, 2))  # (B, r, G)
-        sims.scatter_(2, chg[:, i:j, None], -inf)
-        out.scatter_(1, sink[:, i:j, None].expand(-1, -1, k), sims.topk(k, dim=-1, sorted=False).indices)
-    fb, fg = (~exact & shared).nonzero(as_tuple=True)  # rare: too many of the shared top T changed
-    for i, j in _steps(len(fb), G + Cm * d):
-        b, g = fb[i:j], fg[i:j]
-        sims = F.pad(xb[g] @ xb.T, (0, 1))  # (F, G + 1), exact for shared columns
-        sims.scatter_(1, sink[b], torch.bmm(xc[b], xb[g, :, None]).squeeze(-1))  # changed columns
-        sims[:, G] = -inf
-        sims[torch.arange(j - i, device=dev), g] = -inf
-        out[b, g] = sims.topk(k, dim=-1, sorted=False).indices
-    return out[:, :G]
-
-
-# ----------------------------------------------------------------------------- modules
-def _keep_mask(shape, p: float, device) -> tuple[torch.Tensor, float]:
-    """Dropout keep-mask and its rescale factor. On CPU from 15-bit slices of 64-bit random draws:
-    4x fewer draws from the serial CPU generator, which otherwise costs more than the layer it
-    regularizes; p is then rounded to a multiple of 1/32768 (the rescale keeps the mean exact)."""
-    if device.type != "cpu":
-        return torch.rand(shape, device=device) >= p, 1 / (1 - p)
-    n, thr = math.prod(shape), round(p * 32768)
-    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_().view(torch.int16)[:n]
-    return ((bits & 0x7FFF) >= thr).view(shape), 32768 / (32768 - thr)
-
-
-class Dropout(nn.Dropout):
-    """nn.Dropout with the cheap CPU mask of `_keep_mask`."""
-
-    def forward(self, x):
-        if not self.training or self.p == 0 or x.device.type != "cpu":
-            return super().forward(x)
-        keep, scale = _keep_mask(x.shape, self.p, x.device)
-        return torch.mul(x, keep).mul_(scale)
-
-
-class MLP(nn.Module):
-    def __init__(self, config: GRNTransformerConfig):
-        super().__init__()
-        d = config.d_model
-        self.fc = nn.Linear(d, config.ffn_mult * d)
-        self.proj = nn.Linear(config.ffn_mult * d, d)
-        self.dropout = Dropout(config.dropout)
-
-    def forward(self, x):
-        return self.proj(self.dropout(F.silu(self.fc(x))))
 
 
 class GeneSelfAttention(nn.Module):
@@ -271,13 +81,6 @@ class GeneSelfAttention(nn.Module):
             logits = sampled_dot(by_head(q, H) * hd**-0.5, by_head(k, H), neighbours)  # (B*G*H, k)
             y = weighted_sum(self.attn_dropout(logits.softmax(dim=-1)), by_head(v, H), neighbours)
         return self.proj(y.view(B, G, d))
-
-
-def neighbour_pattern(nbr: torch.Tensor, n_heads: int) -> Pattern:
-    """(B, G, k) neighbour indices within each cell -> pattern of rows (b, g, h) over columns (b, g', h)."""
-    B, G, k = nbr.shape
-    rows = nbr + torch.arange(B, device=nbr.device).view(B, 1, 1) * G
-    return head_pattern(rows.view(B * G, k), B * G, n_heads)
 
 
 class CandidateCrossAttention(nn.Module):
@@ -331,8 +134,8 @@ class Block(nn.Module):
         self.attn, self.ln_1 = GeneSelfAttention(config), nn.LayerNorm(d)
         if config.use_atac:
             self.cross, self.ln_2 = CandidateCrossAttention(config), nn.LayerNorm(d)
-        self.mlp, self.ln_3 = MLP(config), nn.LayerNorm(d)
-        self.peak_mlp = MLP(config) if update_peaks else None
+        self.mlp, self.ln_3 = FeedForward(d, config.ffn_mult, config.dropout), nn.LayerNorm(d)
+        self.peak_mlp = FeedForward(d, config.ffn_mult, config.dropout) if update_peaks else None
         self.ln_peak = nn.LayerNorm(d) if update_peaks else None
         self.dropout = Dropout(config.dropout)
 
@@ -384,14 +187,14 @@ class GRNTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(c, c.use_atac and i < c.n_layers - 1) for i in range(c.n_layers))
         self.decoder = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.LayerNorm(d), nn.Linear(d, 2))
 
-    def embed_genes(self, gene_values, mask=None):
-        """(B, G) values, (B, G) bool -> (B, G, d) initial states; masked values never enter."""
+    def embed_genes(self, gene_values, hidden=None):
+        """(B, G) values, (B, G) bool -> (B, G, d) initial states; hidden values never enter."""
         x = gene_values.unsqueeze(-1)
-        if mask is not None:
-            x = x.masked_fill(mask.unsqueeze(-1), 0.0)
+        if hidden is not None:
+            x = x.masked_fill(hidden.unsqueeze(-1), 0.0)
         v = self.gene_value(x)  # (B, G, d)
-        if mask is not None:
-            v = torch.where(mask.unsqueeze(-1), self.mask_token.to(v.dtype), v)
+        if hidden is not None:
+            v = torch.where(hidden.unsqueeze(-1), self.mask_token.to(v.dtype), v)
         return v + self.gene_id.weight + self.gene_type
 
     def _peak_plan(self, peak_values):
@@ -417,12 +220,12 @@ class GRNTransformer(nn.Module):
                     has_cand=(self.cand >= 0).any(1))
         return self.drop(peaks), plan
 
-    def forward(self, gene_values, peak_values=None, mask=None, targets=None):
+    def forward(self, gene_values, peak_values=None, hidden=None, targets=None):
         """(B, G), (B, P), (B, G) bool, (B, G) counts -> ((B, G, d) gene states, NB loss | None)."""
         B, G = gene_values.shape
         assert G == self.config.n_genes, f"gene_values has {G} genes, model expects {self.config.n_genes}"
-        e = self.embed_genes(gene_values, mask)  # (B, G, d)
-        shared = (gene_values == 0) if mask is None else (gene_values == 0) & ~mask  # state == base
+        e = self.embed_genes(gene_values, hidden)  # (B, G, d)
+        shared = (gene_values == 0) if hidden is None else (gene_values == 0) & ~hidden  # state == base
         base = self.embed_genes(gene_values.new_zeros(1, G))[0]  # (G, d) the zero-value state
         nbr = knn_indices(e, self.config.k_neighbors, base, shared)  # (B, G, k), once, reused by every block
         neighbours = neighbour_pattern(nbr, self.config.n_heads)
@@ -437,21 +240,22 @@ class GRNTransformer(nn.Module):
                 x, peaks = block(x, neighbours, peaks, plan)
         loss = None
         if targets is not None:
-            if mask is None:
-                raise ValueError("targets were given without mask; pass the (B, G) bool mask of hidden genes")
-            loss = self.masked_nb_loss(x, targets, mask)
+            if hidden is None:
+                raise ValueError("targets were given without `hidden`; pass the (B, G) bool of hidden genes")
+            loss = self.masked_nb_loss(x, targets, hidden)
         return x, loss
 
-    def nb_params(self, x, targets, mask):
+    def nb_params(self, x, targets, hidden):
         """NB (log mean, inverse dispersion) for every gene; size factor from visible targets only."""
-        seen = (~mask).float()
+        seen = (~hidden).float()
         size = (targets.float() * seen).sum(1) / seen.sum(1).clamp_min(1)  # (B,) mean count per visible gene
         raw = self.decoder(x)  # (B, G, 2)
         raw = raw.to(torch.promote_types(raw.dtype, torch.float32))
         log_mu = raw[..., 0] + torch.log(size.clamp_min(1e-3)).unsqueeze(1)
         return log_mu, F.softplus(raw[..., 1]) + 1e-4
 
-    def masked_nb_loss(self, x, targets, mask):
-        log_mu, theta = self.nb_params(x, targets, mask)
+    def masked_nb_loss(self, x, targets, hidden):
+        """Mean NB NLL over the hidden genes."""
+        log_mu, theta = self.nb_params(x, targets, hidden)
         nll = nb_nll(targets.float(), log_mu, theta)
-        return (nll * mask).sum() / mask.sum().clamp_min(1)
+        return (nll * hidden).sum() / hidden.sum().clamp_min(1)

@@ -1,0 +1,106 @@
+"""What `multiome-assets build` runs, as plain functions over a `dg.Definitions`: the asset selection
+grown to whole steps, what is out of date in a dataset partition, the run config for one run, and a
+failed step's root error. The CLI parses arguments and prints.
+
+Dagster's public API throughout, except the stale status, which has none (see `_not_fresh`).
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+
+import dagster as dg
+
+
+def steps(defs: dg.Definitions) -> dict[str, frozenset[dg.AssetKey]]:
+    """Each step (op) name and the asset keys it makes, e.g. `grn_evaluation` -> `grn_metrics`,
+    `grn_regulator_enrichment`."""
+    return {a.node_def.name: frozenset(a.keys) for a in defs.assets if isinstance(a, dg.AssetsDefinition)}
+
+
+def select_assets(defs: dg.Definitions, selection: str) -> tuple[list[dg.AssetKey], list[dg.AssetKey]]:
+    """The asset keys `selection` names, plus the other outputs of any multi-output step it touches
+    (they are made together), and those added; a multi-output step's name (`grn_evaluation`)
+    selects all its outputs. No keys when nothing matches.
+
+    Raises `dg.DagsterError` when `selection` does not parse or names a key that does not exist.
+    """
+    graph = defs.resolve_asset_graph()
+    made = steps(defs).get(selection, frozenset())
+    with warnings.catch_warnings():  # "*" resolves through a beta parameter: not the user's concern
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        chosen = dg.AssetSelection.assets(*made) if len(made) > 1 else dg.AssetSelection.from_string(selection)
+        keys = chosen.resolve(graph)
+    full = chosen.required_multi_asset_neighbors().resolve(graph)
+    return sorted(full), sorted(full - keys, key=dg.AssetKey.to_user_string)
+
+
+def out_of_date(defs: dg.Definitions, keys: Iterable[dg.AssetKey], partition: str,
+                instance: dg.DagsterInstance) -> list[dg.AssetKey]:
+    """Of `keys`, those missing or stale in `partition`, and everything of `keys` downstream of
+    them (with the other outputs of their steps), as make does."""
+    keys = list(keys)
+    graph = defs.resolve_asset_graph()
+    roots = _not_fresh(instance, graph, keys, partition)
+    if not roots:
+        return []
+    downstream = dg.AssetSelection.assets(*roots).downstream().required_multi_asset_neighbors().resolve(graph)
+    return sorted(set(keys) & downstream)
+
+
+def _not_fresh(instance: dg.DagsterInstance, graph, keys: list[dg.AssetKey], partition: str) -> list[dg.AssetKey]:
+    """Of `keys`, those Dagster reports missing or stale in `partition`, as the UI shows them: a new
+    code version, or upstream data (inputs observed at registration included) newer than theirs.
+
+    Dagster 1.13 has no public API for stale status (`RunRequest(stale_assets_only=True)` needs
+    the sensor daemon, not an in-process run), so this is the one place that imports its private
+    resolver; rebuilding it from materialization tags would copy more private detail, not less.
+    """
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.loader import LoadingContextForTest  # a plain loader cache, nothing test-specific
+
+    status = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+    return [k for k in keys if status.get_status(k, partition) != StaleStatus.FRESH]
+
+
+def _ops(run_config) -> Mapping:
+    return (run_config.get("ops") or {}) if isinstance(run_config, dict) else {}
+
+
+def unknown_steps(defs: dg.Definitions, run_config) -> list[str]:
+    """The names under `ops:` in `run_config` that are no step of `defs` (a typo)."""
+    return sorted(set(_ops(run_config)) - set(steps(defs)))
+
+
+def run_config_for(defs: dg.Definitions, run_config, keys: Iterable[dg.AssetKey]):
+    """`run_config` with `ops:` cut to the steps that make `keys`: a run rejects config of a step
+    it does not run (one that `--stale` skipped)."""
+    ops = _ops(run_config)
+    if not ops:
+        return run_config
+    keys = set(keys)
+    running = {name for name, made in steps(defs).items() if made & keys}
+    return {**run_config, "ops": {k: v for k, v in ops.items() if k in running}}
+
+
+def materialize_partition(defs: dg.Definitions, keys: list[dg.AssetKey], partition: str,
+                          instance: dg.DagsterInstance, run_config) -> dg.ExecuteInProcessResult:
+    """Materialize `keys` of `partition` in-process; a failed step fails the result, not the call.
+
+    Raises `dg.DagsterInvalidConfigError` when `run_config` does not fit the steps.
+    """
+    return dg.materialize(defs.assets, partition_key=partition, instance=instance, selection=keys,
+                          resources=defs.resources, run_config=run_config, raise_on_error=False)
+
+
+def root_errors(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
+    """(step key, message) per failed step: the error at the root of Dagster's wrappers (e.g. a
+    DatasetError naming the file), without its class name or traceback."""
+    errors = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error.cause is not None:
+            error = error.cause
+        name, _, rest = error.message.strip().partition(": ")
+        errors.append((event.step_key, rest if rest and name.endswith(str(error.cls_name)) else error.message.strip()))
+    return errors

@@ -1,0 +1,82 @@
+"""`multiome_assets.build` on a toy graph: one two-output step (`pair` makes `a`, `b`), `c` reads
+`a`, `d` stands alone; every asset partitioned by dataset, as ours are."""
+import dagster as dg
+import pytest
+
+from multiome_assets.build import (
+    materialize_partition,
+    out_of_date,
+    root_errors,
+    run_config_for,
+    select_assets,
+    steps,
+    unknown_steps,
+)
+
+A, B, C, D = (dg.AssetKey(k) for k in "abcd")
+PARTS = dg.StaticPartitionsDefinition(["p1"])
+
+
+class Window(dg.Config):
+    window: int = 1
+
+
+def _defs(c_version: str = "1", d_fails: bool = False) -> dg.Definitions:
+    @dg.multi_asset(specs=[dg.AssetSpec("a"), dg.AssetSpec("b")], partitions_def=PARTS)
+    def pair():
+        return None, None
+
+    @dg.asset(deps=["a"], partitions_def=PARTS, code_version=c_version)
+    def c(config: Window) -> None:
+        pass
+
+    @dg.asset(partitions_def=PARTS)
+    def d() -> None:
+        if d_fails:
+            raise ValueError("p1/rna.h5ad: X holds 1 NaN or infinite values")
+
+    return dg.Definitions(assets=[pair, c, d])
+
+
+def test_steps_and_selection_grow_to_whole_steps():
+    defs = _defs()
+    assert steps(defs) == {"pair": {A, B}, "c": {C}, "d": {D}}
+    assert select_assets(defs, "a") == ([A, B], [B])  # one output brings the other
+    assert select_assets(defs, "pair") == ([A, B], [])  # the step's name selects all its outputs
+    assert select_assets(defs, "+c") == ([A, B, C], [B])
+    assert select_assets(defs, "*") == ([A, B, C, D], [])
+    assert select_assets(defs, "key:nope") == ([], [])
+    with pytest.raises(dg.DagsterError):
+        select_assets(defs, "(((")
+
+
+def test_out_of_date_is_missing_or_stale_and_what_depends_on_it():
+    defs, instance = _defs(), dg.DagsterInstance.ephemeral()
+    everything = [A, B, C, D]
+    assert out_of_date(defs, everything, "p1", instance) == everything  # nothing built yet
+    assert materialize_partition(defs, everything, "p1", instance, {}).success
+    assert out_of_date(defs, everything, "p1", instance) == []
+    assert out_of_date(_defs(c_version="2"), everything, "p1", instance) == [C]  # new code version
+    assert materialize_partition(defs, [A, B], "p1", instance, {}).success
+    assert out_of_date(defs, everything, "p1", instance) == [C]  # upstream newer
+    assert out_of_date(defs, [D], "p1", instance) == []  # only of the keys asked about
+
+
+def test_run_config_keeps_the_steps_that_run():
+    defs = _defs()
+    config = {"ops": {"c": {"config": {"window": 5}}}, "execution": {}}
+    assert unknown_steps(defs, config) == []
+    assert unknown_steps(defs, {"ops": {"cc": {}, "pair": {}}}) == ["cc"]
+    assert unknown_steps(defs, ["not", "a", "mapping"]) == []  # left for Dagster's config check
+    assert run_config_for(defs, config, [C]) == config
+    assert run_config_for(defs, config, [A, B]) == {"ops": {}, "execution": {}}  # c skipped
+    assert run_config_for(defs, {}, [A]) == {}
+
+
+def test_root_errors_name_the_file_not_the_wrappers():
+    defs, instance = _defs(d_fails=True), dg.DagsterInstance.ephemeral()
+    result = materialize_partition(defs, [D], "p1", instance, {})
+    assert not result.success
+    assert root_errors(result) == [("d", "p1/rna.h5ad: X holds 1 NaN or infinite values")]
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        materialize_partition(defs, [C], "p1", instance, {"ops": {"c": {"config": {"windw": 5}}}})
