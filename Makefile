@@ -7,7 +7,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # jemalloc where it is installed (apt install libjemalloc2), never purging: glibc's malloc hands large
 # freed tensors back to the kernel, which zeroes them again on reuse. Without that, backbone training
 # steps run ~2x faster (paper profile on BMMC, cpu profile on SNARE-seq), with the same results
-# (README, "Benchmark"). Off: make demo JEMALLOC=
+# (docs/performance.md). Off: make demo JEMALLOC=
 JEMALLOC ?= $(shell ldconfig -p 2>/dev/null | grep -o '/[^ ]*/libjemalloc\.so\.2' | head -1)
 ifneq ($(JEMALLOC),)
 FAST_MALLOC := LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1

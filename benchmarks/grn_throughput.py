@@ -30,7 +30,7 @@ forward + backward, 7.8 GB peak) are printed alongside for the speedup columns.
     python benchmarks/grn_throughput.py --dtypes fp32 bf16 --checkpointing both   # the former default
     python benchmarks/grn_throughput.py --configs reference --dtypes fp32 --batch 2 4
     python benchmarks/grn_throughput.py --configs reference --dtypes bf16 --batch 2 4 8 \
-        --checkpointing on --allocator glibc hugepage-mmap jemalloc --steps 3   # the README's table
+        --checkpointing on --allocator glibc hugepage-mmap jemalloc --steps 3   # the table of docs/performance.md
 """
 from __future__ import annotations
 

@@ -89,7 +89,7 @@ def table(runs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-# (before, after) settings whose paired comparison the README reports
+# (before, after) settings whose paired comparison docs/grn.md reports
 COMPARISONS = (("min_steps=0", "min_steps=400"), ("pi=0.01", "pi=0.05"), ("degrees=out+in", "degrees=in"))
 
 

@@ -22,18 +22,18 @@ def read_tf_list(path: Path) -> pd.Index:
 
 
 def read_edge_table(path: str | Path) -> pd.DataFrame:
-    """A TF → target table as it is on disk: .csv, .tsv, .txt (tab-separated; each optionally .gz)
-    or .parquet. Priors and GRNs from other tools are read here."""
+    """A TF → target table as it is on disk: .parquet, .tsv (tab-separated), .txt (tab or comma,
+    sniffed), anything else comma-separated; optionally gzipped. Priors and GRNs from other tools
+    are read here."""
     suffixes = "".join(Path(path).suffixes[-2:]).lower()
     if suffixes.endswith((".parquet", ".pq")):
         read = pd.read_parquet
-    elif suffixes.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz")):
+    elif suffixes.endswith((".tsv", ".tsv.gz")):
         read = partial(pd.read_csv, sep="\t")
-    elif suffixes.endswith((".csv", ".csv.gz")):
-        read = pd.read_csv
+    elif suffixes.endswith((".txt", ".txt.gz")):
+        read = partial(pd.read_csv, sep=None, engine="python")
     else:
-        raise DatasetError(f"{path}: unknown file type {suffixes!r} for a TF → target table; "
-                           "use .csv, .tsv, .txt (optionally .gz) or .parquet")
+        read = pd.read_csv
     try:
         return read(path)
     except (OSError, ValueError, EOFError) as e:

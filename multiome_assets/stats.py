@@ -222,7 +222,7 @@ def plot_ranking_curves(named_scores: dict[str, np.ndarray], labels: np.ndarray,
     ax_k.axhline(pos_rate, ls="--", c="grey", lw=1, label="chance")
     ax_pr.set(xlabel="Recall", ylabel="Precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.02))
     ax_roc.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.02))
-    ax_k.set(xscale="log", xlabel="K (top-ranked items)", ylabel="Precision@K", title="Precision@K", ylim=(0, 1.02))
+    ax_k.set(xscale="log", xlabel="K (top-ranked candidates)", ylabel="Precision@K", title="Precision@K", ylim=(0, 1.02))
     for ax in (ax_pr, ax_roc, ax_k):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")

@@ -89,8 +89,7 @@ def list_tables(root: Path | None = None) -> list[str]:
 # Views over the tables, created when the table they read exists.
 DERIVED_VIEWS = {
     # every exported GRN with decoupler's column names, for decoupler.mt.* / decoupler.run_* as `net`
-    "edge_scores_decoupler": ("edge_scores", "SELECT dataset, context, method, kind, tf AS source, target, "
-                                             "score AS weight, rank FROM edge_scores"),
+    "edge_scores_decoupler": ("edge_scores", "SELECT * RENAME (tf AS source, score AS weight) FROM edge_scores"),
 }
 
 

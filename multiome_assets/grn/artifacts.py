@@ -49,7 +49,7 @@ class HeadInput:
         """Training degrees the head reads. On the TF-held-out split the in-degrees only: every
         evaluated regulator has no training edge, so its out-degree is 0 by construction, and a head
         that reads it learns "out-degree 0 = unlabeled" and ranks held-out TFs' edges below chance
-        (SNARE-seq, degrees alone, BCE: AUROC 0.22; docs/grn.md)."""
+        (SNARE-seq, degrees alone, BCE: AUROC 0.22; docs/results.md)."""
         if not self.degrees:
             return ()
         return ("in",) if split == "tf_heldout" else ("out", "in")
@@ -75,7 +75,9 @@ class HeadKey:
 
 
 def _history_state(history: pd.DataFrame) -> dict:
-    return {c: torch.as_tensor(history[c].to_numpy()) for c in history.columns}
+    """Numeric columns as tensors (an empty history's columns are object dtype: float64 then)."""
+    return {c: torch.as_tensor(history[c].to_numpy(np.float64 if history[c].dtype == object else None))
+            for c in history.columns}
 
 
 def _history(state: dict) -> pd.DataFrame:

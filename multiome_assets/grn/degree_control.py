@@ -50,7 +50,7 @@ def degree_matched_mask(space: EdgeSpace, *, negatives_per_positive: int = 10, s
     2. In each cell with ``p`` held-out positives and ``q`` negatives, keep
        ``p' = min(p, q // m)`` positives and exactly ``m · p'`` negatives
        (``m = negatives_per_positive``), both drawn uniformly without replacement (seeded:
-       the pairs that :func:`evaluate` with the same `seed` scores).
+       the pairs that :func:`.metrics.evaluate` with the same `seed` scores).
 
     Every cell then holds m negatives per positive, so negatives and positives have the
     same cell distribution and the positive rate is exactly ``1 / (1 + m)``; a score that

@@ -60,7 +60,7 @@ def regulator_enrichment(
 
     For each regulator with ≥1 held-out candidate target: population = its ``C`` candidate
     targets, successes = its ``K`` held-out targets, draws = its ``n = min(top_n, C)``
-    highest-scored candidates (ties broken uniformly at random, seeded as in :func:`evaluate`), ``n_hits`` = held-out
+    highest-scored candidates (ties broken uniformly at random, seeded as in :func:`.metrics.evaluate`), ``n_hits`` = held-out
     targets among them; ``pvalue = P(X ≥ n_hits)``, X ~ Hypergeom(C, K, n);
     ``expected = n K / C``; ``fold_enrichment = n_hits / expected``; ``fdr`` is
     Benjamini-Hochberg over the regulators in the table. Meant for the TF-held-out split,
@@ -78,7 +78,7 @@ def regulator_enrichment(
 
 
 def enrichment_summary(table: pd.DataFrame, *, alpha: float = 0.05) -> dict[str, float]:
-    """Summary of :func:`regulator_enrichment` to merge into :func:`evaluate`'s dict:
+    """Summary of :func:`regulator_enrichment` to merge into :func:`.metrics.evaluate`'s dict:
     ``enrichment_frac_significant`` (share of regulators with fdr < alpha),
     ``enrichment_median_fold``, ``enrichment_n_regulators``."""
     if len(table) == 0:

@@ -81,14 +81,14 @@ def evaluate(
         p-values are NaN).
     top_n
         N of the per-regulator top-N hypergeometric enrichment (``enrichment_*`` keys,
-        see :func:`regulator_enrichment`).
+        see :func:`.enrichment.regulator_enrichment`).
     seed
         Seeds the degree-matched sampling, the random networks and enrichment tie-breaks
         (independent streams: changing `n_random` leaves the other two unchanged).
     negatives_per_positive
-        m of :func:`degree_matched_mask`.
+        m of :func:`.degree_control.degree_matched_mask`.
     networks
-        :func:`null_networks` of this space, `n_random` and `seed`, drawn once for many methods;
+        :func:`.nulls.null_networks` of this space, `n_random` and `seed`, drawn once for many methods;
         None draws them here.
 
     Returns
@@ -117,7 +117,7 @@ def evaluate(
       held-out networks whose targets are shuffled among the held-out edges, so each regulator keeps
       its held-out out-degree and each target its held-out in-degree (the configuration model);
     - ``enrichment_frac_significant``, ``enrichment_median_fold``,
-      ``enrichment_n_regulators`` (:func:`enrichment_summary`);
+      ``enrichment_n_regulators`` (:func:`.enrichment.enrichment_summary`);
     - ``n_candidates``, ``n_positives``, ``n_test_not_candidate`` (held-out edges dropped
       because they are self-loops or training positives).
 

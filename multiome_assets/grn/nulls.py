@@ -21,7 +21,7 @@ def _ap_auroc_of_sets(
     """AUPRC and AUROC of (S, P) positive sets given as descending tie-group ids.
 
     AP = (1/P) Σ_positives TP(≤ its group) / group_end; AUROC sums the positives' average
-    ascending ranks (Mann-Whitney). Same values as :func:`average_precision`/:func:`_auroc`.
+    ascending ranks (Mann-Whitney). Same values as :func:`multiome_assets.stats.average_precision` / :func:`~multiome_assets.stats.auroc`.
     """
     S, P = pos_groups.shape
     g = np.sort(pos_groups, axis=1)
@@ -114,7 +114,7 @@ def null_networks(space: EdgeSpace, *, n_random: int = 100, seed: int = 0) -> di
     ``random_network``: each regulator keeps its held-out out-degree, its targets drawn uniformly
     among its candidates; ``rewired_network``: targets keep their held-out in-degree too
     (:func:`_rewired_sets`). They depend on the space and the seed only, not on the scores: draw
-    them once and pass them to :func:`evaluate` for every method of a split.
+    them once and pass them to :func:`.metrics.evaluate` for every method of a split.
     """
     return draw_null_networks(space.candidates(), n_random, seed)
 

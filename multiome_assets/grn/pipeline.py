@@ -209,27 +209,38 @@ def _head_scores(heads: EdgeHeads, key: HeadKey, z: np.ndarray, regulators: np.n
 # ---------------------------------------------------------------------------------------
 def method_scores(space: EdgeSpace, split: str, embeddings: GeneEmbeddings, heads: EdgeHeads,
                   baselines: BaselineScores, external_grns: list[dict], device: str,
-                  inputs: tuple[HeadInput, ...] = HEAD_INPUTS, objectives: tuple[str, ...] = OBJECTIVES,
-                  cell_set: str = "all") -> dict[str, np.ndarray]:
-    """(R, G) scores over `space` for every method of `split` (`all`: the heads trained on every
-    prior edge). `external_grns`: one dict per table, {path, name (optional), source_col,
-    target_col, score_col (optional)}."""
-    from multiome_assets.grn.baselines import degree_baselines, import_external_grn
+                  inputs: tuple[HeadInput, ...] = HEAD_INPUTS, objectives: tuple[str, ...] = OBJECTIVES) -> dict[str, np.ndarray]:
+    """(R, G) scores over `space` for every method of `split`: the heads, then the baselines.
+    `external_grns`: one dict per table, {path, name (optional), source_col, target_col, score_col (optional)}."""
+    _require_genes(space, embeddings, baselines)
+    return {**head_scores(space, split, embeddings, heads, device, inputs, objectives),
+            **baseline_scores(space, baselines, external_grns)}
 
+
+def _require_genes(space: EdgeSpace, embeddings: GeneEmbeddings, baselines: BaselineScores) -> None:
     genes = pd.Index(space.genes)
     for asset, names in (("grn_embeddings", embeddings.genes), ("grn_baselines", baselines.genes)):
         if not genes.equals(pd.Index(names)):
             raise ValueError(f"{asset} has other genes (or another gene order) than the multiome; rematerialize {asset}")
-    out = {}
-    for head_input in inputs:
-        z = embeddings.of(head_input, cell_set)
-        for objective in objectives:
-            out[head_input.method(objective)] = _head_scores(heads, HeadKey(head_input, objective, split), z,
-                                                             space.regulators, genes, device)
+
+
+def head_scores(space: EdgeSpace, split: str, embeddings: GeneEmbeddings, heads: EdgeHeads, device: str,
+                inputs: tuple[HeadInput, ...] = HEAD_INPUTS, objectives: tuple[str, ...] = OBJECTIVES,
+                cell_set: str = "all") -> dict[str, np.ndarray]:
+    """Each head of `split` (`all`: trained on every prior edge) on `cell_set`'s embeddings."""
+    genes = pd.Index(space.genes)
+    return {x.method(o): _head_scores(heads, HeadKey(x, o, split), embeddings.of(x, cell_set), space.regulators,
+                                      genes, device) for x in inputs for o in objectives}
+
+
+def baseline_scores(space: EdgeSpace, baselines: BaselineScores, external_grns: list[dict]) -> dict[str, np.ndarray]:
+    """The expression baselines, the degree baselines of the space and the imported GRNs."""
+    from multiome_assets.grn.baselines import degree_baselines, import_external_grn
+
     rows = pd.Index(baselines.regulators).get_indexer(space.regulators)
     if (rows < 0).any():
         raise ValueError("baseline scores lack some evaluated regulators; rematerialize grn_baselines")
-    out.update({name: s[rows] for name, s in baselines.scores.items()})
+    out = {name: s[rows] for name, s in baselines.scores.items()}
     out.update(degree_baselines(space))
     for grn in external_grns:
         name = external_name(grn)
@@ -239,23 +250,27 @@ def method_scores(space: EdgeSpace, split: str, embeddings: GeneEmbeddings, head
     return out
 
 
+# a regulator's constant row: its "top targets" would be an arbitrary pick among ties
+NOT_EXPORTED = ("degree_tf_out",)
+
+
 def export_scores(embeddings: GeneEmbeddings, heads: EdgeHeads, baselines: BaselineScores, prior_edges: pd.DataFrame,
                   top: int | None, device: str) -> pd.DataFrame:
     """Every evaluated method's GRN over every TF of the TF list × every gene, trained on every
-    prior edge: the heads on each cell set's embeddings, the expression and degree baselines (on
-    all cells) and the degree-only head in the `all` set; each TF's `top` targets."""
+    prior edge: the heads on each cell set's embeddings; the degree-only heads and the expression
+    and degree baselines, which read no cell set, in `all`. Each TF's `top` targets."""
     genes = np.asarray(embeddings.genes, dtype=object)
     space = EdgeSpace.from_edges(heads.regulators, genes, prior_edges, prior_edges.iloc[:0])
-    tables = []
-    for cell_set in embeddings.cell_sets:
-        per_set = tuple(x for x in HEAD_INPUTS if x.embedding is not None)
-        methods = method_scores(space, "all", embeddings, heads, baselines, [], device,
-                                inputs=per_set if cell_set != "all" else HEAD_INPUTS, cell_set=cell_set)
-        if cell_set != "all":  # methods that do not read a cell set's embedding: once, in `all`
-            methods = {m: s for m, s in methods.items() if m in {x.method(o) for x in per_set for o in OBJECTIVES}}
-        for method, scores in methods.items():
-            tables.append(top_targets(scores, heads.regulators, genes, top).assign(
-                context=cell_set, method=method, kind=method_kind(method)))
+    with_embedding = tuple(x for x in HEAD_INPUTS if x.embedding is not None)
+    per_set = {cell_set: head_scores(space, "all", embeddings, heads, device, with_embedding, cell_set=cell_set)
+               for cell_set in embeddings.cell_sets}
+    degrees_only = tuple(x for x in HEAD_INPUTS if x.embedding is None)
+    per_set["all"] |= head_scores(space, "all", embeddings, heads, device, degrees_only)
+    per_set["all"] |= baseline_scores(space, baselines, [])
+    tables = [top_targets(scores, heads.regulators, genes, top).assign(context=cell_set, method=method,
+                                                                        kind=method_kind(method))
+              for cell_set, methods in per_set.items() for method, scores in methods.items()
+              if method not in NOT_EXPORTED]
     out = pd.concat(tables, ignore_index=True)
     return out[["context", "method", "kind", "tf", "target", "score", "rank"]]
 

@@ -70,7 +70,7 @@ PROFILES: dict[str, tuple[dict, PretrainConfig]] = {
     # is sparse attention and kNN over 8,595 genes, not matmuls: d is cut, the method's k and K are kept;
     # 16 candidates keep 98% of the 100 kb links (mean 5.7 per gene) at a third of the cross-
     # attention cost; a larger batch shares the zero-peak tokens; one epoch (the demo backbone:
-    # val NB NLL 0.251 -> 0.213); five did not help the GRN metrics (README, "Results so far").
+    # val NB NLL 0.251 -> 0.213); five did not help the GRN metrics (docs/results.md).
     "cpu": (
         dict(d_model=32, n_layers=2, n_heads=4, max_candidates=16),
         PretrainConfig(lr=2e-3, batch_size=32, max_epochs=1, patience=1),

@@ -9,7 +9,7 @@ STREAMS = ("degree_matched", "random_network", "enrichment", "rewired_network")
 
 
 def random_streams(seed: int) -> dict[str, np.random.Generator]:
-    """One generator per name of STREAMS; :func:`regulator_enrichment` draws from "enrichment", as
-    :func:`evaluate` does, so its table matches the metrics row."""
+    """One generator per name of STREAMS; :func:`.enrichment.regulator_enrichment` draws from
+    "enrichment", as :func:`.metrics.evaluate` does, so its table matches the metrics row."""
     children = np.random.SeedSequence(seed).spawn(len(STREAMS))
     return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
