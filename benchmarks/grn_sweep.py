@@ -107,7 +107,7 @@ def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotat
     rows = []
     for i, window in enumerate(windows):
         window_inputs = inputs if i == 0 else tuple(x for x in inputs if x not in WINDOW_FREE)
-        if not window_inputs:
+        if not window_inputs and i > 0:
             continue
         t0 = time.perf_counter()
         if {"full", "full+degree"} & set(window_inputs):
@@ -117,7 +117,8 @@ def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotat
         grn_embeddings = GeneEmbeddings(list(genes), sets, embeddings)
         head_inputs = tuple(HeadInput.from_name(x) for x in window_inputs)
         heads = pipeline.train_heads(grn_embeddings, prior, genes, regulators, epochs=20, seed=backbone_seed,
-                                     device=device, inputs=head_inputs, objectives=("bce",), splits=SPLITS)
+                                     device=device, inputs=head_inputs, objectives=("bce",),
+                                     splits=SPLITS) if head_inputs else None
         for split in SPLITS:
             space = pipeline.edge_space(prior, genes, split)
             methods = pipeline.method_scores(space, split, grn_embeddings, heads, expression_scores, [], device,
@@ -199,7 +200,8 @@ def main() -> None:
     p.add_argument("--windows", type=int, nargs="+", help="bp either side of the TSS (default: the dataset's)")
     p.add_argument("--seeds", type=int, nargs="+", help="edge splits (default 0 1 2; with --summarize: every seed)")
     p.add_argument("--baselines", nargs="*", default=["pearson", "grnboost2"], help="expression baselines (none: only the degree ones)")
-    p.add_argument("--inputs", nargs="+", default=list(INPUTS), choices=INPUTS, help="heads to train and score")
+    p.add_argument("--inputs", nargs="*", default=list(INPUTS), choices=INPUTS,
+                   help="heads to train and score (none: the baselines alone)")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",

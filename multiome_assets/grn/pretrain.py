@@ -25,7 +25,7 @@ decoder of width 512 is a 2-layer one here; the decoder mean has a size factor f
 visible genes; gene identity embeddings start from expression SVD loadings (:func:`svd_identity_init`,
 ``gene_id_init="random"`` restores the reference's N(0, 1) start) -- on the planted-network
 simulation this lifts held-out edge AUROC from the backbone's embeddings from 0.53-0.56 to
-0.65-0.66 and lowers the validation NB loss (multiome_assets_tests/test_grn_simulation.py).
+0.65-0.66 and lowers the validation NB loss (multiome_assets_tests/grn/test_simulation.py).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from multiome_assets import warehouse
 from multiome_assets.cli import main as cli
 from multiome_assets.definitions import ASSETS, RESOURCES, defs
 
-from .conftest import write_dataset
+from ..conftest import write_dataset
 
 FOUNDATION = ["candidate_sets", "gene_annotation", "gene_vocab_map", "multiome", "peak_vocab_matrix",
               "prior_edges", "randomized_candidate_sets"]

@@ -1,7 +1,7 @@
 """Snapshot of the asset graph: a change to an asset's key, group, partitions, dependencies, code
 version or pool shows up as a diff to review. After an intended change, regenerate it with
 
-    UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest multiome_assets_tests/test_asset_graph.py
+    UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest multiome_assets_tests/defs/test_asset_graph.py
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from multiome_assets.definitions import defs
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
-REGENERATE = "UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest multiome_assets_tests/test_asset_graph.py"
+REGENERATE = "UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest multiome_assets_tests/defs/test_asset_graph.py"
 
 
 def _partitions(spec: dg.AssetSpec) -> dict | None:

@@ -1,0 +1,156 @@
+"""Cisformer (Genome Biology 2025): RNA↔ATAC translation by cross-attention over fixed vocabularies.
+
+Genes are the 38,244-gene vocabulary (a learned embedding each); CREs the 1,033,239 cCREs, embedded
+by the digits of their index: the index zero-padded to 7 digits, each digit looked up in one shared
+``Embedding(10, d / 7)``, the 7 parts concatenated. Both vocabularies are fixed, so a translator
+trained on one dataset applies to any dataset mapped to them.
+
+Decoder-only stacks: the source tokens are embedded, not encoded by layers of their own; each layer
+is (self-attention among the queries, for ATAC→RNA) + cross-attention to the source + FFN ×4, each
+with a residual and a LayerNorm after it.
+
+- RNA→ATAC: CRE queries cross-attend to the expressed genes (gene embedding + embedded count, capped
+  at 64); one-layer MLP to a logit per CRE (sigmoid + BCE).
+- ATAC→RNA: gene queries self-attend, then cross-attend to the active CREs; an 8-way logit per gene
+  (bin 0 = zero, 7 equal-width bins of log1p expression up to the training maximum).
+
+Tokens are padded per batch; masks say which keys may be attended (True = real token), so padded
+keys change no output (`models.attention`). Differences from the reference, on purpose: padded keys
+are masked in every softmax (the reference leaves them in), and attention goes through
+`F.scaled_dot_product_attention` (no flash-attn dependency).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from multiome_assets.models.attention import MultiHeadAttention
+from multiome_assets.models.layers import Dropout
+
+N_DIGITS = 7  # 1,033,239 cCREs: indices below 10**7
+MAX_COUNT = 64  # RNA→ATAC input counts are capped here
+N_BINS = 8  # ATAC→RNA output classes
+
+
+@dataclass(frozen=True)
+class TranslatorConfig:
+    direction: str  # "rna2atac" or "atac2rna"
+    n_genes: int = 38_244
+    n_cres: int = 1_033_239
+    d_model: int = 210
+    n_layers: int = 6
+    n_heads: int = 6
+    head_dim: int = 128
+    ffn_mult: int = 4
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.direction not in ("rna2atac", "atac2rna"):
+            raise ValueError(f"direction must be 'rna2atac' or 'atac2rna', got {self.direction!r}")
+        if self.d_model % N_DIGITS:
+            raise ValueError(f"d_model={self.d_model} must be divisible by {N_DIGITS} (one part per CRE index digit)")
+        if self.n_cres > 10**N_DIGITS:
+            raise ValueError(f"n_cres={self.n_cres} needs more than {N_DIGITS} digits")
+
+
+def cre_digits(index: torch.Tensor) -> torch.Tensor:
+    """(...,) CRE indices -> (..., 7) their decimal digits, most significant first (zero-padded)."""
+    powers = 10 ** torch.arange(N_DIGITS - 1, -1, -1, device=index.device)
+    return torch.div(index[..., None], powers, rounding_mode="floor") % 10
+
+
+class CREEmbedding(nn.Module):
+    """A CRE's embedding from the digits of its index: one shared Embedding(10, d / 7) per digit."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.digit = nn.Embedding(10, d_model // N_DIGITS)
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        """(...,) indices -> (..., d)."""
+        return self.digit(cre_digits(index)).flatten(-2)
+
+
+class DecoderLayer(nn.Module):
+    """[self-attention] -> cross-attention to the source -> FFN, each residual + LayerNorm."""
+
+    def __init__(self, c: TranslatorConfig, self_attention: bool):
+        super().__init__()
+        d = c.d_model
+        self.self_attn = MultiHeadAttention(d, c.n_heads, c.head_dim, c.dropout) if self_attention else None
+        self.ln_self = nn.LayerNorm(d) if self_attention else None
+        self.cross_attn = MultiHeadAttention(d, c.n_heads, c.head_dim, c.dropout)
+        self.ln_cross = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(nn.Linear(d, c.ffn_mult * d), nn.GELU(), Dropout(c.dropout), nn.Linear(c.ffn_mult * d, d))
+        self.ln_ffn = nn.LayerNorm(d)
+        self.dropout = Dropout(c.dropout)
+
+    def forward(self, x, x_mask, source, source_mask, need_weights: bool = False):
+        if self.self_attn is not None:
+            x = self.ln_self(x + self.dropout(self.self_attn(x, None, x_mask)))
+        attended = self.cross_attn(x, source, source_mask, need_weights=need_weights)
+        attended, weights = attended if need_weights else (attended, None)
+        x = self.ln_cross(x + self.dropout(attended))
+        x = self.ln_ffn(x + self.dropout(self.ffn(x)))
+        return x, weights
+
+
+class Translator(nn.Module):
+    """Both directions; `config.direction` says which. Inputs are padded index tensors with masks
+    (True = real token); `forward` returns logits at the query tokens and, when asked, each layer's
+    cross-attention weights (B, H, queries, keys) as the model computed them."""
+
+    def __init__(self, config: TranslatorConfig):
+        super().__init__()
+        self.config = c = config
+        d = c.d_model
+        self.gene = nn.Embedding(c.n_genes, d)
+        self.cre = CREEmbedding(d)
+        if c.direction == "rna2atac":
+            self.count = nn.Embedding(MAX_COUNT + 1, d)
+        self.layers = nn.ModuleList(DecoderLayer(c, self_attention=c.direction == "atac2rna") for _ in range(c.n_layers))
+        n_out = 1 if c.direction == "rna2atac" else N_BINS
+        self.head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, n_out))
+
+    def embed_source(self, index, value=None):
+        if self.config.direction == "rna2atac":
+            return self.gene(index) + self.count(value.clamp(0, MAX_COUNT))
+        return self.cre(index)
+
+    def embed_queries(self, index):
+        return self.cre(index) if self.config.direction == "rna2atac" else self.gene(index)
+
+    def forward(self, source_index, source_mask, query_index, query_mask, source_value=None,
+                need_weights: bool = False):
+        """rna2atac: source = expressed genes (index, count), queries = CREs -> (B, Lq) logits.
+        atac2rna: source = active CREs, queries = genes -> (B, Lq, 8) bin logits."""
+        source = self.embed_source(source_index, source_value)
+        x = self.embed_queries(query_index)
+        weights = []
+        for layer in self.layers:
+            x, w = layer(x, query_mask, source, source_mask, need_weights)
+            weights.append(w)
+        logits = self.head(x)
+        logits = logits.squeeze(-1) if self.config.direction == "rna2atac" else logits
+        return (logits, weights) if need_weights else logits
+
+    def loss(self, logits, targets, query_mask):
+        """Mean BCE (rna2atac, targets 0/1) or cross-entropy over bins (atac2rna) on real queries."""
+        if self.config.direction == "rna2atac":
+            per = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+        else:
+            per = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        return (per * query_mask).sum() / query_mask.sum().clamp_min(1)
+
+
+PROFILES = {
+    # the paper's sizes, for a GPU
+    "paper": {"rna2atac": dict(d_model=210, n_layers=6, n_heads=6, head_dim=128),
+              "atac2rna": dict(d_model=280, n_layers=4, n_heads=7, head_dim=140)},
+    # the bundled datasets in minutes on 2 CPU cores
+    "cpu": {"rna2atac": dict(d_model=56, n_layers=2, n_heads=4, head_dim=16),
+            "atac2rna": dict(d_model=56, n_layers=2, n_heads=4, head_dim=16)},
+}
