@@ -1,0 +1,139 @@
+"""Training a Cisformer translator: Adam, StepLR, gradient clipping at 1, early stopping on validation
+cells carved from the training cells, and a checkpoint every epoch (model, optimizer, scheduler,
+RNG and early-stopping state) from which an interrupted training resumes to the same weights.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from multiome_assets.models.cisformer import Translator, TranslatorConfig
+from multiome_assets.translation.tokens import VocabCells, atac2rna_batch, length_buckets, rna2atac_batch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float
+    step_epochs: int  # StepLR: multiply the rate by `gamma` every this many epochs
+    gamma: float
+    batch_size: int
+    patience: int  # epochs without a better validation loss before stopping
+    max_epochs: int = 30
+    resamples: int = 1  # pseudo-cells per cell per epoch (token sets drawn afresh)
+    grad_clip: float = 1.0
+    seed: int = 0
+
+
+# the paper's settings per direction
+TRAINING = {
+    "rna2atac": TrainConfig(lr=1e-3, step_epochs=5, gamma=0.9, batch_size=16, patience=5, resamples=4),
+    "atac2rna": TrainConfig(lr=5e-4, step_epochs=4, gamma=0.6, batch_size=96, patience=2),
+}
+
+
+def make_batch(direction: str, cells: VocabCells, rows: np.ndarray, rng: np.random.Generator, upper: float):
+    if direction == "rna2atac":
+        return rna2atac_batch(cells, rows, rng)
+    return atac2rna_batch(cells, rows, rng, upper)
+
+
+def source_lengths(direction: str, cells: VocabCells) -> np.ndarray:
+    m = cells.rna if direction == "rna2atac" else cells.atac
+    return np.diff(m.indptr)
+
+
+def _epoch_batches(direction, cells, rows, config, rng):
+    lengths = source_lengths(direction, cells)[rows]
+    repeated = np.tile(rows, config.resamples)
+    return [repeated[b] for b in length_buckets(np.tile(lengths, config.resamples), config.batch_size, rng)]
+
+
+@torch.no_grad()
+def validation_loss(model: Translator, cells: VocabCells, rows: np.ndarray, batch_size: int, upper: float,
+                    seed: int, device) -> float:
+    """Mean loss per query token over the validation cells, with the same token draws every epoch."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    total, n = 0.0, 0
+    for start in range(0, len(rows), batch_size):
+        batch = make_batch(model.config.direction, cells, rows[start:start + batch_size], rng, upper).to(device)
+        logits = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
+        k = int(batch.query_mask.sum())
+        total, n = total + float(model.loss(logits, batch.targets, batch.query_mask)) * k, n + k
+    return total / max(n, 1)
+
+
+def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells: VocabCells,
+                     train_rows: np.ndarray, val_rows: np.ndarray, *, upper: float = 1.0, device: str = "cpu",
+                     checkpoint_dir: Path | None = None, log=None) -> tuple[Translator, pd.DataFrame]:
+    """Train, keep the best-validation weights; resume from `checkpoint_dir/last.pt` when it holds
+    an unfinished training of the same configuration. `upper`: the ATAC→RNA bins' upper edge
+    (log1p of the training maximum). `log(epoch_row)` is told about every epoch."""
+    direction = model_config.direction
+    torch.manual_seed(config.seed)
+    model = Translator(model_config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.step_epochs, gamma=config.gamma)
+    rng = np.random.default_rng(config.seed)
+    state = {"epoch": 0, "best": math.inf, "best_weights": None, "stale": 0, "history": []}
+    last = None if checkpoint_dir is None else Path(checkpoint_dir) / "last.pt"
+    if last is not None and last.exists():
+        state = _resume(last, model, opt, sched, rng, model_config, config)
+    while state["epoch"] < config.max_epochs and state["stale"] < config.patience:
+        model.train()
+        losses = []
+        for rows in _epoch_batches(direction, cells, train_rows, config, rng):
+            batch = make_batch(direction, cells, rows, rng, upper).to(device)
+            logits = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
+            loss = model.loss(logits, batch.targets, batch.query_mask)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            losses.append(loss.item())
+        sched.step()
+        val = validation_loss(model, cells, val_rows, config.batch_size, upper, config.seed + 1, device)
+        state["epoch"] += 1
+        row = {"epoch": state["epoch"], "train_loss": float(np.mean(losses)), "val_loss": val}
+        state["history"].append(row)
+        if val < state["best"]:
+            state.update(best=val, stale=0, best_weights={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        else:
+            state["stale"] += 1
+        if last is not None:
+            _save(last, model, opt, sched, rng, model_config, config, state)
+        if log is not None:
+            log(row)
+    if state["best_weights"] is not None:
+        model.load_state_dict(state["best_weights"])
+    return model.eval(), pd.DataFrame(state["history"], columns=["epoch", "train_loss", "val_loss"])
+
+
+def _save(path: Path, model, opt, sched, rng, model_config, config, state) -> None:
+    from multiome_assets.warehouse import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save({"model_config": asdict(model_config), "train_config": asdict(config),
+                    "weights": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), **state}, tmp)
+
+
+def _resume(path: Path, model, opt, sched, rng, model_config, config) -> dict:
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    for name, now in (("model_config", asdict(model_config)), ("train_config", asdict(config))):
+        if saved[name] != now:
+            differ = sorted(k for k in now if saved[name].get(k) != now[k])
+            raise ValueError(f"{path}: an interrupted training with another {name} ({differ} differ); "
+                             "delete it to start over")
+    model.load_state_dict(saved["weights"])
+    opt.load_state_dict(saved["optimizer"])
+    sched.load_state_dict(saved["scheduler"])
+    rng.bit_generator.state = saved["numpy_rng"]
+    torch.set_rng_state(saved["torch_rng"])
+    return {k: saved[k] for k in ("epoch", "best", "best_weights", "stale", "history")}

@@ -1,0 +1,52 @@
+"""Translator training: an interrupted training resumes to the weights of an uninterrupted one."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from multiome_assets.models.cisformer import TranslatorConfig
+from multiome_assets.translation.tokens import vocab_cells
+from multiome_assets.translation.train import TrainConfig, train_translator
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def cells():
+    rng = np.random.default_rng(0)
+    counts = sp.random(40, 30, density=0.3, random_state=1, data_rvs=lambda k: rng.integers(1, 50, k)).tocsr()
+    cres = sp.random(40, 3000, density=0.01, random_state=2).tocsr().astype(bool)
+    return vocab_cells(counts, np.arange(30, dtype=float), 30, cres)
+
+
+MODEL = TranslatorConfig("atac2rna", n_genes=30, n_cres=3000, d_model=14, n_layers=1, n_heads=2, head_dim=4, dropout=0.1)
+TRAIN = TrainConfig(lr=1e-2, step_epochs=1, gamma=0.5, batch_size=8, patience=10, max_epochs=3, seed=3)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(cells, tmp_path):
+    train, val = np.arange(32), np.arange(32, 40)
+    whole, history = train_translator(MODEL, TRAIN, cells, train, val, upper=4.0)
+    assert len(history) == 3
+
+    def stop_after_first(row):
+        if row["epoch"] == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train_translator(MODEL, TRAIN, cells, train, val, upper=4.0, checkpoint_dir=tmp_path, log=stop_after_first)
+    resumed, resumed_history = train_translator(MODEL, TRAIN, cells, train, val, upper=4.0, checkpoint_dir=tmp_path)
+    assert resumed_history.equals(history)
+    for k, v in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(cells, tmp_path):
+    train, val = np.arange(32), np.arange(32, 40)
+    short = TrainConfig(lr=1e-2, step_epochs=1, gamma=0.5, batch_size=8, patience=10, max_epochs=1, seed=3)
+    train_translator(MODEL, short, cells, train, val, upper=4.0, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"another train_config \(\['max_epochs'\] differ\)"):
+        train_translator(MODEL, TRAIN, cells, train, val, upper=4.0, checkpoint_dir=tmp_path)
