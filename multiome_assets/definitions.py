@@ -1,11 +1,11 @@
 import dagster as dg
 
-from multiome_assets.defs import foundation, grn, inputs
+from multiome_assets.defs import foundation, grn, inputs, translation
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.defs.sensors import dataset_folder_sensor, foundation_job
 
-ASSETS = dg.load_assets_from_modules([inputs, foundation, grn])
+ASSETS = dg.load_assets_from_modules([inputs, foundation, grn, translation])
 RESOURCES = {"warehouse": WarehouseIOManager(), "datasets": DatasetCatalog(), "compute": ComputeDevice()}
 
 defs = dg.Definitions(

@@ -161,6 +161,10 @@ def write_artifact(asset: str, dataset: str, obj, root: Path | None = None) -> P
                 mdata.pull_obs()  # "rna:cell_type" etc. in the global obs/var, for muon users
                 mdata.pull_var()
                 mdata.write_h5mu(tmp)
+    elif type(obj).__name__ == "MuData":  # e.g. translated profiles, one modality per scenario
+        path = artifact_path(asset, dataset, ".h5mu", root)
+        with atomic_path(path) as tmp:
+            obj.write_h5mu(tmp)
     elif sp.issparse(obj):
         path = artifact_path(asset, dataset, ".npz", root)
         with atomic_path(path) as tmp:
@@ -190,7 +194,9 @@ def read_artifact(path: Path):
 
         with mudata.set_options(pull_on_update=False):
             mdata = mudata.read_h5mu(path)
-        return Multiome(mdata.mod["rna"], mdata.mod["atac"])
+        if set(mdata.mod) == {"rna", "atac"}:
+            return Multiome(mdata.mod["rna"], mdata.mod["atac"])
+        return mdata
     if path.suffix == ".npz":
         return sp.load_npz(path).tocsr()
     if path.suffix == ".pt":

@@ -16,8 +16,10 @@ with a residual and a LayerNorm after it.
 
 Tokens are padded per batch; masks say which keys may be attended (True = real token), so padded
 keys change no output (`models.attention`). Differences from the reference, on purpose: padded keys
-are masked in every softmax (the reference leaves them in), and attention goes through
-`F.scaled_dot_product_attention` (no flash-attn dependency).
+are masked in every softmax (the reference leaves them in); attention goes through
+`F.scaled_dot_product_attention` (no flash-attn dependency); ATAC→RNA adds a learned per-gene bias to
+the bin logits (each gene's marginal), so the layers only have to learn what the cell's ATAC
+changes: without it the small `cpu` model predicted one distribution for every gene (docs/translation.md).
 """
 from __future__ import annotations
 
@@ -80,9 +82,9 @@ class DecoderLayer(nn.Module):
     def __init__(self, c: TranslatorConfig, self_attention: bool):
         super().__init__()
         d = c.d_model
-        self.self_attn = MultiHeadAttention(d, c.n_heads, c.head_dim, c.dropout) if self_attention else None
+        self.self_attn = MultiHeadAttention(d, c.n_heads, c.head_dim) if self_attention else None
         self.ln_self = nn.LayerNorm(d) if self_attention else None
-        self.cross_attn = MultiHeadAttention(d, c.n_heads, c.head_dim, c.dropout)
+        self.cross_attn = MultiHeadAttention(d, c.n_heads, c.head_dim)
         self.ln_cross = nn.LayerNorm(d)
         self.ffn = nn.Sequential(nn.Linear(d, c.ffn_mult * d), nn.GELU(), Dropout(c.dropout), nn.Linear(c.ffn_mult * d, d))
         self.ln_ffn = nn.LayerNorm(d)
@@ -114,6 +116,9 @@ class Translator(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(c, self_attention=c.direction == "atac2rna") for _ in range(c.n_layers))
         n_out = 1 if c.direction == "rna2atac" else N_BINS
         self.head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, n_out))
+        if c.direction == "atac2rna":  # each gene's own output bias: its marginal over the bins
+            self.gene_bias = nn.Embedding(c.n_genes, N_BINS)
+            nn.init.zeros_(self.gene_bias.weight)
 
     def embed_source(self, index, value=None):
         if self.config.direction == "rna2atac":
@@ -134,7 +139,7 @@ class Translator(nn.Module):
             x, w = layer(x, query_mask, source, source_mask, need_weights)
             weights.append(w)
         logits = self.head(x)
-        logits = logits.squeeze(-1) if self.config.direction == "rna2atac" else logits
+        logits = logits.squeeze(-1) if self.config.direction == "rna2atac" else logits + self.gene_bias(query_index)
         return (logits, weights) if need_weights else logits
 
     def loss(self, logits, targets, query_mask):

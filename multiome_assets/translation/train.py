@@ -25,6 +25,8 @@ class TrainConfig:
     patience: int  # epochs without a better validation loss before stopping
     max_epochs: int = 30
     resamples: int = 1  # pseudo-cells per cell per epoch (token sets drawn afresh)
+    max_source: int = 2_048  # source tokens per cell at most: expressed genes (rna2atac), active CREs (atac2rna)
+    n_queries: int = 2_048  # query tokens per cell: half active, half inactive CREs (rna2atac); genes (atac2rna)
     grad_clip: float = 1.0
     seed: int = 0
 
@@ -32,14 +34,17 @@ class TrainConfig:
 # the paper's settings per direction
 TRAINING = {
     "rna2atac": TrainConfig(lr=1e-3, step_epochs=5, gamma=0.9, batch_size=16, patience=5, resamples=4),
-    "atac2rna": TrainConfig(lr=5e-4, step_epochs=4, gamma=0.6, batch_size=96, patience=2),
+    "atac2rna": TrainConfig(lr=5e-4, step_epochs=4, gamma=0.6, batch_size=96, patience=2, max_source=10_000,
+                            n_queries=3_000),
 }
 
 
-def make_batch(direction: str, cells: VocabCells, rows: np.ndarray, rng: np.random.Generator, upper: float):
+def make_batch(direction: str, cells: VocabCells, rows: np.ndarray, rng: np.random.Generator, upper: float,
+               config: TrainConfig):
     if direction == "rna2atac":
-        return rna2atac_batch(cells, rows, rng)
-    return atac2rna_batch(cells, rows, rng, upper)
+        half = config.n_queries // 2
+        return rna2atac_batch(cells, rows, rng, max_genes=config.max_source, n_active=half, n_inactive=half)
+    return atac2rna_batch(cells, rows, rng, upper, max_cres=config.max_source, n_genes=config.n_queries)
 
 
 def source_lengths(direction: str, cells: VocabCells) -> np.ndarray:
@@ -54,14 +59,14 @@ def _epoch_batches(direction, cells, rows, config, rng):
 
 
 @torch.no_grad()
-def validation_loss(model: Translator, cells: VocabCells, rows: np.ndarray, batch_size: int, upper: float,
-                    seed: int, device) -> float:
+def validation_loss(model: Translator, cells: VocabCells, rows: np.ndarray, config: TrainConfig, upper: float,
+                    device) -> float:
     """Mean loss per query token over the validation cells, with the same token draws every epoch."""
     model.eval()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(config.seed + 1)
     total, n = 0.0, 0
-    for start in range(0, len(rows), batch_size):
-        batch = make_batch(model.config.direction, cells, rows[start:start + batch_size], rng, upper).to(device)
+    for start in range(0, len(rows), config.batch_size):
+        batch = make_batch(model.config.direction, cells, rows[start:start + config.batch_size], rng, upper, config).to(device)
         logits = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
         k = int(batch.query_mask.sum())
         total, n = total + float(model.loss(logits, batch.targets, batch.query_mask)) * k, n + k
@@ -88,7 +93,7 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
         model.train()
         losses = []
         for rows in _epoch_batches(direction, cells, train_rows, config, rng):
-            batch = make_batch(direction, cells, rows, rng, upper).to(device)
+            batch = make_batch(direction, cells, rows, rng, upper, config).to(device)
             logits = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
             loss = model.loss(logits, batch.targets, batch.query_mask)
             opt.zero_grad(set_to_none=True)
@@ -97,7 +102,7 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
             opt.step()
             losses.append(loss.item())
         sched.step()
-        val = validation_loss(model, cells, val_rows, config.batch_size, upper, config.seed + 1, device)
+        val = validation_loss(model, cells, val_rows, config, upper, device)
         state["epoch"] += 1
         row = {"epoch": state["epoch"], "train_loss": float(np.mean(losses)), "val_loss": val}
         state["history"].append(row)

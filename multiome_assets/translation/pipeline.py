@@ -1,0 +1,203 @@
+"""The translation workflow as plain functions over the foundation assets; each asset of
+`defs/translation.py` is one call here."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, replace
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from multiome_assets.dataset import DatasetError
+from multiome_assets.models.checkpoint import Checkpoint
+from multiome_assets.models.cisformer import PROFILES, Translator, TranslatorConfig
+from multiome_assets.readers import Multiome
+from multiome_assets.translation import baselines, metrics
+from multiome_assets.translation.predict import translate_atac, translate_rna
+from multiome_assets.translation.splits import SCENARIOS, rows_of, translation_splits
+from multiome_assets.translation.tokens import VocabCells, vocab_cells
+from multiome_assets.translation.train import TRAINING, TrainConfig, train_translator
+from multiome_assets.warehouse import register_artifact
+
+DIRECTIONS = ("rna2atac", "atac2rna")
+# the cpu profile's training: the paper's optimizer and schedule, a larger rate (tiny models sit
+# longer on the uniform-attention plateau) and fewer epochs, so the bundled datasets train in minutes
+# and fewer tokens per cell (attention cost grows with queries x keys; ATAC→RNA's gene self-attention
+# with their square)
+CPU_TRAINING = {"rna2atac": replace(TRAINING["rna2atac"], lr=3e-3, resamples=1, max_epochs=12, max_source=512,
+                                    n_queries=512),
+                "atac2rna": replace(TRAINING["atac2rna"], lr=1e-2, batch_size=32, max_epochs=12, patience=3,
+                                    max_source=2_000, n_queries=1_000)}
+
+
+def training_config(direction: str, profile: str, seed: int) -> TrainConfig:
+    return replace(CPU_TRAINING[direction] if profile == "cpu" else TRAINING[direction], seed=seed)
+
+
+def load_cells(mo: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
+               source: str = "dataset") -> tuple[VocabCells, str]:
+    """The cells in the fixed vocabularies, and where the RNA counts came from (the counts layer,
+    or counts recovered from the normalized values, `grn.pretrain.nb_targets`)."""
+    from multiome_assets.annotation import read_gene_vocab
+    from multiome_assets.dataset import reference_path
+    from multiome_assets.grn.pretrain import nb_targets
+
+    counts, counts_from = nb_targets(mo.rna.X, mo.rna.layers.get("counts"))
+    index = gene_vocab_map.set_index("gene").vocab_index.reindex(mo.rna.var_names).astype("float64").to_numpy()
+    if not np.isfinite(index).any():
+        raise DatasetError(f"{source}: no gene is in the gene vocabulary (genes e.g. {list(mo.rna.var_names[:3])})")
+    if peak_vocab_matrix.nnz == 0:
+        raise DatasetError(f"{source}: no peak overlaps a cCRE of the vocabulary")
+    n_vocab = len(read_gene_vocab(reference_path("gene_vocab_38244")))
+    return vocab_cells(counts, index, n_vocab, peak_vocab_matrix), counts_from
+
+
+def splits(mo: Multiome, batch_column: str | None, cell_type_column: str | None, seed: int = 0) -> pd.DataFrame:
+    return translation_splits(mo.rna.obs, batch_column=batch_column, cell_type_column=cell_type_column, seed=seed)
+
+
+@register_artifact
+@dataclass
+class Translators:
+    """One trained translator per scenario of a dataset, with how training went."""
+
+    direction: str
+    checkpoints: dict[str, Checkpoint]  # scenario -> kind "translator"
+    histories: dict[str, pd.DataFrame]
+    upper: float  # ATAC→RNA: upper edge of the expression bins (log1p of the training maximum)
+    thresholds: dict[str, float]  # RNA→ATAC: calls at probability >= threshold (calibrated on validation cells)
+    profile: str
+
+    def model(self, scenario: str, device: str = "cpu") -> Translator:
+        ckpt = self.checkpoints[scenario]
+        model = Translator(ckpt.model_config(TranslatorConfig, "translator"))
+        model.load_state_dict(ckpt.weights)
+        return model.to(device).eval()
+
+    def to_state(self) -> dict:
+        return {"direction": self.direction, "checkpoints": {k: v.to_state() for k, v in self.checkpoints.items()},
+                "histories": {k: {c: torch.as_tensor(h[c].to_numpy(np.float64)) for c in h} for k, h in self.histories.items()},
+                "upper": self.upper, "thresholds": dict(self.thresholds), "profile": self.profile}
+
+    @classmethod
+    def from_state(cls, s: dict) -> "Translators":
+        return cls(s["direction"], {k: Checkpoint.from_state(v) for k, v in s["checkpoints"].items()},
+                   {k: pd.DataFrame({c: t.numpy() for c, t in h.items()}) for k, h in s["histories"].items()},
+                   s["upper"], s["thresholds"], s["profile"])
+
+
+def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame, *, profile: str,
+          device: str, seed: int = 0, max_epochs: int | None = None, checkpoint_dir=None, log=None) -> Translators:
+    """A translator per scenario, trained on its training cells, early-stopped on its validation cells."""
+    model_config = TranslatorConfig(direction, **PROFILES[profile][direction])
+    config = training_config(direction, profile, seed)
+    config = config if max_epochs is None else replace(config, max_epochs=max_epochs)
+    upper = float(np.log1p(cells.rna.max())) if cells.rna.nnz else 1.0
+    checkpoints, histories, thresholds = {}, {}, {}
+    for scenario in split_table.scenario.unique():
+        train_rows, val_rows = (rows_of(split_table, cell_names, scenario, r) for r in ("train", "validation"))
+        if direction == "atac2rna":  # the bins' upper edge from the training cells only
+            upper = float(np.log1p(cells.rna[train_rows].max()))
+        resume_from = None if checkpoint_dir is None else checkpoint_dir / f"{direction}_{scenario}"
+        model, history = train_translator(model_config, config, cells, train_rows, val_rows, upper=upper,
+                                          device=device, log=log, checkpoint_dir=resume_from)
+        if resume_from is not None:  # finished: a later materialization trains afresh
+            shutil.rmtree(resume_from, ignore_errors=True)
+        checkpoints[scenario] = Checkpoint("translator", asdict(model_config), {k: v.cpu() for k, v in model.state_dict().items()})
+        histories[scenario] = history
+        if direction == "rna2atac":
+            truth = cells.atac[val_rows][:, cells.cres].toarray()
+            probability = translate_atac(model, cells, val_rows, device=device, cre_chunk=config.n_queries,
+                                         max_genes=config.max_source)
+            thresholds[scenario] = metrics.calibrate_threshold(probability, truth)
+    return Translators(direction, checkpoints, histories, upper, thresholds, profile)
+
+
+def translated(translators: Translators, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
+               device: str):
+    """A MuData, one modality per scenario, of the held-out cells' translated profiles: accessibility
+    probabilities (X) and calls (layers['calls']) over the covered cCREs, or expected log1p
+    expression over the dataset's vocabulary genes."""
+    import mudata
+
+    with mudata.set_options(pull_on_update=False):
+        return mudata.MuData(_translated(translators, cells, cell_names, split_table, device))
+
+
+def _translated(translators: Translators, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
+                device: str) -> dict[str, ad.AnnData]:
+    out = {}
+    for scenario in translators.checkpoints:
+        rows = rows_of(split_table, cell_names, scenario, "test")
+        model = translators.model(scenario, device)
+        config = training_config(translators.direction, translators.profile, 0)
+        if translators.direction == "rna2atac":
+            x = translate_atac(model, cells, rows, device=device, cre_chunk=config.n_queries, max_genes=config.max_source)
+            var = pd.DataFrame({"cre_index": cells.cres}, index=[f"cCRE{i}" for i in cells.cres])
+            layers = {"calls": (x >= translators.thresholds[scenario]).astype(np.float32)}
+        else:
+            x = translate_rna(model, cells, rows, translators.upper, device=device, gene_chunk=config.n_queries,
+                              max_cres=config.max_source)
+            var = _vocab_genes(cells.genes)
+            layers = {}
+        out[scenario] = ad.AnnData(x, obs=pd.DataFrame(index=cell_names[rows]), var=var, layers=layers,
+                                   uns={"direction": translators.direction, "scenario": scenario})
+    return out
+
+
+def _vocab_genes(vocab_index: np.ndarray) -> pd.DataFrame:
+    """Vocabulary genes by Ensembl id (unique), with their symbol and index."""
+    from multiome_assets.annotation import read_gene_vocab
+    from multiome_assets.dataset import reference_path
+
+    vocab = read_gene_vocab(reference_path("gene_vocab_38244")).iloc[vocab_index]
+    return pd.DataFrame({"symbol": vocab.symbol.to_numpy(), "vocab_index": vocab_index}, index=vocab.gene_id.to_numpy())
+
+
+def evaluate(direction: str, profiles, cells: VocabCells, cell_names: pd.Index,
+             split_table: pd.DataFrame, labels: np.ndarray | None, thresholds: dict[str, float]) -> pd.DataFrame:
+    """Long table (direction, scenario, method, metric, value, n_cells) of the transformer and the
+    simple translators on the same held-out cells."""
+    source, kind = (cells.rna, "rna") if direction == "rna2atac" else (cells.atac[:, cells.cres], "atac")
+    target = (cells.atac[:, cells.cres].toarray().astype(np.float32) if direction == "rna2atac"
+              else np.log1p(cells.rna[:, cells.genes].toarray()).astype(np.float32))
+    rows = []
+    for scenario, profile in profiles.mod.items():
+        train, val, test = (rows_of(split_table, cell_names, scenario, r) for r in ("train", "validation", "test"))
+        predictions = {"cisformer": profile.X}
+        fitted = _baselines(source, kind, target, train, np.r_[val, test], labels)
+        for name, both in fitted.items():
+            predictions[name] = both[len(val):]
+        for method, predicted in predictions.items():
+            if direction == "rna2atac":
+                threshold = thresholds[scenario] if method == "cisformer" else \
+                    metrics.calibrate_threshold(fitted[method][:len(val)], target[val])
+                values = metrics.atac_metrics(predicted, target[test], threshold, None if labels is None else labels[test])
+            else:
+                values = metrics.rna_metrics(predicted, target[test])
+            if labels is not None:
+                values |= metrics.clustering_scores(predicted, labels[test])
+            rows += [{"direction": direction, "scenario": scenario, "method": method, "metric": k, "value": float(v),
+                      "n_cells": len(test)} for k, v in values.items()]
+        if labels is not None:  # the measured profiles clustered the same way: the ceiling
+            rows += [{"direction": direction, "scenario": scenario, "method": "measured", "metric": k, "value": float(v),
+                      "n_cells": len(test)} for k, v in metrics.clustering_scores(target[test], labels[test]).items()]
+    return pd.DataFrame(rows, columns=["direction", "scenario", "method", "metric", "value", "n_cells"])
+
+
+def _baselines(source, kind, target, train, test, labels) -> dict[str, np.ndarray]:
+    z = baselines.source_embedding(source, train, kind)
+    out = {"global_mean": baselines.global_mean(target[train], len(test)),
+           "knn": baselines.knn(z[train], target[train], z[test]),
+           "ridge": baselines.ridge(z[train], target[train], z[test])}
+    if labels is not None:
+        out["cell_type_mean_oracle"] = baselines.cell_type_mean(target[train], labels[train], labels[test])
+    return out
+
+
+def config_json(profile: str, counts_from: str) -> str:
+    return json.dumps({"profile": profile, "rna_counts": counts_from, "scenarios": list(SCENARIOS)})
