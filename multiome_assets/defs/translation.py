@@ -103,12 +103,11 @@ def translation_metrics(context: dg.AssetExecutionContext, datasets: DatasetCata
     held-out cells, per direction and scenario."""
     spec = datasets.spec(context.partition_key)
     cells, counts_from = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, source=context.partition_key)
-    labels = multiome.rna.obs[spec.cell_type_column].astype(str).to_numpy() if spec.cell_type_column else None
+    labels = pipeline.cell_labels(multiome, spec.cell_type_column)
     tables = [pipeline.evaluate(direction, profiles, cells, multiome.rna.obs_names, translation_splits, labels,
-                                translator_rna2atac.thresholds)
+                                translator_rna2atac.thresholds).assign(config=pipeline.config_json(profiles.uns["profile"], counts_from))
               for direction, profiles in (("rna2atac", translated_atac), ("atac2rna", translated_rna))]
-    table = pd.concat(tables, ignore_index=True).assign(config=pipeline.config_json(translator_rna2atac.profile,
-                                                                                    counts_from))
+    table = pd.concat(tables, ignore_index=True)
     context.add_output_metadata({"summary": dg.MetadataValue.md(
         table.pivot_table(index=["direction", "scenario", "method"], columns="metric", values="value")
         .reset_index().to_markdown(index=False, floatfmt=".3f"))})

@@ -2,7 +2,8 @@
 
 Masks say which keys a query *may attend* (True = attend), the convention of SDPA's boolean
 `attn_mask`. A query with no key to attend (a fully padded row) gets a zero output, never NaN.
-On a GPU, SDPA picks a fused kernel; on CPU its math or flash path.
+With a mask, SDPA runs its memory-efficient kernel on a GPU (no flash kernel takes masks), a fused
+one on CPU.
 """
 from __future__ import annotations
 

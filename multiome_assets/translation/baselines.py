@@ -1,8 +1,9 @@
 """Simple translators, the bars the transformer has to clear, on the same cells.
 
 - ``global_mean``: each target feature's training mean (feature popularity), the same for every cell.
-- ``knn``: the mean target profile of the k training cells nearest in a PCA (RNA) or LSI (ATAC)
-  of the source modality, fitted on the training cells.
+- ``knn``: the mean target profile of the k training cells nearest in a truncated SVD of the
+  log1p counts (RNA; not centred, as scanpy's sparse PCA is not) or an LSI (ATAC) of the source
+  modality, fitted on the training cells.
 - ``ridge``: a ridge regression from that embedding to the target.
 - ``cell_type_mean_oracle``: the training mean of the test cell's own cell type; it reads the test
   cells' true labels, hence an oracle (a held-out type gets the global mean).
@@ -18,8 +19,8 @@ from sklearn.neighbors import NearestNeighbors
 
 def source_embedding(source: sp.csr_matrix, train: np.ndarray, kind: str, n_components: int = 30,
                      seed: int = 0) -> np.ndarray:
-    """(cells, n) embedding of every cell, fitted on the training cells: PCA of log1p counts
-    (kind "rna") or LSI, TF-IDF then SVD without its first (depth) component (kind "atac")."""
+    """(cells, n) embedding of every cell, fitted on the training cells: truncated SVD of log1p
+    counts (kind "rna") or LSI, TF-IDF then SVD without its first (depth) component (kind "atac")."""
     x = sp.csr_matrix(source, dtype=np.float64)
     if kind == "rna":
         x = x.copy()

@@ -18,7 +18,7 @@ from multiome_assets.models.cisformer import PROFILES, Translator, TranslatorCon
 from multiome_assets.readers import Multiome
 from multiome_assets.translation import baselines, metrics
 from multiome_assets.translation.predict import translate_atac, translate_rna
-from multiome_assets.translation.splits import SCENARIOS, rows_of, translation_splits
+from multiome_assets.translation.splits import rows_of, translation_splits
 from multiome_assets.translation.tokens import VocabCells, vocab_cells
 from multiome_assets.translation.train import TRAINING, TrainConfig, train_translator
 from multiome_assets.warehouse import register_artifact
@@ -68,7 +68,7 @@ class Translators:
     direction: str
     checkpoints: dict[str, Checkpoint]  # scenario -> kind "translator"
     histories: dict[str, pd.DataFrame]
-    upper: float  # ATAC→RNA: upper edge of the expression bins (log1p of the training maximum)
+    uppers: dict[str, float]  # ATAC→RNA: upper edge of the expression bins (log1p of the training cells' maximum)
     thresholds: dict[str, float]  # RNA→ATAC: calls at probability >= threshold (calibrated on validation cells)
     profile: str
 
@@ -81,27 +81,28 @@ class Translators:
     def to_state(self) -> dict:
         return {"direction": self.direction, "checkpoints": {k: v.to_state() for k, v in self.checkpoints.items()},
                 "histories": {k: {c: torch.as_tensor(h[c].to_numpy(np.float64)) for c in h} for k, h in self.histories.items()},
-                "upper": self.upper, "thresholds": dict(self.thresholds), "profile": self.profile}
+                "uppers": dict(self.uppers), "thresholds": dict(self.thresholds), "profile": self.profile}
 
     @classmethod
     def from_state(cls, s: dict) -> "Translators":
         return cls(s["direction"], {k: Checkpoint.from_state(v) for k, v in s["checkpoints"].items()},
                    {k: pd.DataFrame({c: t.numpy() for c, t in h.items()}) for k, h in s["histories"].items()},
-                   s["upper"], s["thresholds"], s["profile"])
+                   s["uppers"], s["thresholds"], s["profile"])
 
 
 def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame, *, profile: str,
           device: str, seed: int = 0, max_epochs: int | None = None, checkpoint_dir=None, log=None) -> Translators:
     """A translator per scenario, trained on its training cells, early-stopped on its validation cells."""
+    if profile not in PROFILES:
+        raise ValueError(f"translator profile {profile!r} is not one of {sorted(PROFILES)}")
     model_config = TranslatorConfig(direction, **PROFILES[profile][direction])
     config = training_config(direction, profile, seed)
     config = config if max_epochs is None else replace(config, max_epochs=max_epochs)
-    upper = float(np.log1p(cells.rna.max())) if cells.rna.nnz else 1.0
-    checkpoints, histories, thresholds = {}, {}, {}
+    checkpoints, histories, thresholds, uppers = {}, {}, {}, {}
     for scenario in split_table.scenario.unique():
         train_rows, val_rows = (rows_of(split_table, cell_names, scenario, r) for r in ("train", "validation"))
-        if direction == "atac2rna":  # the bins' upper edge from the training cells only
-            upper = float(np.log1p(cells.rna[train_rows].max()))
+        # ATAC→RNA bins' upper edge: from the training cells only
+        upper = uppers[scenario] = float(np.log1p(cells.rna[train_rows].max())) if direction == "atac2rna" else 1.0
         resume_from = None if checkpoint_dir is None else checkpoint_dir / f"{direction}_{scenario}"
         model, history = train_translator(model_config, config, cells, train_rows, val_rows, upper=upper,
                                           device=device, log=log, checkpoint_dir=resume_from)
@@ -114,7 +115,7 @@ def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: 
             probability = translate_atac(model, cells, val_rows, device=device, cre_chunk=config.n_queries,
                                          max_genes=config.max_source)
             thresholds[scenario] = metrics.calibrate_threshold(probability, truth)
-    return Translators(direction, checkpoints, histories, upper, thresholds, profile)
+    return Translators(direction, checkpoints, histories, uppers, thresholds, profile)
 
 
 def translated(translators: Translators, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
@@ -122,10 +123,15 @@ def translated(translators: Translators, cells: VocabCells, cell_names: pd.Index
     """A MuData, one modality per scenario, of the held-out cells' translated profiles: accessibility
     probabilities (X) and calls (layers['calls']) over the covered cCREs, or expected log1p
     expression over the dataset's vocabulary genes."""
+    import warnings
+
     import mudata
 
-    with mudata.set_options(pull_on_update=False):
-        return mudata.MuData(_translated(translators, cells, cell_names, split_table, device))
+    with mudata.set_options(pull_on_update=False), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "var_names are not unique")  # every scenario has the same features
+        profiles = mudata.MuData(_translated(translators, cells, cell_names, split_table, device))
+    profiles.uns["profile"] = translators.profile
+    return profiles
 
 
 def _translated(translators: Translators, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
@@ -140,7 +146,7 @@ def _translated(translators: Translators, cells: VocabCells, cell_names: pd.Inde
             var = pd.DataFrame({"cre_index": cells.cres}, index=[f"cCRE{i}" for i in cells.cres])
             layers = {"calls": (x >= translators.thresholds[scenario]).astype(np.float32)}
         else:
-            x = translate_rna(model, cells, rows, translators.upper, device=device, gene_chunk=config.n_queries,
+            x = translate_rna(model, cells, rows, translators.uppers[scenario], device=device, gene_chunk=config.n_queries,
                               max_cres=config.max_source)
             var = _vocab_genes(cells.genes)
             layers = {}
@@ -168,6 +174,9 @@ def evaluate(direction: str, profiles, cells: VocabCells, cell_names: pd.Index,
     rows = []
     for scenario, profile in profiles.mod.items():
         train, val, test = (rows_of(split_table, cell_names, scenario, r) for r in ("train", "validation", "test"))
+        if not profile.obs_names.equals(cell_names[test]):
+            raise ValueError(f"the translated profiles of {scenario!r} hold other cells than its test cells; "
+                             "rematerialize them")
         predictions = {"cisformer": profile.X}
         fitted = _baselines(source, kind, target, train, np.r_[val, test], labels)
         for name, both in fitted.items():
@@ -200,4 +209,11 @@ def _baselines(source, kind, target, train, test, labels) -> dict[str, np.ndarra
 
 
 def config_json(profile: str, counts_from: str) -> str:
-    return json.dumps({"profile": profile, "rna_counts": counts_from, "scenarios": list(SCENARIOS)})
+    return json.dumps({"profile": profile, "rna_counts": counts_from})
+
+
+def cell_labels(mo: Multiome, cell_type_column: str | None) -> np.ndarray | None:
+    """Each cell's type as str, or None without a cell_type_column; unlabelled cells are "unlabelled"."""
+    if not cell_type_column:
+        return None
+    return mo.rna.obs[cell_type_column].astype("string").fillna("unlabelled").to_numpy(dtype=object)

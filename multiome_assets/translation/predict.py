@@ -1,6 +1,9 @@
 """Translated profiles: ATAC→RNA expected expression at every gene the dataset has, RNA→ATAC
-accessibility probabilities at every covered cCRE, from the source modality alone. Queries go in
-chunks of the training sizes (3,000 genes, 2,048 CREs), as the model saw them."""
+accessibility scores at every covered cCRE, from the source modality alone. Queries go in chunks of
+the profile's training sizes, as the model saw them; genes, which attend to each other, in chunks
+of a fixed random order (as in training, not in vocabulary order). The RNA→ATAC scores come from
+training on balanced targets: a ranking, not calibrated probabilities; the calls use a threshold
+calibrated on validation cells."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,20 +27,22 @@ def translate_rna(model: Translator, cells: VocabCells, rows: np.ndarray, upper:
     rng = np.random.default_rng(seed)
     centres = bin_centres(upper).to(device)
     out = np.zeros((len(rows), len(cells.genes)), dtype=np.float32)
+    order = rng.permutation(len(cells.genes))
     for start in range(0, len(rows), batch_size):
         batch_rows = rows[start:start + batch_size]
         ci, _, cm = padded(sample_per_row(cells.atac, batch_rows, max_cres, rng))
-        for g0 in range(0, len(cells.genes), gene_chunk):
-            genes = torch.from_numpy(cells.genes[g0:g0 + gene_chunk]).expand(len(batch_rows), -1)
+        for g0 in range(0, len(order), gene_chunk):
+            columns = order[g0:g0 + gene_chunk]
+            genes = torch.from_numpy(cells.genes[columns]).expand(len(batch_rows), -1)
             logits = model(ci.to(device), cm.to(device), genes.to(device), torch.ones_like(genes, dtype=torch.bool, device=device))
-            out[start:start + len(batch_rows), g0:g0 + genes.shape[1]] = (logits.softmax(-1) @ centres).cpu().numpy()
+            out[start:start + len(batch_rows), columns] = (logits.softmax(-1) @ centres).cpu().numpy()
     return out
 
 
 @torch.no_grad()
 def translate_atac(model: Translator, cells: VocabCells, rows: np.ndarray, *, batch_size: int = 16,
                    cre_chunk: int = 2_048, max_genes: int = 2_048, seed: int = 0, device: str = "cpu") -> np.ndarray:
-    """(len(rows), len(cells.cres)) accessibility probabilities, columns in `cells.cres` order."""
+    """(len(rows), len(cells.cres)) accessibility scores in [0, 1], columns in `cells.cres` order."""
     model.eval().to(device)
     rng = np.random.default_rng(seed)
     out = np.zeros((len(rows), len(cells.cres)), dtype=np.float32)

@@ -44,4 +44,8 @@ def translation_splits(obs: pd.DataFrame, *, batch_column: str | None, cell_type
 def rows_of(splits: pd.DataFrame, cells: pd.Index, scenario: str, role: str) -> np.ndarray:
     """Positions in `cells` of the scenario's cells with that role."""
     chosen = splits[(splits.scenario == scenario) & (splits.role == role)].cell
-    return np.sort(pd.Index(cells).get_indexer(chosen))
+    rows = pd.Index(cells).get_indexer(chosen)
+    if (rows < 0).any():
+        raise ValueError(f"translation_splits names {int((rows < 0).sum())} cells the multiome lacks "
+                         f"(e.g. {list(chosen[rows < 0][:3])}); rematerialize translation_splits")
+    return np.sort(rows)

@@ -138,22 +138,24 @@ def expression_bins(counts: sp.csr_matrix, upper: float) -> sp.csr_matrix:
 
 def atac2rna_batch(cells: VocabCells, rows: np.ndarray, rng: np.random.Generator, upper: float, *,
                    max_cres: int = 10_000, n_genes: int = 3_000) -> Batch:
-    """Up to `max_cres` accessible cCREs in; `n_genes` of the dataset's genes out (every expressed
-    one while they fit, the rest drawn from the unexpressed, with replacement), with their bins."""
-    cres = sample_per_row(cells.atac, rows, max_cres, rng)
-    ci, _, cm = padded(cres)
+    """Up to `max_cres` accessible cCREs in; `n_genes` of the dataset's genes out, drawn uniformly
+    per cell whatever their expression (which genes are asked must not tell the answer: gene queries
+    attend to each other), with their bins."""
+    ci, _, cm = padded(sample_per_row(cells.atac, rows, max_cres, rng))
     n_out = min(n_genes, len(cells.genes))
-    ei, ev, em = padded(expression_bins(sample_per_row(cells.rna, rows, n_out, rng), upper))
-    zeros = torch.from_numpy(sample_absent(cells.rna, rows, cells.genes, n_out, rng))
-    n_zero = n_out - em.sum(1, keepdim=True)  # per cell: fill up to n_out with unexpressed genes
-    zero_mask = torch.arange(n_out)[None, :] < n_zero
-    query = torch.cat([ei, zeros], 1)
-    return Batch(ci, cm, query, torch.cat([em, zero_mask], 1), torch.cat([ev.long(), torch.zeros_like(zeros)], 1))
+    picked = np.argsort(rng.random((len(rows), len(cells.genes))), axis=1)[:, :n_out]  # (B, n_out) distinct
+    bins = expression_bins(cells.rna[rows][:, cells.genes], upper).toarray()  # (B, G)
+    targets = np.take_along_axis(bins, picked, axis=1)
+    query = torch.from_numpy(cells.genes[picked])
+    return Batch(ci, cm, query, torch.ones_like(query, dtype=torch.bool), torch.from_numpy(targets).long())
 
 
-def length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+def length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, repeats: int = 1) -> list[np.ndarray]:
     """Batches of cells of similar length (sorted by length with random tie order, cut into
-    batches, the batches shuffled): padding follows the real tokens."""
-    order = np.lexsort((rng.random(len(lengths)), lengths))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches, the batches shuffled): padding follows the real tokens. With `repeats`, each cell is
+    in `repeats` batches, bucketed apart, so that no batch holds a cell twice."""
+    batches = []
+    for _ in range(repeats):
+        order = np.lexsort((rng.random(len(lengths)), lengths))
+        batches += [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]

@@ -54,8 +54,7 @@ def source_lengths(direction: str, cells: VocabCells) -> np.ndarray:
 
 def _epoch_batches(direction, cells, rows, config, rng):
     lengths = source_lengths(direction, cells)[rows]
-    repeated = np.tile(rows, config.resamples)
-    return [repeated[b] for b in length_buckets(np.tile(lengths, config.resamples), config.batch_size, rng)]
+    return [rows[b] for b in length_buckets(lengths, config.batch_size, rng, config.resamples)]
 
 
 @torch.no_grad()
@@ -87,8 +86,9 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
     rng = np.random.default_rng(config.seed)
     state = {"epoch": 0, "best": math.inf, "best_weights": None, "stale": 0, "history": []}
     last = None if checkpoint_dir is None else Path(checkpoint_dir) / "last.pt"
+    data = _fingerprint(cells, train_rows, val_rows, upper)
     if last is not None and last.exists():
-        state = _resume(last, model, opt, sched, rng, model_config, config)
+        state = _resume(last, model, opt, sched, rng, model_config, config, data)
     while state["epoch"] < config.max_epochs and state["stale"] < config.patience:
         model.train()
         losses = []
@@ -111,7 +111,7 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
         else:
             state["stale"] += 1
         if last is not None:
-            _save(last, model, opt, sched, rng, model_config, config, state)
+            _save(last, model, opt, sched, rng, model_config, config, data, state)
         if log is not None:
             log(row)
     if state["best_weights"] is not None:
@@ -119,18 +119,32 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
     return model.eval(), pd.DataFrame(state["history"], columns=["epoch", "train_loss", "val_loss"])
 
 
-def _save(path: Path, model, opt, sched, rng, model_config, config, state) -> None:
+def _fingerprint(cells: VocabCells, train_rows: np.ndarray, val_rows: np.ndarray, upper: float) -> str:
+    """What a training learns from: its cells, the data they hold, the bins' upper edge."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in (train_rows, val_rows, cells.rna.indptr, cells.rna.indices, cells.rna.data, cells.atac.indptr,
+                 cells.atac.indices, cells.cres, np.array([upper])):
+        h.update(np.ascontiguousarray(part).tobytes())
+    return h.hexdigest()
+
+
+def _save(path: Path, model, opt, sched, rng, model_config, config, data: str, state) -> None:
     from multiome_assets.warehouse import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save({"model_config": asdict(model_config), "train_config": asdict(config),
                     "weights": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), **state}, tmp)
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "data": data,
+                    **state}, tmp)
 
 
-def _resume(path: Path, model, opt, sched, rng, model_config, config) -> dict:
+def _resume(path: Path, model, opt, sched, rng, model_config, config, data: str) -> dict:
     saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("data") != data:
+        raise ValueError(f"{path}: an interrupted training on other cells, data or splits; delete it to start over")
     for name, now in (("model_config", asdict(model_config)), ("train_config", asdict(config))):
         if saved[name] != now:
             differ = sorted(k for k in now if saved[name].get(k) != now[k])

@@ -50,3 +50,14 @@ def test_a_checkpoint_of_another_configuration_is_refused(cells, tmp_path):
     train_translator(MODEL, short, cells, train, val, upper=4.0, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match=r"another train_config \(\['max_epochs'\] differ\)"):
         train_translator(MODEL, TRAIN, cells, train, val, upper=4.0, checkpoint_dir=tmp_path)
+
+
+def test_an_interrupted_training_on_other_splits_is_not_resumed(cells, tmp_path):
+    def stop(row):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train_translator(MODEL, TRAIN, cells, np.arange(32), np.arange(32, 40), upper=4.0, checkpoint_dir=tmp_path, log=stop)
+    # the same configuration on other training cells would continue weights that saw today's test cells
+    with pytest.raises(ValueError, match="on other cells, data or splits"):
+        train_translator(MODEL, TRAIN, cells, np.arange(8, 40), np.arange(8), upper=4.0, checkpoint_dir=tmp_path)
