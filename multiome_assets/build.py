@@ -35,6 +35,35 @@ def select_assets(defs: dg.Definitions, selection: str) -> tuple[list[dg.AssetKe
     return sorted(full), sorted(full - keys, key=dg.AssetKey.to_user_string)
 
 
+def applicable(defs: dg.Definitions, keys: Iterable[dg.AssetKey], spec) -> list[dg.AssetKey]:
+    """Of `keys`, the assets that apply to dataset `spec` (a `dataset.DatasetSpec`), by their tags
+    (`defs.partitions.needs`): a single-modality dataset gets those reading what it has; the
+    cross-dataset ones only a dataset that names `translator_from`."""
+    from multiome_assets.defs.partitions import NEEDS_TAG, TRANSLATOR_FROM_TAG
+
+    graph = defs.resolve_asset_graph()
+
+    def applies(key: dg.AssetKey) -> bool:
+        tags = graph.get(key).tags
+        needed = tags.get(NEEDS_TAG, "rna.atac")
+        has = needed == "any" or set(needed.split(".")) <= set(spec.modalities)
+        return has and (spec.translator_from is not None or TRANSLATOR_FROM_TAG not in tags)
+
+    return [k for k in keys if applies(k)]
+
+
+def build_order(specs: dict) -> list[str]:
+    """Dataset keys with each `translator_from` dataset before the datasets it translates."""
+    order, waiting = [], dict(specs)
+    while waiting:
+        ready = [k for k, s in waiting.items() if s.translator_from not in waiting or s.translator_from == k]
+        ready = ready or list(waiting)[:1]  # two datasets translating each other: one goes first
+        order += ready
+        for k in ready:
+            del waiting[k]
+    return order
+
+
 def out_of_date(defs: dg.Definitions, keys: Iterable[dg.AssetKey], partition: str,
                 instance: dg.DagsterInstance) -> list[dg.AssetKey]:
     """Of `keys`, those missing or stale in `partition`, and everything of `keys` downstream of

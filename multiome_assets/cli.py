@@ -116,7 +116,8 @@ def build(keys, select, config_file, stale):
     import dagster as dg
     import yaml
 
-    from multiome_assets.build import materialize_partition, out_of_date, root_errors, run_config_for, steps, unknown_steps
+    from multiome_assets.build import (applicable, build_order, materialize_partition, out_of_date, root_errors,
+                                       run_config_for, steps, unknown_steps)
     from multiome_assets.definitions import defs
     from multiome_assets.warehouse import list_tables, query, warehouse_dir
 
@@ -132,16 +133,19 @@ def build(keys, select, config_file, stale):
         raise click.ClickException(f"{config_file}: no step named {', '.join(unknown)} "
                                    f"(steps: {', '.join(sorted(steps(defs)))})")
     instance = _instance()
-    keys = list(keys) or list_dataset_keys()
-    for key in keys:
+    specs = {}
+    for key in list(keys) or list_dataset_keys():
         try:
-            spec = load_spec(key)
+            specs[key] = load_spec(key)
         except DatasetError as e:
             raise click.ClickException(str(e)) from None
-        changed = _register(instance, key, spec)
+    for key in build_order(specs):
+        spec = specs[key]
+        changed = _register(instance, key, spec)  # after its translator_from dataset built: its translators are input
         if changed:
             click.echo(f"== {key}: inputs new or changed: {', '.join(changed)}")
-        todo = out_of_date(defs, selected, key, instance) if stale else selected
+        wanted = applicable(defs, selected, spec)
+        todo = out_of_date(defs, wanted, key, instance) if stale else wanted
         if not todo:
             click.echo(f"== {key}: up to date")
             continue

@@ -58,7 +58,7 @@ class QCConfig:
 class DatasetSpec:
     key: str
     folder: Path
-    format: Literal["h5ad_pair", "h5mu", "10x_h5"]
+    format: Literal["h5ad_pair", "h5mu", "10x_h5", "h5ad_rna", "h5ad_atac"]
     files: dict[str, Path]
     genome: str = "hg38"
     annotation: Path = field(default=Path())
@@ -71,15 +71,27 @@ class DatasetSpec:
     candidate_window: int = 100_000
     title: str = ""
     qc: QCConfig = QCConfig()
+    translator_from: str | None = None  # a paired dataset whose translators translate this one
 
     @property
     def yaml_path(self) -> Path:
         return self.folder / "dataset.yaml"
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """("rna", "atac") for a paired dataset, ("rna",) or ("atac",) for a single-modality one."""
+        return SINGLE_MODALITY.get(self.format, ("rna", "atac"))
 
-FORMAT_FILES = {"h5ad_pair": ("rna", "atac"), "h5mu": ("h5mu",), "10x_h5": ("h5",)}
+    @property
+    def paired(self) -> bool:
+        return len(self.modalities) == 2
+
+
+FORMAT_FILES = {"h5ad_pair": ("rna", "atac"), "h5mu": ("h5mu",), "10x_h5": ("h5",), "h5ad_rna": ("rna",),
+                "h5ad_atac": ("atac",)}
+SINGLE_MODALITY = {"h5ad_rna": ("rna",), "h5ad_atac": ("atac",)}
 SETTINGS = {"title", "genome", "format", "files", "rna_values", "rna_counts_layer", "annotation", "prior", "tf_list",
-            "cell_type_column", "batch_column", "candidate_window", "qc"}
+            "cell_type_column", "batch_column", "candidate_window", "qc", "translator_from"}
 
 
 def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
@@ -104,7 +116,7 @@ def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
     if genome != "hg38":
         raise DatasetError(f"{path}: genome {genome!r} is not supported: the bundled annotation, cCRE "
                            "vocabulary, priors and TF list are human hg38")
-    for name in ("title", "rna_counts_layer", "cell_type_column", "batch_column"):
+    for name in ("title", "rna_counts_layer", "cell_type_column", "batch_column", "translator_from"):
         if raw.get(name) is not None and not isinstance(raw[name], str):
             raise DatasetError(f"{path}: {name} must be a text, not {raw[name]!r}")
     fmt = raw.get("format", "h5ad_pair")
@@ -115,6 +127,19 @@ def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
     if missing_roles:
         raise DatasetError(f"{path}: format {fmt} needs files: {', '.join(missing_roles)}")
     resolved = {role: _resolve_file(path, folder, root, name) for role, name in files.items()}
+    translator_from = raw.get("translator_from")
+    if translator_from is not None:
+        if not KEY_PATTERN.match(translator_from) or not (root / "datasets" / translator_from / "dataset.yaml").is_file():
+            raise DatasetError(f"{path}: translator_from {translator_from!r} is no dataset folder with a "
+                               f"dataset.yaml (dataset folders: {', '.join(dataset_folders(root))})")
+        if translator_from == key:
+            raise DatasetError(f"{path}: translator_from names this dataset itself; name the paired dataset "
+                               "whose translators should translate it")
+    elif fmt in SINGLE_MODALITY:
+        paired = [k for k in list_dataset_keys(root) if k != key]
+        raise DatasetError(f"{path}: a dataset with only {SINGLE_MODALITY[fmt][0].upper()} (format {fmt}) is "
+                           "translated by the translators of a paired dataset: add `translator_from: <key>` naming "
+                           f"one (dataset folders: {', '.join(paired) or 'none'})")
 
     qc_raw = raw.get("qc") or {}
     known = {f.name for f in fields(QCConfig)}
@@ -141,6 +166,7 @@ def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
         candidate_window=_count(path, "candidate_window", raw.get("candidate_window", 100_000)),
         title=raw.get("title", key),
         qc=QCConfig(**{name: _count(path, f"qc.{name}", value) for name, value in qc_raw.items()}),
+        translator_from=translator_from,
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from multiome_assets.dataset import DatasetSpec, reference_path
-from multiome_assets.warehouse import sha256
+from multiome_assets.warehouse import find_artifact, sha256
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,20 @@ def input_versions(spec: DatasetSpec) -> dict[str, InputVersion]:
         "cell_type_column": ({}, {"cell_type_column": spec.cell_type_column}),
         "ccre_vocabulary": ({"ccre_vocabulary": reference_path("ccre_hg38")}, {}),
         "gene_vocabulary": ({"gene_vocabulary": reference_path("gene_vocab_38244")}, {}),
+        "translator_from": (_translators_of(spec.translator_from), {"translator_from": spec.translator_from}),
     }
     return {name: InputVersion(_digest(files, settings), dict(files), settings) for name, (files, settings) in parts.items()}
+
+
+def _translators_of(source: str | None) -> dict[str, Path]:
+    """The source dataset's trained translators, where materialized: retrained, they are new input."""
+    found = {}
+    for asset in ("translator_rna2atac", "translator_atac2rna") if source else ():
+        try:
+            found[asset] = find_artifact(asset, source)
+        except FileNotFoundError:
+            pass
+    return found
 
 
 def _digest(files: dict[str, Path], settings: dict) -> str:

@@ -97,6 +97,8 @@ def peak_to_vocab(peaks: pd.DataFrame, vocab: pd.DataFrame) -> sp.csr_matrix:
     p = pr.PyRanges(peaks[["Chromosome", "Start", "End"]].assign(pi=np.arange(len(peaks))).reset_index(drop=True))
     v = pr.PyRanges(vocab[["Chromosome", "Start", "End"]].assign(vi=np.arange(len(vocab))))
     hits = p.join(v, suffix="_v").df
+    if hits.empty:  # pyranges gives no columns then (no peaks, or none overlapping)
+        return sp.csr_matrix((len(peaks), len(vocab)), dtype=np.float32)
     data = np.ones(len(hits), dtype=np.float32)
     m = sp.csr_matrix((data, (hits["pi"].to_numpy(), hits["vi"].to_numpy())), shape=(len(peaks), len(vocab)))
     m.sum_duplicates()

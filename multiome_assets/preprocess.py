@@ -25,7 +25,8 @@ def preprocess(mo: Multiome, qc: QCConfig, rna_values: str = "auto", source: str
     Returns the new Multiome and a dict of what QC removed.
     """
     rna, atac = mo.rna, mo.atac
-    counts = _raw_counts(rna, rna_values, source)
+    has_rna, has_atac = "rna" in mo.modalities, "atac" in mo.modalities
+    counts = _raw_counts(rna, rna_values, source) if has_rna else None
 
     gene_cells = np.diff((rna.X > 0).tocsc().indptr)
     peak_cells = np.diff((atac.X > 0).tocsc().indptr)
@@ -34,13 +35,12 @@ def preprocess(mo: Multiome, qc: QCConfig, rna_values: str = "auto", source: str
     rna_x, atac_x = rna.X[:, keep_genes], atac.X[:, keep_peaks]
     n_genes = np.diff(rna_x.indptr)
     n_peaks = np.diff(atac_x.indptr)
-    keep_cells = (
-        (n_genes >= qc.min_genes_per_cell)
-        & (n_genes <= qc.max_genes_per_cell)
-        & (n_peaks >= qc.min_peaks_per_cell)
-        & (n_peaks <= qc.max_peaks_per_cell)
-    )
-    if keep_cells.sum() == 0 or keep_genes.sum() == 0 or keep_peaks.sum() == 0:
+    keep_cells = np.ones(mo.n_cells, dtype=bool)
+    if has_rna:  # a single-modality dataset is filtered on the modality it has
+        keep_cells &= (n_genes >= qc.min_genes_per_cell) & (n_genes <= qc.max_genes_per_cell)
+    if has_atac:
+        keep_cells &= (n_peaks >= qc.min_peaks_per_cell) & (n_peaks <= qc.max_peaks_per_cell)
+    if keep_cells.sum() == 0 or (has_rna and keep_genes.sum() == 0) or (has_atac and keep_peaks.sum() == 0):
         raise DatasetError(
             f"{source}: QC left {int(keep_cells.sum())} cells, {int(keep_genes.sum())} genes, "
             f"{int(keep_peaks.sum())} peaks; relax the thresholds in the dataset.yaml `qc:` block ({qc})"
@@ -51,7 +51,7 @@ def preprocess(mo: Multiome, qc: QCConfig, rna_values: str = "auto", source: str
         counts = counts[keep_cells][:, keep_genes]
         rna.layers["counts"] = counts
         rna.X = log_normalize(counts)
-    rna.uns["rna_values"] = "raw_counts" if counts is not None else "normalized"
+    rna.uns["rna_values"] = "raw_counts" if counts is not None else "normalized" if has_rna else "absent"
     atac.X = (atac.X > 0).astype(np.float32)
     for layer in list(atac.layers):
         del atac.layers[layer]

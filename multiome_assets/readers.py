@@ -21,7 +21,8 @@ PEAK_PATTERN = r"^(?P<Chromosome>[^:_\-]+)[:_\-](?P<Start>\d+)[_\-](?P<End>\d+)$
 
 @dataclass
 class Multiome:
-    """Paired modalities; `rna.obs_names` equals `atac.obs_names`."""
+    """Paired modalities; `rna.obs_names` equals `atac.obs_names`. A single-modality dataset has
+    the other modality with no features (its cells, their obs, zero columns)."""
 
     rna: ad.AnnData
     atac: ad.AnnData
@@ -30,6 +31,10 @@ class Multiome:
     def n_cells(self) -> int:
         return self.rna.n_obs
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(name for name, m in (("rna", self.rna), ("atac", self.atac)) if m.n_vars > 0)
+
     def __post_init__(self):
         if not self.rna.obs_names.equals(self.atac.obs_names):
             raise ValueError("rna and atac must hold the same cells in the same order")
@@ -37,7 +42,11 @@ class Multiome:
 
 def read_dataset(spec: DatasetSpec) -> Multiome:
     """Read the files a dataset.yaml names, check them, and pair the cells."""
-    if spec.format == "h5ad_pair":
+    if not spec.paired:
+        (modality,) = spec.modalities
+        rna, atac = _one_modality(_read_h5ad(spec.files[modality]), modality)
+        sources = (spec.files[modality],) * 2
+    elif spec.format == "h5ad_pair":
         rna, atac = _read_h5ad(spec.files["rna"]), _read_h5ad(spec.files["atac"])
         sources = (spec.files["rna"], spec.files["atac"])
     elif spec.format == "h5mu":
@@ -58,13 +67,23 @@ def read_dataset(spec: DatasetSpec) -> Multiome:
         if column and column not in rna.obs:
             raise DatasetError(f"{spec.yaml_path}: {setting} {column!r} is not a column of the cells in "
                                f"{sources[0]} (columns: {list(rna.obs.columns)})")
-    return pair_modalities(rna, atac, *sources)
+    return pair_modalities(rna, atac, *sources, modalities=spec.modalities)
 
 
-def pair_modalities(rna: ad.AnnData, atac: ad.AnnData, rna_source: Path, atac_source: Path) -> Multiome:
-    """Check both modalities, keep the barcodes they share (in RNA order), parse peaks."""
-    rna, atac = _clean(rna, rna_source, "genes"), _clean(atac, atac_source, "peaks")
-    _require_counts(rna, rna_source)
+def _one_modality(adata: ad.AnnData, modality: str) -> tuple[ad.AnnData, ad.AnnData]:
+    """(rna, atac) with the missing one as the same cells and no features."""
+    absent = ad.AnnData(sp.csr_matrix((adata.n_obs, 0), dtype=np.float32), obs=adata.obs.copy())
+    return (adata, absent) if modality == "rna" else (absent, adata)
+
+
+def pair_modalities(rna: ad.AnnData, atac: ad.AnnData, rna_source: Path, atac_source: Path,
+                    modalities: tuple[str, ...] = ("rna", "atac")) -> Multiome:
+    """Check the dataset's modalities (the absent one of a single-modality dataset is featureless),
+    keep the barcodes they share (in RNA order), parse peaks."""
+    rna, atac = (_clean(m, source, what) if name in modalities else m
+                 for name, m, source, what in (("rna", rna, rna_source, "genes"), ("atac", atac, atac_source, "peaks")))
+    if "rna" in modalities:
+        _require_counts(rna, rna_source)
     shared = rna.obs_names.intersection(atac.obs_names, sort=False)
     if len(shared) == 0:
         raise DatasetError(

@@ -48,6 +48,23 @@ def test_three_formats_read_the_same_cells(data_root, bmmc):
     assert (mu.atac.X != pair.atac.X).nnz == 0
 
 
+@pytest.mark.parametrize("modality", ["rna", "atac"])
+def test_a_single_modality_folder_reads_its_cells_and_no_other_features(data_root, bmmc, modality):
+    rna, atac = bmmc
+    folder = write_dataset(data_root, "pair", rna, atac)
+    (data_root / f"datasets/{modality}_only").mkdir()
+    (data_root / f"datasets/{modality}_only/dataset.yaml").write_text(
+        f"format: h5ad_{modality}\nfiles: {{{modality}: ../pair/{modality}.h5ad}}\ntranslator_from: bmmc_starter\n")
+    spec = load_spec(f"{modality}_only")
+    assert spec.modalities == (modality,) and not spec.paired and spec.translator_from == "bmmc_starter"
+    mo = read_dataset(spec)
+    assert mo.modalities == (modality,)
+    assert list(mo.rna.obs_names) == list(mo.atac.obs_names) == list(rna.obs_names)
+    present, absent = (mo.rna, mo.atac) if modality == "rna" else (mo.atac, mo.rna)
+    assert absent.n_vars == 0 and present.n_vars == (rna if modality == "rna" else atac).n_vars
+    assert (folder / f"{modality}.h5ad").exists()
+
+
 def test_barcodes_are_intersected_in_rna_order(data_root, bmmc):
     rna, atac = bmmc
     atac = atac[np.random.default_rng(1).permutation(atac.n_obs)[:400]].copy()
@@ -150,6 +167,10 @@ def test_file_outside_data_dir_is_refused(data_root, bmmc):
     ({"qc": {"min_cells_per_gene": "ten"}}, "qc.min_cells_per_gene must be a whole number"),
     ({"genome": "mm10"}, "genome 'mm10' is not supported"),
     ({"cell_type_column": ["cell_type"]}, "cell_type_column must be a text"),
+    ({"translator_from": "no_such_dataset"}, "translator_from 'no_such_dataset' is no dataset folder"),
+    ({"translator_from": "badsettings"}, "translator_from names this dataset itself"),
+    ({"format": "h5ad_rna", "files": {"rna": "rna.h5ad"}},
+     r"a dataset with only RNA .* add `translator_from: <key>` naming one \(dataset folders: bmmc_starter\)"),
 ])
 def test_bad_settings_name_the_yaml(data_root, bmmc, settings, problem):
     # a typo must not silently fall back to a default

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from multiome_assets import annotation, intervals, priors
 from multiome_assets.dataset import reference_path
 from multiome_assets.defs.inputs import INPUTS
-from multiome_assets.defs.partitions import dataset_partitions
+from multiome_assets.defs.partitions import dataset_partitions, needs
 from multiome_assets.defs.resources import DatasetCatalog
 from multiome_assets.preprocess import preprocess
 from multiome_assets.readers import Multiome, read_dataset
@@ -25,7 +25,7 @@ class SplitConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(**ASSET_ARGS, deps=[INPUTS["cells"]], code_version="1", kinds={"anndata"})
+@dg.asset(**ASSET_ARGS, deps=[INPUTS["cells"]], code_version="1", tags=needs("any"), kinds={"anndata"})
 def multiome(context: dg.AssetExecutionContext, datasets: DatasetCatalog) -> Multiome:
     """QC'd, paired RNA (log1p-normalized X, raw counts in layers['counts'] when known) and binary ATAC."""
     spec = datasets.spec(context.partition_key)
@@ -34,7 +34,7 @@ def multiome(context: dg.AssetExecutionContext, datasets: DatasetCatalog) -> Mul
     return mo
 
 
-@dg.asset(**ASSET_ARGS, deps=[INPUTS["annotation"]], code_version="1", kinds={"parquet"})
+@dg.asset(**ASSET_ARGS, deps=[INPUTS["annotation"]], code_version="1", tags=needs("any"), kinds={"parquet"})
 def gene_annotation(context: dg.AssetExecutionContext, datasets: DatasetCatalog, multiome: Multiome) -> pd.DataFrame:
     """Each dataset gene's TSS/strand/body; `matched_by = 'unmatched'` lists what the annotation lacks."""
     spec = datasets.spec(context.partition_key)
@@ -65,7 +65,7 @@ def randomized_candidate_sets(config: SplitConfig, multiome: Multiome, candidate
     return intervals.randomized_candidate_sets(candidate_sets, multiome.atac.var_names, config.seed)
 
 
-@dg.asset(**ASSET_ARGS, deps=[INPUTS["ccre_vocabulary"]], code_version="1", kinds={"scipy"})
+@dg.asset(**ASSET_ARGS, deps=[INPUTS["ccre_vocabulary"]], code_version="1", tags=needs("any"), kinds={"scipy"})
 def peak_vocab_matrix(context: dg.AssetExecutionContext, multiome: Multiome) -> sp.csr_matrix:
     """Cisformer's input: cells × 1,033,239 cCREs, True where an accessible peak overlaps the cCRE (≥1 bp)."""
     vocab = intervals.read_ccre_bed(reference_path("ccre_hg38"))
@@ -79,7 +79,7 @@ def peak_vocab_matrix(context: dg.AssetExecutionContext, multiome: Multiome) -> 
     return matrix
 
 
-@dg.asset(**ASSET_ARGS, deps=[INPUTS["gene_vocabulary"]], code_version="1", kinds={"parquet"})
+@dg.asset(**ASSET_ARGS, deps=[INPUTS["gene_vocabulary"]], code_version="1", tags=needs("any"), kinds={"parquet"})
 def gene_vocab_map(context: dg.AssetExecutionContext, gene_annotation: pd.DataFrame) -> pd.DataFrame:
     """Dataset genes → Cisformer's fixed 38,244-gene vocabulary (by Ensembl id, else symbol)."""
     vocab = annotation.read_gene_vocab(reference_path("gene_vocab_38244"))

@@ -1,6 +1,5 @@
 """EpiAwareNet GRN assets: Stage 1 backbones (and ablations), embeddings, Stage 2 heads, exported
 edge scores, baselines and the evaluation. Bodies are calls into `multiome_assets.grn`."""
-import base64
 
 import dagster as dg
 import numpy as np
@@ -8,6 +7,7 @@ import pandas as pd
 
 from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.defs.io_manager import WarehouseIOManager
+from multiome_assets.defs.metadata import png_markdown
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.grn import baselines, pipeline
@@ -166,12 +166,8 @@ def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, com
         top_n=config.top_n, device=compute.torch_device(),
         curves_path=lambda split: warehouse.artifact_path("grn_curves", f"{context.partition_key}__{split}", ".png"))
     yield dg.Output(metrics, output_name="grn_metrics", metadata={
-        **{f"curves_{s}": dg.MetadataValue.md(_png_markdown(p)) for s, p in pictures.items()},
+        **{f"curves_{s}": dg.MetadataValue.md(png_markdown(p, "curves")) for s, p in pictures.items()},
         "summary": dg.MetadataValue.md(metrics[["split", "method", "auroc", "auprc_ratio",
                                                 "per_target_auroc_macro"]].to_markdown(index=False, floatfmt=".3f")),
     })
     yield dg.Output(enrichment, output_name="grn_regulator_enrichment")
-
-
-def _png_markdown(path) -> str:
-    return f"![curves](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})\n\n`{path}`"

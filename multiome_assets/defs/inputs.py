@@ -21,6 +21,8 @@ DESCRIPTIONS = {
     "cell_type_column": "dataset.yaml's cell_type_column: which labels give the per-cell-type GRNs",
     "ccre_vocabulary": "Cisformer's fixed cCRE vocabulary (data/reference)",
     "gene_vocabulary": "Cisformer's fixed gene vocabulary (data/reference)",
+    "translator_from": "dataset.yaml's translator_from: the paired dataset whose trained translators translate "
+                       "this one, and those translators",
 }
 INPUTS = {name: dg.AssetKey(["input", name]) for name in DESCRIPTIONS}
 DATA_VERSION_TAG = "dagster/data_version"  # where Dagster keeps an observation's data version

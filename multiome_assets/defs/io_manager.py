@@ -14,6 +14,10 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     def _root(self) -> Path:
         return Path(self.root).resolve() if self.root else warehouse.warehouse_dir()
 
+    def directory(self) -> Path:
+        """The warehouse folder (for assets that read another partition's results)."""
+        return self._root()
+
     def artifact_path(self, asset: str, key: str, suffix: str) -> Path:
         """Where a side file of an asset (a figure) goes, in this warehouse."""
         return warehouse.artifact_path(asset, key, suffix, self._root())

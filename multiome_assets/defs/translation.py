@@ -7,10 +7,11 @@ import scipy.sparse as sp
 
 from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.defs.io_manager import WarehouseIOManager
-from multiome_assets.defs.partitions import dataset_partitions
+from multiome_assets.defs.metadata import png_markdown
+from multiome_assets.defs.partitions import dataset_partitions, needs
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.readers import Multiome
-from multiome_assets.translation import pipeline
+from multiome_assets.translation import cross, pipeline
 from multiome_assets.translation.pipeline import Translators
 
 ARGS = dict(partitions_def=dataset_partitions, io_manager_key="warehouse", group_name="translation")
@@ -32,13 +33,13 @@ def translation_splits(context: dg.AssetExecutionContext, datasets: DatasetCatal
 
 
 def _train(context, direction: str, config: TranslatorTraining, compute: ComputeDevice, warehouse: WarehouseIOManager,
-           multiome, gene_vocab_map, peak_vocab_matrix, splits) -> Translators:
+           datasets: DatasetCatalog, multiome, gene_vocab_map, peak_vocab_matrix, splits) -> Translators:
     cells, counts_from = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, source=context.partition_key)
     resume = warehouse.artifact_path("translator_checkpoints", context.partition_key, "")
     translators = pipeline.train(direction, cells, multiome.rna.obs_names, splits, profile=config.profile,
                                  device=compute.torch_device(), seed=config.seed, max_epochs=config.max_epochs,
-                                 checkpoint_dir=resume,
-                                 log=lambda row: context.log.info(f"{direction} epoch {row}"))
+                                 checkpoint_dir=resume, log=lambda row: context.log.info(f"{direction} epoch {row}"),
+                                 vocabularies=pipeline.vocabularies(datasets.spec(context.partition_key).genome))
     context.add_output_metadata({
         "rna_counts": counts_from, "profile": config.profile,
         **{f"training_{s}": dg.MetadataValue.md(h.to_markdown(index=False, floatfmt=".4f"))
@@ -47,23 +48,23 @@ def _train(context, direction: str, config: TranslatorTraining, compute: Compute
     return translators
 
 
-@dg.asset(**ARGS, pool="gpu", code_version="1", kinds={"pytorch"})
+@dg.asset(**ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
 def translator_rna2atac(context: dg.AssetExecutionContext, config: TranslatorTraining, compute: ComputeDevice,
-                        warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
+                        warehouse: dg.ResourceParam[WarehouseIOManager], datasets: DatasetCatalog, multiome: Multiome,
                         gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
                         translation_splits: pd.DataFrame) -> Translators:
     """RNA→ATAC translators (one per scenario): cCRE queries cross-attending to expressed genes."""
-    return _train(context, "rna2atac", config, compute, warehouse, multiome, gene_vocab_map, peak_vocab_matrix,
+    return _train(context, "rna2atac", config, compute, warehouse, datasets, multiome, gene_vocab_map, peak_vocab_matrix,
                   translation_splits)
 
 
-@dg.asset(**ARGS, pool="gpu", code_version="1", kinds={"pytorch"})
+@dg.asset(**ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
 def translator_atac2rna(context: dg.AssetExecutionContext, config: TranslatorTraining, compute: ComputeDevice,
-                        warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
+                        warehouse: dg.ResourceParam[WarehouseIOManager], datasets: DatasetCatalog, multiome: Multiome,
                         gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
                         translation_splits: pd.DataFrame) -> Translators:
     """ATAC→RNA translators (one per scenario): gene queries cross-attending to accessible cCREs."""
-    return _train(context, "atac2rna", config, compute, warehouse, multiome, gene_vocab_map, peak_vocab_matrix,
+    return _train(context, "atac2rna", config, compute, warehouse, datasets, multiome, gene_vocab_map, peak_vocab_matrix,
                   translation_splits)
 
 
@@ -94,21 +95,85 @@ def translated_rna(context: dg.AssetExecutionContext, compute: ComputeDevice, mu
                        translator_atac2rna)
 
 
-@dg.asset(**ARGS, deps=[INPUTS["cell_type_column"]], code_version="1", kinds={"parquet"})
-def translation_metrics(context: dg.AssetExecutionContext, datasets: DatasetCatalog, multiome: Multiome,
+@dg.asset(**ARGS, deps=[INPUTS["cell_type_column"]], code_version="2", kinds={"parquet"})
+def translation_metrics(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
+                        warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
                         gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
                         translation_splits: pd.DataFrame, translator_rna2atac: Translators,
                         translated_atac: mudata.MuData, translated_rna: mudata.MuData) -> pd.DataFrame:
     """The transformer beside the global mean, kNN, ridge and cell-type-mean translators on the same
-    held-out cells, per direction and scenario."""
+    held-out cells, per direction and scenario; a UMAP of measured and translated test cells."""
     spec = datasets.spec(context.partition_key)
     cells, counts_from = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, source=context.partition_key)
     labels = pipeline.cell_labels(multiome, spec.cell_type_column)
-    tables = [pipeline.evaluate(direction, profiles, cells, multiome.rna.obs_names, translation_splits, labels,
-                                translator_rna2atac.thresholds).assign(config=pipeline.config_json(profiles.uns["profile"], counts_from))
-              for direction, profiles in (("rna2atac", translated_atac), ("atac2rna", translated_rna))]
-    table = pd.concat(tables, ignore_index=True)
-    context.add_output_metadata({"summary": dg.MetadataValue.md(
-        table.pivot_table(index=["direction", "scenario", "method"], columns="metric", values="value")
-        .reset_index().to_markdown(index=False, floatfmt=".3f"))})
+    profiles = {"rna2atac": translated_atac, "atac2rna": translated_rna}
+    table = pd.concat([pipeline.evaluate(direction, p, cells, multiome.rna.obs_names, translation_splits, labels,
+                                         translator_rna2atac.thresholds) for direction, p in profiles.items()],
+                      ignore_index=True).assign(config=pipeline.config_json(translated_atac.uns["profile"], counts_from))
+    pictures = pipeline.umap_pictures(profiles, cells, multiome.rna.obs_names, translation_splits, labels, lambda d:
+                                      warehouse.artifact_path("translation_umap", f"{context.partition_key}__{d}", ".png"))
+    context.add_output_metadata({**_summary(table), **{f"umap_{d}": dg.MetadataValue.md(png_markdown(p, "UMAP"))
+                                                       for d, p in pictures.items()}})
     return table
+
+
+def _summary(table: pd.DataFrame) -> dict:
+    return {"summary": dg.MetadataValue.md(
+        table.pivot_table(index=["direction", "scenario", "method"], columns="metric", values="value")
+        .reset_index().to_markdown(index=False, floatfmt=".3f"))}
+
+
+CROSS = dict(deps=[INPUTS["translator_from"]], pool="gpu", code_version="1", kinds={"anndata"})
+
+
+def _cross(context, direction: str, datasets: DatasetCatalog, compute: ComputeDevice, warehouse: WarehouseIOManager,
+           multiome, gene_vocab_map, peak_vocab_matrix) -> mudata.MuData:
+    spec = datasets.spec(context.partition_key)
+    profiles = cross.translated_from(direction, spec, datasets.spec(spec.translator_from), multiome, gene_vocab_map,
+                                     peak_vocab_matrix, warehouse.directory(), compute.torch_device())
+    context.add_output_metadata({"translator_from": spec.translator_from,
+                                 **{s: f"{a.n_obs} cells x {a.n_vars} features" for s, a in profiles.mod.items()}})
+    return profiles
+
+
+@dg.asset(**ARGS, **CROSS, tags=needs("rna", translator_from=True))
+def cross_translated_atac(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
+                          warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
+                          gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix) -> mudata.MuData:
+    """Every cell's accessibility translated from its RNA by the RNA→ATAC translator (random split) of
+    the paired dataset named by `translator_from`, over that dataset's covered cCREs. A dataset with
+    only RNA gets its ATAC this way."""
+    return _cross(context, "rna2atac", datasets, compute, warehouse, multiome, gene_vocab_map, peak_vocab_matrix)
+
+
+@dg.asset(**ARGS, **CROSS, tags=needs("atac", translator_from=True))
+def cross_translated_rna(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
+                         warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
+                         gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix) -> mudata.MuData:
+    """Every cell's expression translated from its ATAC by the ATAC→RNA translator (random split) of
+    the paired dataset named by `translator_from`, over that dataset's vocabulary genes."""
+    return _cross(context, "atac2rna", datasets, compute, warehouse, multiome, gene_vocab_map, peak_vocab_matrix)
+
+
+@dg.asset(**ARGS, deps=[INPUTS["translator_from"], INPUTS["cell_type_column"]], code_version="1",
+          tags=needs("rna.atac", translator_from=True), kinds={"parquet"})
+def cross_translation_metrics(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
+                              warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
+                              gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
+                              cross_translated_atac: mudata.MuData, cross_translated_rna: mudata.MuData) -> pd.DataFrame:
+    """A paired dataset translated by another dataset's translators, scored against what it measured,
+    beside the simple translators fitted on the same source cells (columns as `translation_metrics`)."""
+    spec = datasets.spec(context.partition_key)
+    table = cross.metrics_from(spec, multiome, gene_vocab_map, peak_vocab_matrix,
+                               {"rna2atac": cross_translated_atac, "atac2rna": cross_translated_rna},
+                               warehouse.directory(), pipeline.cell_labels(multiome, spec.cell_type_column))
+    context.add_output_metadata(_summary(table))
+    return table
+
+
+@dg.asset(**ARGS, deps=["translated_atac", "translated_rna", "cross_translated_atac", "cross_translated_rna"],
+          code_version="1", tags=needs("any"), kinds={"parquet"})
+def translated_profiles(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[WarehouseIOManager]) -> pd.DataFrame:
+    """Which translated profiles (.h5mu) the dataset has: direction, scenario, source dataset, path,
+    cells, features."""
+    return pipeline.profile_listing(context.partition_key, warehouse.directory())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -12,7 +13,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from multiome_assets.dataset import DatasetError
+from multiome_assets.dataset import DatasetError, reference_path
+from multiome_assets.inputs import file_sha256
 from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.cisformer import PROFILES, Translator, TranslatorConfig
 from multiome_assets.readers import Multiome
@@ -38,25 +40,37 @@ def training_config(direction: str, profile: str, seed: int) -> TrainConfig:
     return replace(CPU_TRAINING[direction] if profile == "cpu" else TRAINING[direction], seed=seed)
 
 
+def vocabularies(genome: str) -> list[str]:
+    """What a translator's inputs and outputs mean: the genome and the two vocabularies' content."""
+    return [f"genome={genome}", f"genes={file_sha256(reference_path('gene_vocab_38244'))[:16]}",
+            f"cres={file_sha256(reference_path('ccre_hg38'))[:16]}"]
+
+
 def load_cells(mo: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
-               source: str = "dataset") -> tuple[VocabCells, str]:
+               source: str = "dataset", need: tuple[str, ...] = ("rna", "atac")) -> tuple[VocabCells, str]:
     """The cells in the fixed vocabularies, and where the RNA counts came from (the counts layer,
-    or counts recovered from the normalized values, `grn.pretrain.nb_targets`)."""
+    or counts recovered from the normalized values, `grn.pretrain.nb_targets`). Refused when a
+    modality in `need` is absent or misses the vocabulary."""
     from multiome_assets.annotation import read_gene_vocab
-    from multiome_assets.dataset import reference_path
     from multiome_assets.grn.pretrain import nb_targets
 
-    counts, counts_from = nb_targets(mo.rna.X, mo.rna.layers.get("counts"))
+    absent = [m.upper() for m in need if m not in mo.modalities]
+    if absent:
+        raise DatasetError(f"{source}: has no {' and no '.join(absent)}; this needs it")
+    counts, counts_from = nb_targets(mo.rna.X, mo.rna.layers.get("counts")) if mo.rna.n_vars else (mo.rna.X, "absent")
     index = gene_vocab_map.set_index("gene").vocab_index.reindex(mo.rna.var_names).astype("float64").to_numpy()
-    if not np.isfinite(index).any():
+    if "rna" in need and not np.isfinite(index).any():
         raise DatasetError(f"{source}: no gene is in the gene vocabulary (genes e.g. {list(mo.rna.var_names[:3])})")
-    if peak_vocab_matrix.nnz == 0:
+    if "atac" in need and peak_vocab_matrix.nnz == 0:
         raise DatasetError(f"{source}: no peak overlaps a cCRE of the vocabulary")
     n_vocab = len(read_gene_vocab(reference_path("gene_vocab_38244")))
     return vocab_cells(counts, index, n_vocab, peak_vocab_matrix), counts_from
 
 
 def splits(mo: Multiome, batch_column: str | None, cell_type_column: str | None, seed: int = 0) -> pd.DataFrame:
+    if len(mo.modalities) < 2:
+        raise DatasetError(f"the dataset has only {mo.modalities[0].upper()}: translators train on paired cells; "
+                           "translate it with a paired dataset's translators (`translator_from` in its dataset.yaml)")
     return translation_splits(mo.rna.obs, batch_column=batch_column, cell_type_column=cell_type_column, seed=seed)
 
 
@@ -91,7 +105,8 @@ class Translators:
 
 
 def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame, *, profile: str,
-          device: str, seed: int = 0, max_epochs: int | None = None, checkpoint_dir=None, log=None) -> Translators:
+          device: str, seed: int = 0, max_epochs: int | None = None, checkpoint_dir=None, log=None,
+          vocabularies: list[str] = ()) -> Translators:
     """A translator per scenario, trained on its training cells, early-stopped on its validation cells."""
     if profile not in PROFILES:
         raise ValueError(f"translator profile {profile!r} is not one of {sorted(PROFILES)}")
@@ -108,7 +123,8 @@ def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: 
                                           device=device, log=log, checkpoint_dir=resume_from)
         if resume_from is not None:  # finished: a later materialization trains afresh
             shutil.rmtree(resume_from, ignore_errors=True)
-        checkpoints[scenario] = Checkpoint("translator", asdict(model_config), {k: v.cpu() for k, v in model.state_dict().items()})
+        checkpoints[scenario] = Checkpoint("translator", asdict(model_config), {k: v.cpu() for k, v in model.state_dict().items()},
+                                           features={"vocabularies": list(vocabularies)})
         histories[scenario] = history
         if direction == "rna2atac":
             truth = cells.atac[val_rows][:, cells.cres].toarray()
@@ -123,15 +139,20 @@ def translated(translators: Translators, cells: VocabCells, cell_names: pd.Index
     """A MuData, one modality per scenario, of the held-out cells' translated profiles: accessibility
     probabilities (X) and calls (layers['calls']) over the covered cCREs, or expected log1p
     expression over the dataset's vocabulary genes."""
+    return translated_mudata(_translated(translators, cells, cell_names, split_table, device), translators.profile)
+
+
+def translated_mudata(profiles: dict[str, ad.AnnData], profile: str):
+    """Translated profiles, one modality per scenario, with the translators' profile in `uns`."""
     import warnings
 
     import mudata
 
     with mudata.set_options(pull_on_update=False), warnings.catch_warnings():
         warnings.filterwarnings("ignore", "var_names are not unique")  # every scenario has the same features
-        profiles = mudata.MuData(_translated(translators, cells, cell_names, split_table, device))
-    profiles.uns["profile"] = translators.profile
-    return profiles
+        out = mudata.MuData(profiles)
+    out.uns["profile"] = profile
+    return out
 
 
 def _translated(translators: Translators, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
@@ -158,7 +179,6 @@ def _translated(translators: Translators, cells: VocabCells, cell_names: pd.Inde
 def _vocab_genes(vocab_index: np.ndarray) -> pd.DataFrame:
     """Vocabulary genes by Ensembl id (unique), with their symbol and index."""
     from multiome_assets.annotation import read_gene_vocab
-    from multiome_assets.dataset import reference_path
 
     vocab = read_gene_vocab(reference_path("gene_vocab_38244")).iloc[vocab_index]
     return pd.DataFrame({"symbol": vocab.symbol.to_numpy(), "vocab_index": vocab_index}, index=vocab.gene_id.to_numpy())
@@ -169,8 +189,7 @@ def evaluate(direction: str, profiles, cells: VocabCells, cell_names: pd.Index,
     """Long table (direction, scenario, method, metric, value, n_cells) of the transformer and the
     simple translators on the same held-out cells."""
     source, kind = (cells.rna, "rna") if direction == "rna2atac" else (cells.atac[:, cells.cres], "atac")
-    target = (cells.atac[:, cells.cres].toarray().astype(np.float32) if direction == "rna2atac"
-              else np.log1p(cells.rna[:, cells.genes].toarray()).astype(np.float32))
+    target = measured(direction, cells)
     rows = []
     for scenario, profile in profiles.mod.items():
         train, val, test = (rows_of(split_table, cell_names, scenario, r) for r in ("train", "validation", "test"))
@@ -198,6 +217,57 @@ def evaluate(direction: str, profiles, cells: VocabCells, cell_names: pd.Index,
     return pd.DataFrame(rows, columns=["direction", "scenario", "method", "metric", "value", "n_cells"])
 
 
+def measured(direction: str, cells: VocabCells) -> np.ndarray:
+    """What `direction` translates into, as measured: accessibility at the covered cCREs, or log1p
+    counts at the dataset's vocabulary genes (the columns of the translated profiles)."""
+    if direction == "rna2atac":
+        return cells.atac[:, cells.cres].toarray().astype(np.float32)
+    return np.log1p(cells.rna[:, cells.genes].toarray()).astype(np.float32)
+
+
+def umap_pictures(profiles: dict, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
+                  labels: np.ndarray | None, path_for) -> dict[str, Path]:
+    """Per direction, a UMAP of the `random` scenario's test cells, measured and translated
+    (`figures.umap_measured_vs_translated`), written to `path_for(direction)`."""
+    from multiome_assets.translation.figures import umap_measured_vs_translated
+
+    pictures = {}
+    for direction, mdata in profiles.items():
+        scenario = "random" if "random" in mdata.mod else next(iter(mdata.mod))
+        test = rows_of(split_table, cell_names, scenario, "test")
+        pictures[direction] = path_for(direction)
+        umap_measured_vs_translated(measured(direction, cells)[test], np.asarray(mdata.mod[scenario].X),
+                                    None if labels is None else labels[test], pictures[direction],
+                                    title=f"{direction}, {scenario} split: test cells")
+    return pictures
+
+
+PROFILE_ASSETS = ("translated_atac", "translated_rna", "cross_translated_atac", "cross_translated_rna")
+
+
+def profile_listing(dataset: str, root) -> pd.DataFrame:
+    """The `translated_profiles` table: one row per translated profile of `dataset` the warehouse
+    at `root` holds (asset, direction, scenario, source dataset, path, cells, features)."""
+    import mudata
+
+    from multiome_assets import warehouse
+
+    rows = []
+    for asset in PROFILE_ASSETS:
+        try:
+            path = warehouse.find_artifact(asset, dataset, root)
+        except FileNotFoundError:
+            continue
+        with mudata.set_options(pull_on_update=False):
+            mdata = mudata.read_h5mu(path, backed=True)
+        for scenario, profile in mdata.mod.items():
+            rows.append({"asset": asset, "direction": profile.uns["direction"], "scenario": scenario,
+                         "source": profile.uns.get("source", dataset), "path": str(path), "cells": profile.n_obs,
+                         "features": profile.n_vars})
+        mdata.file.close()
+    return pd.DataFrame(rows, columns=["asset", "direction", "scenario", "source", "path", "cells", "features"])
+
+
 def _baselines(source, kind, target, train, test, labels) -> dict[str, np.ndarray]:
     z = baselines.source_embedding(source, train, kind)
     out = {"global_mean": baselines.global_mean(target[train], len(test)),
@@ -208,8 +278,9 @@ def _baselines(source, kind, target, train, test, labels) -> dict[str, np.ndarra
     return out
 
 
-def config_json(profile: str, counts_from: str) -> str:
-    return json.dumps({"profile": profile, "rna_counts": counts_from})
+def config_json(profile: str, counts_from: str, translator_from: str | None = None) -> str:
+    return json.dumps({"profile": profile, "rna_counts": counts_from}
+                      | ({"translator_from": translator_from} if translator_from else {}))
 
 
 def cell_labels(mo: Multiome, cell_type_column: str | None) -> np.ndarray | None:

@@ -1,32 +1,71 @@
-"""The translation assets end to end on the bundled BMMC data (one epoch), through real Dagster and DuckDB."""
+"""The translation assets end to end on the bundled data (one epoch), through real Dagster and DuckDB:
+BMMC's translators, then SNARE-seq translated by them, paired and as RNA-only and ATAC-only folders."""
+from dataclasses import replace
+
 import dagster as dg
 import numpy as np
 import pytest
+import yaml
 
 from multiome_assets import warehouse
-from multiome_assets.definitions import ASSETS, RESOURCES
+from multiome_assets.build import applicable
+from multiome_assets.dataset import DatasetError, load_spec
+from multiome_assets.definitions import ASSETS, RESOURCES, defs
+from multiome_assets.translation import cross
+from multiome_assets_tests.conftest import BUNDLED
 
 ONE_EPOCH = {name: {"config": {"max_epochs": 1}} for name in ("translator_rna2atac", "translator_atac2rna")}
+SNARE = yaml.safe_load((BUNDLED / "datasets/snareseq_hesc/dataset.yaml").read_text())
+CROSS = {  # SNARE-seq translated by BMMC's translators: paired (scored), RNA only, ATAC only
+    "snare_paired": {**SNARE, "files": {"rna": "../snareseq_hesc/rna.h5ad", "atac": "../snareseq_hesc/atac.h5ad"}},
+    "snare_rna_only": {**SNARE, "format": "h5ad_rna", "files": {"rna": "../snareseq_hesc/rna.h5ad"}},
+    "snare_atac_only": {**SNARE, "format": "h5ad_atac", "files": {"atac": "../snareseq_hesc/atac.h5ad"}},
+}
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("translation")
+    data = root / "data"
+    (data / "datasets").mkdir(parents=True)
+    (data / "reference").symlink_to(BUNDLED / "reference")
+    for key in ("bmmc_starter", "snareseq_hesc"):
+        (data / "datasets" / key).symlink_to(BUNDLED / "datasets" / key)
+    for key, settings in CROSS.items():
+        (data / "datasets" / key).mkdir()
+        (data / "datasets" / key / "dataset.yaml").write_text(yaml.safe_dump({**settings, "translator_from": "bmmc_starter"}))
     mp = pytest.MonkeyPatch()
-    mp.setenv("MULTIOME_WAREHOUSE", str(tmp_path_factory.mktemp("translation") / "warehouse"))
+    mp.setenv("MULTIOME_DATA_DIR", str(data))
+    mp.setenv("MULTIOME_WAREHOUSE", str(root / "warehouse"))
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("dataset", ["bmmc_starter"])
-    selection = dg.AssetSelection.groups("translation").upstream() - dg.AssetSelection.groups("inputs")
-    result = dg.materialize(ASSETS, partition_key="bmmc_starter", instance=instance, resources=RESOURCES,
-                            selection=selection, run_config={"ops": ONE_EPOCH}, raise_on_error=False)
-    yield result
+    instance.add_dynamic_partitions("dataset", ["bmmc_starter", *CROSS])
+    graph = defs.resolve_asset_graph()
+    results = {}
+    crossing = dg.AssetSelection.assets("cross_translated_atac", "cross_translated_rna", "cross_translation_metrics")
+    for key, selection in (("bmmc_starter", (dg.AssetSelection.groups("translation") - crossing).upstream()),
+                           *((key, crossing.upstream() | dg.AssetSelection.assets("translated_profiles")) for key in CROSS)):
+        keys = applicable(defs, (selection - dg.AssetSelection.groups("inputs")).resolve(graph), load_spec(key))
+        results[key] = dg.materialize(ASSETS, partition_key=key, instance=instance, resources=RESOURCES,
+                                      selection=keys, run_config={"ops": {k: v for k, v in ONE_EPOCH.items()
+                                                                          if dg.AssetKey(k) in keys}},
+                                      raise_on_error=False)
+    yield results
     mp.undo()
 
 
+def _made(result) -> set[str]:
+    return {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+
+
 def test_every_translation_asset_materializes(built):
-    assert built.success
-    done = {e.asset_key.path[-1] for e in built.get_asset_materialization_events()}
+    assert all(r.success for r in built.values())
     assert {"translation_splits", "translator_rna2atac", "translator_atac2rna", "translated_atac", "translated_rna",
-            "translation_metrics"} <= done
+            "translation_metrics", "translated_profiles"} <= _made(built["bmmc_starter"])
+    assert {"cross_translated_atac", "cross_translated_rna", "cross_translation_metrics"} <= _made(built["snare_paired"])
+    # a single-modality dataset gets the translation from what it has, and nothing that needs both
+    assert _made(built["snare_rna_only"]) == {"multiome", "gene_annotation", "gene_vocab_map", "peak_vocab_matrix",
+                                               "cross_translated_atac", "translated_profiles"}
+    assert "cross_translated_rna" in _made(built["snare_atac_only"])
 
 
 def test_no_test_cell_trains_or_validates(built):
@@ -62,3 +101,48 @@ def test_translated_profiles_hold_the_test_cells(built):
     assert ((random.X >= 0) & (random.X <= 1)).all() and set(np.unique(random.layers["calls"])) <= {0.0, 1.0}
     rna = warehouse.read_artifact(warehouse.find_artifact("translated_rna", "bmmc_starter"))
     assert rna.mod["random"].n_vars == 570 and np.isfinite(rna.mod["random"].X).all()  # the panel's vocabulary genes
+
+
+def test_a_single_modality_dataset_is_translated_end_to_end(built):
+    atac = warehouse.read_artifact(warehouse.find_artifact("cross_translated_atac", "snare_rna_only"))
+    (scenario, profile), = atac.mod.items()
+    assert scenario == "from_bmmc_starter" and profile.uns["source"] == "bmmc_starter"
+    bmmc_cres = warehouse.read_artifact(warehouse.find_artifact("translated_atac", "bmmc_starter")).mod["random"].var
+    assert profile.var.cre_index.tolist() == bmmc_cres.cre_index.tolist()  # what BMMC's translator learned
+    paired = warehouse.read_artifact(warehouse.find_artifact("multiome", "snare_paired"))
+    assert profile.n_obs == paired.n_cells and ((profile.X >= 0) & (profile.X <= 1)).all()
+    # the same cells read from an RNA-only folder translate exactly as from the paired folder
+    same = warehouse.read_artifact(warehouse.find_artifact("cross_translated_atac", "snare_paired")).mod[scenario]
+    np.testing.assert_array_equal(profile.X, same.X)
+    rna = warehouse.read_artifact(warehouse.find_artifact("cross_translated_rna", "snare_atac_only")).mod[scenario]
+    assert rna.n_vars == 570 and np.isfinite(rna.X).all()  # BMMC's vocabulary genes
+
+
+def test_cross_dataset_metrics_and_profiles_in_sql(built):
+    table = warehouse.query("select direction, scenario, method, metric, value from cross_translation_metrics "
+                            "where dataset = 'snare_paired'")
+    assert set(table.scenario) == {"from_bmmc_starter"}
+    for direction in ("rna2atac", "atac2rna"):
+        assert {"cisformer", "global_mean", "knn", "ridge"} <= set(table[table.direction == direction].method)
+    listed = warehouse.query("select dataset, asset, direction, scenario, source, cells from translated_profiles")
+    rna_only = listed[listed.dataset == "snare_rna_only"]
+    assert rna_only[["asset", "scenario", "source"]].values.tolist() == [
+        ["cross_translated_atac", "from_bmmc_starter", "bmmc_starter"]]
+    bmmc = listed[listed.dataset == "bmmc_starter"]
+    assert set(bmmc.scenario) == {"random", "held_out_donor", "held_out_cell_type"} and len(bmmc) == 6
+
+
+def test_translators_refuse_another_genome_or_vocabulary(built):
+    translators = warehouse.read_artifact(warehouse.find_artifact("translator_rna2atac", "bmmc_starter"))
+    spec = load_spec("snare_rna_only")
+    cross.check_translators(translators, spec, "bmmc_starter")  # the same vocabularies: accepted
+    with pytest.raises(DatasetError, match="genome=mm10"):
+        cross.check_translators(translators, replace(spec, genome="mm10"), "bmmc_starter")
+    translators.checkpoints["random"].features["vocabularies"][1] = "genes=another"
+    with pytest.raises(DatasetError, match="vocabularies"):
+        cross.check_translators(translators, spec, "bmmc_starter")
+
+
+def test_a_single_modality_source_is_refused(built):
+    with pytest.raises(DatasetError, match="has only RNA; name a paired dataset"):
+        cross.require_source(load_spec("snare_paired"), load_spec("snare_rna_only"))
