@@ -179,7 +179,8 @@ def datasets():
         except DatasetError as e:  # one broken folder does not hide the others
             click.echo(f"{key}\t{status}\tinvalid: {e}")
             continue
-        click.echo(f"{key}\t{status}\t{spec.format}\t{spec.title}")
+        via = f"\ttranslated by {spec.translator_from}" if spec.translator_from else ""
+        click.echo(f"{key}\t{status}\t{spec.format} ({'+'.join(spec.modalities)})\t{spec.title}{via}")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,10 @@ class DatasetSpec:
     def paired(self) -> bool:
         return len(self.modalities) == 2
 
+    def file_of(self, modality: str) -> Path:
+        """The file that holds `modality` ("rna" or "atac"), for messages about its content."""
+        return self.files.get(modality) or self.files.get("h5mu") or self.files.get("h5") or self.yaml_path
+
 
 FORMAT_FILES = {"h5ad_pair": ("rna", "atac"), "h5mu": ("h5mu",), "10x_h5": ("h5",), "h5ad_rna": ("rna",),
                 "h5ad_atac": ("atac",)}

@@ -34,7 +34,7 @@ def translation_splits(context: dg.AssetExecutionContext, datasets: DatasetCatal
 
 def _train(context, direction: str, config: TranslatorTraining, compute: ComputeDevice, warehouse: WarehouseIOManager,
            datasets: DatasetCatalog, multiome, gene_vocab_map, peak_vocab_matrix, splits) -> Translators:
-    cells, counts_from = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, source=context.partition_key)
+    cells, counts_from = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, datasets.spec(context.partition_key))
     resume = warehouse.artifact_path("translator_checkpoints", context.partition_key, "")
     translators = pipeline.train(direction, cells, multiome.rna.obs_names, splits, profile=config.profile,
                                  device=compute.torch_device(), seed=config.seed, max_epochs=config.max_epochs,
@@ -69,7 +69,7 @@ def translator_atac2rna(context: dg.AssetExecutionContext, config: TranslatorTra
 
 
 def _translated(context, compute, multiome, gene_vocab_map, peak_vocab_matrix, splits, translators) -> mudata.MuData:
-    cells, _ = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, source=context.partition_key)
+    cells, _ = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix)
     profiles = pipeline.translated(translators, cells, multiome.rna.obs_names, splits, compute.torch_device())
     context.add_output_metadata({s: f"{a.n_obs} cells x {a.n_vars} features" for s, a in profiles.mod.items()})
     return profiles
@@ -104,7 +104,7 @@ def translation_metrics(context: dg.AssetExecutionContext, datasets: DatasetCata
     """The transformer beside the global mean, kNN, ridge and cell-type-mean translators on the same
     held-out cells, per direction and scenario; a UMAP of measured and translated test cells."""
     spec = datasets.spec(context.partition_key)
-    cells, counts_from = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, source=context.partition_key)
+    cells, counts_from = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, spec)
     labels = pipeline.cell_labels(multiome, spec.cell_type_column)
     profiles = {"rna2atac": translated_atac, "atac2rna": translated_rna}
     table = pd.concat([pipeline.evaluate(direction, p, cells, multiome.rna.obs_names, translation_splits, labels,

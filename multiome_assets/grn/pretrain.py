@@ -30,7 +30,6 @@ simulation this lifts held-out edge AUROC from the backbone's embeddings from 0.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,7 +40,7 @@ import torch
 from multiome_assets.grn.artifacts import Backbone
 from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
-from multiome_assets.models.precision import autocast_dtype
+from multiome_assets.models.precision import autocast, training_amp
 
 __all__ = ["PretrainConfig", "PROFILES", "pretrain_backbone", "svd_identity_init", "load_backbone", "gene_embeddings", "nb_targets"]
 
@@ -143,16 +142,6 @@ def _masks(n: int, n_genes: int, fraction: float, gen: torch.Generator) -> torch
     return mask
 
 
-def _default_amp(device: torch.device) -> bool:
-    """bf16 autocast on a GPU that computes bf16 natively; fp32 on CPU, so that results do not
-    depend on which CPU model ran them (and bf16 is emulated, ~400x slower, on many)."""
-    return device.type == "cuda" and autocast_dtype(device) is not None
-
-
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
-
-
 def _split(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     n_val = min(n - 1, max(1, round(fraction * n))) if fraction > 0 and n > 1 else 0
     perm = rng.permutation(n)
@@ -210,7 +199,7 @@ def pretrain_backbone(
     candidates = np.asarray(candidates, dtype=np.int64)
     targets, nb_target = nb_targets(rna, counts)
     dev = torch.device(device)
-    amp = _default_amp(dev) if amp is None else amp
+    amp = training_amp(dev) if amp is None else amp
     rng = np.random.default_rng(tc.seed)
     train_idx, val_idx = _split(n_cells, tc.val_fraction, rng)
     bs = tc.batch_size
@@ -242,7 +231,7 @@ def pretrain_backbone(
             for start in range(0, len(order), bs):
                 rows = order[start : start + bs]
                 mask = _masks(len(rows), n_genes, cfg.mask_fraction, mask_gen).to(dev)
-                with _autocast(dev, amp):
+                with autocast(dev, amp):
                     _, loss = model(_dense(rna, rows, dev), _dense(atac, rows, dev), mask, _dense(targets, rows, dev))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -285,7 +274,7 @@ def _validate(model, rna, atac, targets, idx, masks, bs, dev, amp) -> float:
     nll_sum, n_masked = 0.0, 0
     for start in range(0, len(idx), bs):
         rows, mask = idx[start : start + bs], masks[start : start + bs].to(dev)
-        with _autocast(dev, amp):
+        with autocast(dev, amp):
             _, loss = model(_dense(rna, rows, dev), _dense(atac, rows, dev), mask, _dense(targets, rows, dev))
         nll_sum, n_masked = nll_sum + loss.item() * int(mask.sum()), n_masked + int(mask.sum())
     return nll_sum / n_masked
@@ -335,7 +324,7 @@ def gene_embeddings(
         member[s, idx] = 1.0
     cells = np.flatnonzero(member.any(0))
     dev = torch.device(device)
-    amp = _default_amp(dev) if amp is None else amp
+    amp = training_amp(dev) if amp is None else amp
     was_training = model.training
     model.to(dev).eval()
     G, d = model.config.n_genes, model.config.d_model
@@ -343,7 +332,7 @@ def gene_embeddings(
     member_t = torch.from_numpy(member).to(dev)
     for start in range(0, len(cells), batch_size):
         rows = cells[start : start + batch_size]
-        with _autocast(dev, amp):
+        with autocast(dev, amp):
             states, _ = model(_dense(rna, rows, dev), _dense(atac, rows, dev) if model.config.use_atac else None)
         sums += (member_t[:, rows] @ states.float().reshape(len(rows), G * d)).double()
     model.train(was_training)

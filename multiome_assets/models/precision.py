@@ -8,11 +8,12 @@ with AMX as on a Skylake without bf16. ``torch.cpu.get_capabilities()`` lists th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 
-__all__ = ["autocast_dtype", "native_cpu_bf16"]
+__all__ = ["autocast", "autocast_dtype", "native_cpu_bf16", "training_amp"]
 
 # x86: AVX512_BF16 (Cooper Lake, Zen 4+) or AMX-BF16 (Sapphire Rapids+); arm64: the BF16 extension
 NATIVE_BF16_FEATURES = ("avx512_bf16", "amx_bf16", "bf16")
@@ -38,3 +39,15 @@ def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
     if device.type == "cpu":
         return torch.bfloat16 if native_cpu_bf16(torch.cpu.get_capabilities()) else None
     return None
+
+
+def training_amp(device: torch.device | str) -> bool:
+    """Whether training autocasts by default: bf16 on a GPU that computes it natively; fp32 on CPU,
+    so that results do not depend on which CPU model ran them (and bf16 is emulated on many)."""
+    device = torch.device(device)
+    return device.type == "cuda" and autocast_dtype(device) is not None
+
+
+def autocast(device: torch.device | str, amp: bool):
+    """bf16 autocast on `device` when `amp`, else a no-op context."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if amp else nullcontext()

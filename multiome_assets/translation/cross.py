@@ -138,7 +138,7 @@ def load_source(source: str, root, directions=tuple(NEEDS)) -> Source:
     except FileNotFoundError as e:
         raise DatasetError(f"translating with the translators of {source!r} needs its tables ({e}): "
                            f"multiome-assets build --dataset {source}") from None
-    cells, _ = load_cells(mo, vocab_map, artifact("peak_vocab_matrix"), source=source)
+    cells, _ = load_cells(mo, vocab_map, artifact("peak_vocab_matrix"))
     names = mo.rna.obs_names
     return Source(source, cells, rows_of(splits, names, SOURCE_SCENARIO, "train"),
                   rows_of(splits, names, SOURCE_SCENARIO, "validation"), translators)
@@ -150,7 +150,7 @@ def translated_from(direction: str, spec: DatasetSpec, source_spec: DatasetSpec,
     require_source(spec, source_spec)
     source = load_source(source_spec.key, root, (direction,))
     check_translators(source.translators[direction], spec, source_spec.key)
-    cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, source=str(spec.yaml_path), need=(NEEDS[direction],))
+    cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec, need=(NEEDS[direction],))
     return translate(direction, source, cells, mo.rna.obs_names, device)
 
 
@@ -159,7 +159,7 @@ def metrics_from(spec: DatasetSpec, mo, gene_vocab_map: pd.DataFrame, peak_vocab
     """The `cross_translation_metrics` asset: both directions' cross-dataset translations of a paired
     dataset scored against its measured profiles, beside the simple translators."""
     source = load_source(spec.translator_from, root)
-    cells, counts_from = load_cells(mo, gene_vocab_map, peak_vocab_matrix, source=str(spec.yaml_path))
+    cells, counts_from = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec)
     config = config_json(source.translators["rna2atac"].profile, counts_from, spec.translator_from)
     return pd.concat([evaluate(d, profiles[d], source, cells, labels) for d in NEEDS],
                      ignore_index=True).assign(config=config)

@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from multiome_assets.dataset import DatasetError, reference_path
+from multiome_assets.dataset import DatasetError, DatasetSpec, reference_path
 from multiome_assets.inputs import file_sha256
 from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.cisformer import PROFILES, Translator, TranslatorConfig
@@ -47,22 +47,27 @@ def vocabularies(genome: str) -> list[str]:
 
 
 def load_cells(mo: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
-               source: str = "dataset", need: tuple[str, ...] = ("rna", "atac")) -> tuple[VocabCells, str]:
+               spec: DatasetSpec | None = None, need: tuple[str, ...] = ("rna", "atac")) -> tuple[VocabCells, str]:
     """The cells in the fixed vocabularies, and where the RNA counts came from (the counts layer,
     or counts recovered from the normalized values, `grn.pretrain.nb_targets`). Refused when a
     modality in `need` is absent or misses the vocabulary."""
     from multiome_assets.annotation import read_gene_vocab
     from multiome_assets.grn.pretrain import nb_targets
 
-    absent = [m.upper() for m in need if m not in mo.modalities]
+    def where(modality: str) -> str:
+        return str(spec.file_of(modality)) if spec else "dataset"
+
+    absent = [m for m in need if m not in mo.modalities]
     if absent:
-        raise DatasetError(f"{source}: has no {' and no '.join(absent)}; this needs it")
+        raise DatasetError(f"{spec.yaml_path if spec else 'dataset'}: has no {' and no '.join(absent).upper()}; "
+                           "this needs it")
     counts, counts_from = nb_targets(mo.rna.X, mo.rna.layers.get("counts")) if mo.rna.n_vars else (mo.rna.X, "absent")
     index = gene_vocab_map.set_index("gene").vocab_index.reindex(mo.rna.var_names).astype("float64").to_numpy()
     if "rna" in need and not np.isfinite(index).any():
-        raise DatasetError(f"{source}: no gene is in the gene vocabulary (genes e.g. {list(mo.rna.var_names[:3])})")
+        raise DatasetError(f"{where('rna')}: no gene is in the gene vocabulary (genes e.g. {list(mo.rna.var_names[:3])})")
     if "atac" in need and peak_vocab_matrix.nnz == 0:
-        raise DatasetError(f"{source}: no peak overlaps a cCRE of the vocabulary")
+        raise DatasetError(f"{where('atac')}: no peak overlaps a cCRE of the vocabulary (peaks e.g. "
+                           f"{list(mo.atac.var_names[:3])}; hg38 coordinates?)")
     n_vocab = len(read_gene_vocab(reference_path("gene_vocab_38244")))
     return vocab_cells(counts, index, n_vocab, peak_vocab_matrix), counts_from
 

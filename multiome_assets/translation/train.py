@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from multiome_assets.models.cisformer import Translator, TranslatorConfig
+from multiome_assets.models.precision import autocast, training_amp
 from multiome_assets.translation.tokens import VocabCells, atac2rna_batch, length_buckets, rna2atac_batch
 
 
@@ -66,9 +67,10 @@ def validation_loss(model: Translator, cells: VocabCells, rows: np.ndarray, conf
     total, n = 0.0, 0
     for start in range(0, len(rows), config.batch_size):
         batch = make_batch(model.config.direction, cells, rows[start:start + config.batch_size], rng, upper, config).to(device)
-        logits = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
+        with autocast(device, training_amp(device)):
+            logits = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
         k = int(batch.query_mask.sum())
-        total, n = total + float(model.loss(logits, batch.targets, batch.query_mask)) * k, n + k
+        total, n = total + float(model.loss(logits.float(), batch.targets, batch.query_mask)) * k, n + k
     return total / max(n, 1)
 
 
@@ -79,6 +81,7 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
     an unfinished training of the same configuration. `upper`: the ATAC→RNA bins' upper edge
     (log1p of the training maximum). `log(epoch_row)` is told about every epoch."""
     direction = model_config.direction
+    amp = training_amp(device)
     torch.manual_seed(config.seed)
     model = Translator(model_config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -94,8 +97,9 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
         losses = []
         for rows in _epoch_batches(direction, cells, train_rows, config, rng):
             batch = make_batch(direction, cells, rows, rng, upper, config).to(device)
-            logits = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
-            loss = model.loss(logits, batch.targets, batch.query_mask)
+            with autocast(device, amp):  # bf16 only on a GPU that computes it natively
+                logits = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
+            loss = model.loss(logits.float(), batch.targets, batch.query_mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from multiome_assets.models.precision import autocast_dtype, native_cpu_bf16
+from multiome_assets.models.precision import autocast, autocast_dtype, native_cpu_bf16, training_amp
 
 # torch.cpu.get_capabilities() subsets; get_cpu_capability() says "AVX2" for the first, "AVX512" for the rest
 AVX2_EPYC = {"architecture": "x86_64", "avx2": True, "avx512_f": False, "avx512_bf16": False, "amx_bf16": False}
@@ -32,3 +32,13 @@ def test_autocast_dtype_on_cpu_follows_the_detected_instruction_sets(monkeypatch
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer without a GPU")
 def test_autocast_dtype_without_cuda_is_fp32():
     assert autocast_dtype("cuda") is None
+
+
+def test_training_stays_fp32_on_any_cpu_so_results_do_not_depend_on_the_cpu_model(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: SAPPHIRE_RAPIDS)
+    assert autocast_dtype("cpu") is torch.bfloat16 and training_amp("cpu") is False
+    x = torch.randn(4, 4)
+    with autocast("cpu", training_amp("cpu")):
+        assert (x @ x).dtype == torch.float32
+    with autocast("cpu", True):
+        assert (x @ x).dtype == torch.bfloat16

@@ -1,0 +1,245 @@
+"""Cisformer translator throughput: cells/s of a training step (forward + backward + clip + Adam),
+peak memory and achieved GFLOP/s, at the reference's full padded lengths and at the real lengths
+of the bundled cells.
+
+Rows (each in a fresh subprocess, so its peak RSS is its own; on CUDA the peak is
+``torch.cuda.max_memory_allocated``):
+
+- ``full``: the reference's default configuration, every cell padded as it pads them. ATAC→RNA:
+  10,000 cCRE slots in, 3,000 genes out, d=280, 4 layers, 7 heads of dimension 140. RNA→ATAC:
+  2,048 genes in, 2,048 cCREs out, d=210, 6 layers, 6 heads of dimension 128.
+- ``real:<dataset>``: the same model and output sizes, with each cell's source tokens at its real
+  count in the bundled dataset (accessible cCREs of the vocabulary; expressed vocabulary genes),
+  capped as the reference caps them, batched by `length_buckets` and padded to the longest cell
+  of the batch, as `translator_*` trains.
+
+FLOPs are counted from the shapes a step computes (padding included: that is the work done),
+2 per multiply-add, backward = 2x forward; "of peak" divides the achieved rate by this machine's
+measured fp32 (or the chosen dtype's) matmul rate. The reference's own numbers on the AVX2-only
+EPYC (its flash-attn replaced by SDPA, fp32) are printed for the speed-up columns.
+
+    python benchmarks/translation_throughput.py                    # every row, auto dtype
+    python benchmarks/translation_throughput.py --rows real:bmmc_starter real:snareseq_hesc
+    python benchmarks/translation_throughput.py --device cuda --batch-full 16
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = {  # measured on the AVX2-only AMD EPYC, 2 cores: s per cell (per 2,048-CRE sample), peak GB
+    "atac2rna": (27.5, 2.2),
+    "rna2atac": (3.6, 1.3),
+}
+SIZES = {  # the reference's defaults: source slots, query slots, model
+    "atac2rna": (10_000, 3_000, dict(d_model=280, n_layers=4, n_heads=7, head_dim=140)),
+    "rna2atac": (2_048, 2_048, dict(d_model=210, n_layers=6, n_heads=6, head_dim=128)),
+}
+DATASETS = ("bmmc_starter", "snareseq_hesc")
+
+
+def flops(direction: str, batch: int, n_source: int, n_query: int, model: dict) -> float:
+    """Forward + backward FLOPs of one step on (batch, n_source) keys and (batch, n_query) queries."""
+    d, L, inner = model["d_model"], model["n_layers"], model["n_heads"] * model["head_dim"]
+    cross = 2 * n_query * d * inner + 4 * n_source * d * inner + 4 * n_query * n_source * inner + 2 * n_query * inner * d
+    self_attn = (8 * n_query * d * inner + 4 * n_query * n_query * inner) if direction == "atac2rna" else 0
+    ffn = 4 * n_query * d * 4 * d
+    head = 2 * n_query * d * (8 if direction == "atac2rna" else d + 1)
+    return 3.0 * batch * (L * (cross + self_attn + ffn) + head)
+
+
+def real_lengths(dataset: str):
+    """Per cell of a bundled dataset (after its QC): accessible vocabulary cCREs, expressed vocabulary genes."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from multiome_assets import annotation, intervals
+    from multiome_assets.dataset import load_spec, reference_path
+    from multiome_assets.preprocess import preprocess
+    from multiome_assets.readers import read_dataset
+
+    spec = load_spec(dataset)
+    mo, _ = preprocess(read_dataset(spec), spec.qc, spec.rna_values)
+    cres = intervals.binarize_to_vocab(mo.atac.X, intervals.peak_to_vocab(
+        mo.atac.var, intervals.read_ccre_bed(reference_path("ccre_hg38"))))
+    genes = annotation.map_to_vocab(annotation.match_genes(mo.rna.var_names, mo.rna.var.get("gene_ids"),
+                                                           annotation.read_annotation(spec.annotation)),
+                                    annotation.read_gene_vocab(reference_path("gene_vocab_38244")))
+    in_vocab = genes.vocab_index.notna().to_numpy()
+    return np.diff(cres.indptr), np.diff(mo.rna.X[:, in_vocab].tocsr().indptr)
+
+
+def matmul_gflops(dtype, device, n: int = 2048, reps: int = 5) -> float:
+    import torch
+
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    a @ b
+    sync()
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync()
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+# ------------------------------------------------------------------------------------- worker
+def worker(spec: dict) -> dict:
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from multiome_assets.models.cisformer import MAX_COUNT, N_BINS, Translator, TranslatorConfig
+    from multiome_assets.translation.tokens import length_buckets
+
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    direction, device = spec["direction"], torch.device(spec["device"])
+    n_source, n_query, model_size = SIZES[direction]
+    dtype = {"fp32": None, "bf16": torch.bfloat16}[spec["dtype"]]
+    rng = np.random.default_rng(0)
+    if spec["lengths"] == "full":
+        batches = [np.full(spec["batch"], n_source)] * (spec["warmup"] + spec["steps"])
+    else:
+        lengths = np.minimum(np.asarray(spec["lengths"]), n_source)
+        buckets = length_buckets(lengths, spec["batch"], rng)
+        picked = rng.choice(len(buckets), spec["warmup"] + spec["steps"], replace=len(buckets) < spec["warmup"] + spec["steps"])
+        batches = [lengths[buckets[i]] for i in picked]
+    torch.manual_seed(0)
+    config = TranslatorConfig(direction, dropout=0.1, **model_size)
+    model = Translator(config).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    n_src_vocab, n_query_vocab = ((config.n_cres, config.n_genes) if direction == "atac2rna"
+                                  else (config.n_genes, config.n_cres))
+
+    def step(cell_lengths: np.ndarray) -> tuple[float, float]:
+        B, width = len(cell_lengths), int(cell_lengths.max())
+        src = torch.randint(0, n_src_vocab, (B, width), device=device)
+        src_mask = torch.arange(width, device=device)[None, :] < torch.as_tensor(cell_lengths, device=device)[:, None]
+        query = torch.randint(0, n_query_vocab, (B, n_query), device=device)
+        q_mask = torch.ones(B, n_query, dtype=torch.bool, device=device)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            if direction == "atac2rna":
+                logits = model(src, src_mask, query, q_mask)
+                target = torch.randint(0, N_BINS, (B, n_query), device=device)
+                loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), target.flatten())
+            else:
+                value = torch.randint(1, MAX_COUNT + 1, (B, width), device=device)
+                logits = model(src, src_mask, query, q_mask, value)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), torch.rand_like(logits.float()).round())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return B, flops(direction, B, width, n_query, model_size)
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for lengths in batches[:spec["warmup"]]:
+        step(lengths)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    sync()
+    t = time.perf_counter()
+    cells, work = 0, 0.0
+    for lengths in batches[spec["warmup"]:]:
+        b, f = step(lengths)
+        cells, work = cells + b, work + f
+    sync()
+    elapsed = time.perf_counter() - t
+    peak = (torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    matmul_dtype = dtype or torch.float32
+    return {**{k: v for k, v in spec.items() if k != "lengths"}, "dtype": str(matmul_dtype).replace("torch.", ""),
+            "s_per_cell": elapsed / cells, "cells_per_s": cells / elapsed, "peak_gb": peak,
+            "tflop_per_cell": work / cells / 1e12, "gflops": work / elapsed / 1e9,
+            "mean_source_tokens": float(np.mean(np.concatenate(batches[spec["warmup"]:]))),
+            "matmul_gflops": matmul_gflops(matmul_dtype, device), "threads": torch.get_num_threads()}
+
+
+# ------------------------------------------------------------------------------------- driver
+HEADER = ("| direction | lengths | batch | dtype | source tokens (mean) | s/cell | cells/s | vs reference | peak GB "
+          "| TFLOP/cell | GFLOP/s | of matmul peak |\n" + "|---" * 12 + "|")
+
+
+def row(r: dict) -> str:
+    ref_s, _ = REFERENCE[r["direction"]]
+    return (f"| {r['direction']} | {r['row']} | {r['batch']} | {r['dtype']} | {r['mean_source_tokens']:,.0f} "
+            f"| {r['s_per_cell']:.3g} | {r['cells_per_s']:.3g} | {ref_s / r['s_per_cell']:.1f}x | {r['peak_gb']:.2f} "
+            f"| {r['tflop_per_cell']:.3g} | {r['gflops']:.0f} | {100 * r['gflops'] / r['matmul_gflops']:.0f}% |")
+
+
+def _machine(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU")
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def resolve(dtypes: list[str], device: str) -> list[str]:
+    """`auto` as what `models.precision.autocast_dtype` picks on `device`; each dtype once."""
+    sys.path.insert(0, str(ROOT))
+    from multiome_assets.models.precision import autocast_dtype
+
+    auto = "bf16" if autocast_dtype(device) is not None else "fp32"
+    print(f"auto dtype on {device}: {auto}")
+    return list(dict.fromkeys(auto if d == "auto" else d for d in dtypes))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--directions", nargs="+", default=["atac2rna", "rna2atac"], choices=list(SIZES))
+    p.add_argument("--rows", nargs="+", default=["full", *(f"real:{d}" for d in DATASETS)])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtypes", nargs="+", default=["fp32", "auto"], choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 where the device computes it natively (models.precision), else fp32")
+    p.add_argument("--batch-full", type=int, default=1, help="cells per step at full length")
+    p.add_argument("--batch-real", type=int, default=16, help="cells per step at real lengths")
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--json", help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    lengths = {}
+    for name in args.rows:
+        if name.startswith("real:") and name[5:] not in lengths:
+            cres, genes = real_lengths(name[5:])
+            lengths[name[5:]] = {"atac2rna": cres.tolist(), "rna2atac": genes.tolist()}
+    dtypes = resolve(args.dtypes, args.device)
+    print(f"machine: {_machine(args.device)}")
+    print(f"reference (AVX2 EPYC, fp32, SDPA): ATAC->RNA {REFERENCE['atac2rna'][0]} s/cell, "
+          f"RNA->ATAC {REFERENCE['rna2atac'][0]} s/sample\n")
+    print(HEADER, flush=True)
+    rows = []
+    for direction, dtype, name in itertools.product(args.directions, dtypes, args.rows):
+        full = name == "full"
+        spec = {"direction": direction, "row": name, "device": args.device, "dtype": dtype,
+                "batch": args.batch_full if full else args.batch_real, "steps": args.steps, "warmup": args.warmup,
+                "threads": args.threads, "lengths": "full" if full else lengths[name[5:]][direction]}
+        out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
+                             text=True, env={**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")})
+        if out.returncode:
+            print(f"| {direction} | {name} | failed: {out.stderr.strip().splitlines()[-1]} |", flush=True)
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(row(rows[-1]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
