@@ -21,6 +21,7 @@ REFERENCE_FILES = {
     "lambert2018": "human_tfs_lambert2018.txt",
     "ccre_hg38": "human_cCREs_hg38.bed.gz",
     "gene_vocab_38244": "human_gene_vocab_38244.tsv.gz",
+    "jaspar2024": "JASPAR2024_CORE_vertebrates_non-redundant.meme",
 }
 
 
@@ -72,6 +73,10 @@ class DatasetSpec:
     title: str = ""
     qc: QCConfig = QCConfig()
     translator_from: str | None = None  # a paired dataset whose translators translate this one
+    link_window: int = 250_000  # bp either side of a TSS for CRE-gene links
+    genome_fasta: Path | None = None  # for motif enrichment of cell-type-specific cCREs
+    enrichment_beds: dict[str, Path] = field(default_factory=dict)  # name -> BED of regions (ChIP-seq peaks)
+    fine_mapped_variants: Path | None = None  # chrom, pos, pip (tab-separated)
 
     @property
     def yaml_path(self) -> Path:
@@ -95,7 +100,8 @@ FORMAT_FILES = {"h5ad_pair": ("rna", "atac"), "h5mu": ("h5mu",), "10x_h5": ("h5"
                 "h5ad_atac": ("atac",)}
 SINGLE_MODALITY = {"h5ad_rna": ("rna",), "h5ad_atac": ("atac",)}
 SETTINGS = {"title", "genome", "format", "files", "rna_values", "rna_counts_layer", "annotation", "prior", "tf_list",
-            "cell_type_column", "batch_column", "candidate_window", "qc", "translator_from"}
+            "cell_type_column", "batch_column", "candidate_window", "qc", "translator_from", "link_window",
+            "genome_fasta", "enrichment_beds", "fine_mapped_variants"}
 
 
 def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
@@ -171,7 +177,23 @@ def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
         title=raw.get("title", key),
         qc=QCConfig(**{name: _count(path, f"qc.{name}", value) for name, value in qc_raw.items()}),
         translator_from=translator_from,
+        link_window=_count(path, "link_window", raw.get("link_window", 250_000)),
+        genome_fasta=_optional_file(path, folder, root, raw.get("genome_fasta")),
+        enrichment_beds=_file_mapping(path, folder, root, "enrichment_beds", raw.get("enrichment_beds")),
+        fine_mapped_variants=_optional_file(path, folder, root, raw.get("fine_mapped_variants")),
     )
+
+
+def _optional_file(yaml_path: Path, folder: Path, root: Path, name) -> Path | None:
+    return None if name is None else _resolve_file(yaml_path, folder, root, str(name))
+
+
+def _file_mapping(yaml_path: Path, folder: Path, root: Path, setting: str, raw) -> dict[str, Path]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{yaml_path}: {setting} must map names to files, e.g. {{ctcf_chip: ctcf.bed}}")
+    return {str(name): _resolve_file(yaml_path, folder, root, str(file)) for name, file in raw.items()}
 
 
 def _count(path: Path, name: str, value) -> int:

@@ -1,11 +1,11 @@
 import dagster as dg
 
-from multiome_assets.defs import foundation, grn, inputs, translation
+from multiome_assets.defs import foundation, grn, inputs, links, translation
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.defs.sensors import dataset_folder_sensor, foundation_job
 
-ASSETS = dg.load_assets_from_modules([inputs, foundation, grn, translation])
+ASSETS = dg.load_assets_from_modules([inputs, foundation, grn, translation, links])
 RESOURCES = {"warehouse": WarehouseIOManager(), "datasets": DatasetCatalog(), "compute": ComputeDevice()}
 
 defs = dg.Definitions(

@@ -40,6 +40,11 @@ def input_versions(spec: DatasetSpec) -> dict[str, InputVersion]:
         "ccre_vocabulary": ({"ccre_vocabulary": reference_path("ccre_hg38")}, {}),
         "gene_vocabulary": ({"gene_vocabulary": reference_path("gene_vocab_38244")}, {}),
         "translator_from": (_translators_of(spec.translator_from), {"translator_from": spec.translator_from}),
+        "link_window": ({}, {"link_window": spec.link_window}),
+        "enrichment_files": ({**{f"bed:{k}": v for k, v in spec.enrichment_beds.items()},
+                              **({"fine_mapped_variants": spec.fine_mapped_variants} if spec.fine_mapped_variants else {}),
+                              **({"genome_fasta": spec.genome_fasta} if spec.genome_fasta else {}),
+                              "motifs": reference_path("jaspar2024")}, {}),
     }
     return {name: InputVersion(_digest(files, settings), dict(files), settings) for name, (files, settings) in parts.items()}
 

@@ -23,6 +23,9 @@ DESCRIPTIONS = {
     "gene_vocabulary": "Cisformer's fixed gene vocabulary (data/reference)",
     "translator_from": "dataset.yaml's translator_from: the paired dataset whose trained translators translate "
                        "this one, and those translators",
+    "link_window": "dataset.yaml's link_window: bp either side of each TSS for CRE-gene links",
+    "enrichment_files": "The BED sets, fine-mapped variants and genome FASTA dataset.yaml names for enrichment, "
+                        "and the bundled JASPAR motifs",
 }
 INPUTS = {name: dg.AssetKey(["input", name]) for name in DESCRIPTIONS}
 DATA_VERSION_TAG = "dagster/data_version"  # where Dagster keeps an observation's data version

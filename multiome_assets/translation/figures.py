@@ -45,3 +45,40 @@ def umap_measured_vs_translated(measured: np.ndarray, translated: np.ndarray, la
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
+
+
+def link_figures(links, validation, path: str | os.PathLike, title: str = "") -> None:
+    """One PNG, per method: the distance profile of the top 1,000 links (cell set `all`), the top-N
+    links' pseudobulk correlation against distance-matched pairs, and mean expression by the number
+    of a gene's links above the 90th-percentile score. Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from multiome_assets.warehouse import atomic_path
+
+    fig, (ax_d, ax_v, ax_e) = plt.subplots(1, 3, figsize=(16, 4.5))
+    everything = links[links.cell_type == "all"]
+    for i, (method, mine) in enumerate(everything.groupby("method")):
+        top = mine.nlargest(1000, "score")
+        ax_d.hist(top.distance / 1e3, bins=25, alpha=0.5, label=f"{method} (top {len(top)})")
+        v = validation[(validation.method == method) & (validation.kind == "top_vs_distance_matched")]
+        x = np.arange(len(v)) + 0.38 * i
+        ax_v.bar(x, v.value, width=0.18, label=f"{method}: top N")
+        ax_v.bar(x + 0.18, v.reference, width=0.18, label=f"{method}: distance-matched", alpha=0.5)
+        ax_v.set_xticks(np.arange(len(v)) + 0.27, v.group)
+        e = validation[(validation.method == method) & (validation.kind == "expression_by_links")
+                       & validation.group.str.endswith("links")]
+        ax_e.plot(e.group.str.split().str[0].str.rstrip("+").astype(int), e.value, marker="o", label=method)
+    ax_d.set(xlabel="distance to TSS (kb)", ylabel="links", title="distance of the top links")
+    ax_v.set(ylabel="pseudobulk peak-gene r", title="top links vs distance-matched pairs")
+    ax_e.set(xlabel="links above the 90th-percentile score (10 = 10+)", ylabel="mean log expression",
+             title="expression by number of links")
+    for ax in (ax_d, ax_v, ax_e):
+        ax.legend(frameon=False, fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)

@@ -1,5 +1,5 @@
 """Snapshot of the asset graph: a change to an asset's key, group, partitions, dependencies, code
-version or pool shows up as a diff to review. After an intended change, regenerate it with
+version, pool or the datasets it applies to shows up as a diff to review. After an intended change, regenerate it with
 
     UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest multiome_assets_tests/defs/test_asset_graph.py
 """
@@ -25,8 +25,8 @@ def _partitions(spec: dg.AssetSpec) -> dict | None:
 
 
 def asset_graph_snapshot(definitions: dg.Definitions) -> dict[str, dict]:
-    """Asset key -> group, partitions, upstream keys, code version and pool, for every asset
-    (the observable inputs too)."""
+    """Asset key -> group, partitions, upstream keys, code version, pool and which datasets it
+    applies to, for every asset (the observable inputs too)."""
     return {
         spec.key.to_user_string(): {
             "group": spec.group_name,
@@ -34,6 +34,7 @@ def asset_graph_snapshot(definitions: dg.Definitions) -> dict[str, dict]:
             "deps": sorted(dep.asset_key.to_user_string() for dep in spec.deps),
             "code_version": spec.code_version,
             "pool": definitions.resolve_assets_def(spec.key).op.pool,
+            "applies_to": {k: v for k, v in spec.tags.items() if k.startswith("multiome/")},  # build.applicable
         }
         for spec in definitions.resolve_all_asset_specs()
     }

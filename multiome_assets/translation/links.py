@@ -1,0 +1,211 @@
+"""CRE–gene links read from the translators' attention, and the standard correlation links beside them.
+
+Attention links (ATAC→RNA, as Cisformer): per cell, the last decoder layer's cross-attention of every
+gene query over the cell's accessible cCREs, as the model computed it (masked softmax, heads
+averaged); rank-normalized (genes ranked within each cCRE, then those ranks ranked within each
+gene, ties averaged, scaled to [0, 1] by the cell's number of cCREs); the in-window (gene, cCRE)
+pairs gathered; averaged over the cells of a set (a pair absent from a cell counts 0, as the
+reference counts it). Batches of cells, gene queries in the chunks and order of prediction; no loop
+over genes or pairs.
+
+Gene link scores (RNA→ATAC): per cell, the attention each expressed gene receives from every
+covered cCRE query, summed; summed over the set's cells; log10, min-max scaled (genes never
+attended dropped).
+
+Correlation links: Pearson correlation across metacells (each the mean of a cell and its nearest
+neighbours in an SVD of the RNA) between a gene's log-normalized expression and a cCRE's
+accessibility, for the same in-window pairs (as ArchR's peak-to-gene links).
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from multiome_assets import intervals
+from multiome_assets.translation.tokens import VocabCells, padded, sample_per_row
+
+MAX_CELLS_PER_SET = 100
+BATCH_ELEMENTS = 2 * 10**7  # cells x genes x cCRE keys per batch of attention links (~80 MB of fp32 each copy)
+
+
+def cre_frame(cres: np.ndarray, vocab: pd.DataFrame) -> pd.DataFrame:
+    """The covered cCREs (vocabulary indices) with coordinates, named `cCRE<index>`."""
+    return vocab.iloc[cres].set_axis([f"cCRE{i}" for i in cres]).assign(cre_index=cres)
+
+
+def window_pairs(cells: VocabCells, genes: pd.DataFrame, vocab: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Every (vocabulary gene, covered cCRE) pair with the cCRE within ±`window` bp of the gene's TSS.
+
+    genes: the dataset's genes with `vocab_index`, `chrom`, `tss` (gene_vocab_map joined to
+    gene_annotation). Columns: gene (symbol), gene_pos (column in `cells.genes`), cre, cre_pos
+    (column in `cells.cres`), chrom, start, end, distance (bp from the TSS to the cCRE's nearest edge).
+    """
+    genes = genes.dropna(subset=["vocab_index", "tss"]).drop_duplicates("vocab_index")
+    genes = genes[genes.vocab_index.astype(np.int64).isin(cells.genes)]
+    frame = cre_frame(cells.cres, vocab)
+    hits = intervals.candidate_sets(genes, frame, window, sys.maxsize)
+    by_gene = genes.set_index("gene").vocab_index.astype(np.int64)
+    coords = frame.iloc[hits.peak_index.to_numpy()]
+    return pd.DataFrame({
+        "gene": hits.gene.to_numpy(),
+        "gene_pos": np.searchsorted(cells.genes, by_gene.loc[hits.gene].to_numpy()),
+        "cre": hits.peak.to_numpy(), "cre_pos": hits.peak_index.to_numpy(),
+        "chrom": coords.Chromosome.to_numpy(), "start": coords.Start.to_numpy(), "end": coords.End.to_numpy(),
+        "distance": hits.distance.to_numpy(),
+    })
+
+
+def cell_sets(labels: np.ndarray | None, n_cells: int, max_cells: int = MAX_CELLS_PER_SET, seed: int = 0) -> dict:
+    """Up to `max_cells` cells (seeded) per cell type, and of all cells as `all`."""
+    rng = np.random.default_rng(seed)
+    pick = lambda rows: np.sort(rng.choice(rows, min(max_cells, len(rows)), replace=False))  # noqa: E731
+    sets = {"all": pick(np.arange(n_cells))}
+    if labels is not None:
+        sets |= {str(t): pick(np.flatnonzero(labels == t)) for t in np.unique(labels)}
+    return sets
+
+
+def average_ranks(x: torch.Tensor, dim: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Ranks 0..n-1 along `dim`, ties given their average rank; entries not `valid` rank after all
+    valid ones and are not counted (their ranks are meaningless)."""
+    x = x.movedim(dim, -1)
+    if valid is not None:
+        x = x.masked_fill(~valid.movedim(dim, -1), float("inf"))
+    ordered = x.sort(-1).values.contiguous()
+    lo = torch.searchsorted(ordered, x.contiguous(), right=False)
+    hi = torch.searchsorted(ordered, x.contiguous(), right=True)
+    return ((lo + hi - 1).to(torch.float32) / 2).movedim(-1, dim)
+
+
+def rank_normalize(weights: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """(B, G, K) attention of G genes over K keys (`key_mask` (B, K): real keys) -> per cell,
+    genes ranked within each key, those ranks ranked within each gene, scaled by (keys - 1)."""
+    valid = key_mask[:, None, :].expand_as(weights)
+    within_cre = average_ranks(weights, 1)
+    within_gene = average_ranks(within_cre, 2, valid)
+    n_keys = key_mask.sum(1).clamp(min=2).to(torch.float32)  # one key: every gene ranks 0
+    return (within_gene / (n_keys[:, None, None] - 1)).masked_fill(~valid, 0.0)
+
+
+@torch.no_grad()
+def attention_links(model, cells: VocabCells, pairs: pd.DataFrame, sets: dict[str, np.ndarray], *,
+                    gene_chunk: int, max_cres: int, batch_size: int | None = None, seed: int = 0,
+                    device: str = "cpu") -> pd.DataFrame:
+    """(cell_set, pair row, score) of the ATAC→RNA attention links (module docstring)."""
+    model.eval().to(device)
+    batch_size = batch_size or int(np.clip(BATCH_ELEMENTS // (len(cells.genes) * max_cres), 1, 64))
+    order = np.random.default_rng(seed).permutation(len(cells.genes))  # as translate_rna chunks genes
+    pair_gene = torch.as_tensor(pairs.gene_pos.to_numpy())
+    pair_cre = torch.as_tensor(pairs.cre_pos.to_numpy())
+    out = []
+    for name, rows in sets.items():
+        rng = np.random.default_rng(seed)
+        total = torch.zeros(len(pairs))
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start:start + batch_size]
+            ci, _, cm = padded(sample_per_row(cells.atac, batch, max_cres, rng))
+            weights = torch.zeros(len(batch), len(cells.genes), ci.shape[1])
+            for g0 in range(0, len(order), gene_chunk):
+                columns = torch.as_tensor(order[g0:g0 + gene_chunk])
+                genes = torch.as_tensor(cells.genes)[columns].expand(len(batch), -1)
+                _, layers = model(ci.to(device), cm.to(device), genes.to(device),
+                                  torch.ones_like(genes, dtype=torch.bool, device=device), need_weights=True)
+                weights[:, columns] = layers[-1].mean(1).float().cpu()
+            score = rank_normalize(weights, cm)
+            # each cell's key position of every covered cCRE (-1: not among its keys)
+            position = torch.full((len(batch), len(cells.cres)), -1, dtype=torch.long)
+            cre_pos = torch.as_tensor(np.searchsorted(cells.cres, ci.numpy()))
+            b, k = torch.nonzero(cm, as_tuple=True)
+            position[b, cre_pos[b, k]] = k
+            at = position[:, pair_cre]  # (B, pairs)
+            present = at >= 0
+            value = score[torch.arange(len(batch))[:, None], pair_gene[None, :], at.clamp(min=0)]
+            total += (value * present).sum(0)
+        out.append(pd.DataFrame({"cell_set": name, "pair": np.arange(len(pairs)), "score": (total / len(rows)).numpy()}))
+    return pd.concat(out, ignore_index=True)
+
+
+@torch.no_grad()
+def gene_link_scores(model, cells: VocabCells, sets: dict[str, np.ndarray], *, cre_chunk: int, max_genes: int,
+                     batch_size: int = 8, seed: int = 0, device: str = "cpu") -> pd.DataFrame:
+    """(cell_set, gene_pos, score, raw) of the RNA→ATAC gene link scores (module docstring)."""
+    from multiome_assets.models.cisformer import MAX_COUNT
+
+    model.eval().to(device)
+    out = []
+    for name, rows in sets.items():
+        rng = np.random.default_rng(seed)
+        total = torch.zeros(len(cells.genes), dtype=torch.float64)
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start:start + batch_size]
+            gi, gv, gm = padded(sample_per_row(cells.rna, batch, max_genes, rng))
+            value = gv.round().long().clamp(0, MAX_COUNT).to(device)
+            received = torch.zeros(gi.shape, dtype=torch.float64)
+            for c0 in range(0, len(cells.cres), cre_chunk):
+                cres = torch.as_tensor(cells.cres[c0:c0 + cre_chunk]).expand(len(batch), -1)
+                _, layers = model(gi.to(device), gm.to(device), cres.to(device),
+                                  torch.ones_like(cres, dtype=torch.bool, device=device), value, need_weights=True)
+                received += layers[-1].mean(1).sum(1).double().cpu()  # (B, keys): summed over cCRE queries
+            b, k = torch.nonzero(gm, as_tuple=True)
+            total.index_add_(0, torch.as_tensor(np.searchsorted(cells.genes, gi[b, k].numpy())), received[b, k])
+        raw = total.numpy()
+        attended = raw > 0
+        logged = np.log10(raw[attended])
+        span = logged.max() - logged.min() if attended.any() else 0.0
+        scaled = (logged - logged.min()) / span if span > 0 else np.ones_like(logged)
+        out.append(pd.DataFrame({"cell_set": name, "gene_pos": np.flatnonzero(attended), "score": scaled,
+                                 "raw": raw[attended]}))
+    return pd.concat(out, ignore_index=True)
+
+
+def metacells(rna_log: sp.csr_matrix, k: int = 10, n_components: int = 20, seed: int = 0) -> sp.csr_matrix:
+    """(metacells, cells) averaging weights: each of ~n/k seed cells with its k-1 nearest
+    neighbours in a truncated SVD of the log-normalized RNA."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.neighbors import NearestNeighbors
+
+    n = rna_log.shape[0]
+    k = max(1, min(k, n))
+    z = TruncatedSVD(min(n_components, min(rna_log.shape) - 1), random_state=seed).fit_transform(rna_log)
+    seeds = np.random.default_rng(seed).choice(n, max(2, n // k), replace=False) if n > 2 else np.arange(n)
+    _, neighbours = NearestNeighbors(n_neighbors=k).fit(z).kneighbors(z[seeds])
+    return sp.csr_matrix((np.full(neighbours.size, 1.0 / k), (np.repeat(np.arange(len(seeds)), k), neighbours.ravel())),
+                         shape=(len(seeds), n))
+
+
+def correlation(x: np.ndarray, y: np.ndarray, pairs_x: np.ndarray, pairs_y: np.ndarray,
+                chunk: int = 200_000) -> np.ndarray:
+    """Pearson r across rows between columns `pairs_x` of x and `pairs_y` of y, pair by pair
+    (NaN where either is constant)."""
+    def z(m):
+        m = m - m.mean(0)
+        sd = np.sqrt((m ** 2).mean(0))
+        return np.divide(m, sd, out=np.full_like(m, np.nan), where=sd > 0)
+
+    zx, zy = z(np.asarray(x, dtype=np.float64)), z(np.asarray(y, dtype=np.float64))
+    return np.concatenate([(zx[:, pairs_x[i:i + chunk]] * zy[:, pairs_y[i:i + chunk]]).mean(0)
+                           for i in range(0, len(pairs_x), chunk)]) if len(pairs_x) else np.zeros(0)
+
+
+def correlation_links(cells: VocabCells, rna_log: sp.csr_matrix, pairs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """(cell_set "all", pair, score) of the correlation links: metacell Pearson r per in-window pair.
+    `rna_log`: (cells, len(cells.genes)) log-normalized expression of the vocabulary genes."""
+    weights = metacells(rna_log, seed=seed)
+    expression = (weights @ rna_log).toarray()
+    access = (weights @ cells.atac[:, cells.cres].astype(np.float64)).toarray()
+    r = correlation(expression, access, pairs.gene_pos.to_numpy(), pairs.cre_pos.to_numpy())
+    return pd.DataFrame({"cell_set": "all", "pair": np.arange(len(pairs)), "score": r})
+
+
+def links_table(pairs: pd.DataFrame, scored: pd.DataFrame, method: str) -> pd.DataFrame:
+    """The `cre_gene_links` rows of one method: scored pairs (score > 0 for attention; any finite r),
+    ranked per (cell type, gene), 1 = strongest."""
+    table = scored[np.isfinite(scored.score) & ((scored.score > 0) | (method != "attention"))]
+    table = pairs.iloc[table.pair.to_numpy()].reset_index(drop=True).assign(
+        cell_type=table.cell_set.to_numpy(), score=table.score.to_numpy(), method=method)
+    table["rank"] = table.groupby(["cell_type", "gene"]).score.rank(ascending=False, method="min").astype(np.int64)
+    return table[["method", "cell_type", "gene", "cre", "chrom", "start", "end", "distance", "score", "rank"]]

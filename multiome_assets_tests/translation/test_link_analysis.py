@@ -1,0 +1,86 @@
+"""Cell-type-specific cCREs by the 5-rank rule, the distance-matched decoys, and the enrichment
+statistics against hand-computed cases; BED and variant files refused naming the file and line."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from multiome_assets.dataset import DatasetError
+from multiome_assets.translation import enrichment, link_analysis
+
+
+def test_the_five_rank_rule_on_a_hand_made_matrix():
+    #            T1    T2    T3
+    scores = {"a": (10.0, 0.0, 1.0),   # scaled 1, -1, -0.8  -> ranks 5, 1, 1: specific to T1
+              "b": (5.0, 4.9, 0.0),    # scaled 1, 0.96, -1 -> ranks 5, 5, 1: two top types, specific to none
+              "c": (2.0, 2.0, 2.0),    # the same everywhere: no rank
+              "d": (0.0, 3.0, 6.0)}    # scaled -1, 0, 1    -> ranks 1, 3, 5: specific to T3
+    table = pd.DataFrame([(cre, f"T{i + 1}", s) for cre, row in scores.items() for i, s in enumerate(row)],
+                         columns=["cre", "cell_type", "score"])
+    out = link_analysis.celltype_specific(table).set_index(["cre", "cell_type"])
+    assert out.loc[("a", "T1"), "rank"] == 5 and out.loc[("a", "T2"), "rank"] == 1
+    assert out.loc[("d", "T2"), "rank"] == 3 and out.loc[("d", "T2"), "scaled_score"] == pytest.approx(0.0)
+    assert "c" not in out.index.get_level_values(0)
+    specific = out[out.specific].index.tolist()
+    assert specific == [("a", "T1"), ("d", "T3")]
+
+
+def test_decoys_come_from_the_same_distance_decile():
+    rng = np.random.default_rng(0)
+    distance = rng.integers(0, 250_000, 5000)
+    chosen = np.argsort(distance)[:50]  # the 50 nearest pairs
+    decoys = link_analysis.distance_matched(distance, chosen, rng)
+    assert not np.isin(decoys, chosen).any()
+    assert distance[decoys].max() <= np.quantile(distance, 0.1) + 1
+
+
+def test_hypergeometric_rows_against_a_hand_computed_case():
+    background = np.array([f"g{i}" for i in range(20)])
+    selected = background[:5]
+    terms = {"TF1": np.array(["g0", "g1", "g2", "g10"]), "tiny": np.array(["g0", "g1"])}
+    (row,) = enrichment.hypergeometric_rows("regulon", "T1", background, selected, terms)  # "tiny": < 3 members
+    # 3 of the 5 selected are among TF1's 4 targets, out of 20 genes
+    assert (row["n_hits"], row["n_term"], row["n_selected"], row["n_background"]) == (3, 4, 5, 20)
+    assert row["expected"] == pytest.approx(5 * 4 / 20)
+    assert row["pvalue"] == pytest.approx(stats.hypergeom.sf(2, 20, 4, 5))
+
+
+def test_pip_ratio_against_a_hand_computed_case(tmp_path):
+    cres = pd.DataFrame({"cre": ["x", "y", "z"], "chrom": "chr1", "start": [100, 1000, 5000], "end": [200, 1100, 5100]})
+    variants = tmp_path / "finemap.tsv"
+    variants.write_text("chrom\tpos\tpip\nchr1\t150\t0.9\nchr1\t160\t0.5\nchr1\t1050\t0.1\nchr1\t5050\t0.2\nchr1\t9000\t1.0\n")
+    (row,) = enrichment.causal_variants(cres, {"T1": np.array(["x"])}, variants)
+    # on x: 0.9, 0.5 (mean 0.7); on the other cCREs: 0.1, 0.2 (mean 0.15); the variant at 9000 is on none
+    assert row["fold"] == pytest.approx(0.7 / 0.15)
+    assert (row["n_hits"], row["n_background"]) == (2, 4)
+
+
+def test_bed_overlap_counts_cres_touching_the_regions(tmp_path):
+    cres = pd.DataFrame({"cre": list("abcdef"), "chrom": "chr2", "start": np.arange(6) * 1000,
+                         "end": np.arange(6) * 1000 + 200})
+    bed = tmp_path / "chip.bed"
+    bed.write_text("track name=chip\nchr2\t150\t160\nchr2\t1100\t1300\nchr2\t2199\t2300\nchr2\t5300\t5400\n")
+    (row,) = enrichment.bed_overlaps(cres, {"T1": np.array(["a", "b", "f"])}, {"chip": bed})
+    assert (row["n_term"], row["n_hits"]) == (3, 2)  # a, b, c overlap; a and b are selected
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("chr1\t100\n", r"line 1: not BED"),
+    ("chr1\t100\t200\n1\t5\t10\n", r"line 2: chromosome '1' is not an hg38 name"),
+    ("chr21\t46709000\t46800000\n", r"line 1: chr21:46709000-46800000 is not within hg38's chr21"),
+])
+def test_a_bad_bed_is_refused_naming_the_line(tmp_path, content, problem):
+    bed = tmp_path / "x.bed"
+    bed.write_text(content)
+    with pytest.raises(DatasetError, match=f"{bed}, " + problem):
+        enrichment.read_bed(bed)
+
+
+def test_a_bad_variant_file_is_refused_naming_the_line(tmp_path):
+    path = tmp_path / "v.tsv"
+    path.write_text("chrom\tpos\tpip\nchr1\t100\t0.5\nchr1\t200\t1.5\n")
+    with pytest.raises(DatasetError, match=f"{path}, line 3: pip 1.5 is not a probability"):
+        enrichment.read_variants(path)
+    path.write_text("chrom\tposition\tpip\n")
+    with pytest.raises(DatasetError, match=r"lacks \['pos'\]"):
+        enrichment.read_variants(path)

@@ -1,0 +1,94 @@
+"""Attention links: the vectorized extraction equals a slow loop over cells, genes and pairs; padded
+keys get no attention and change no link; correlation links equal numpy's corrcoef."""
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from scipy.stats import rankdata
+
+from multiome_assets.models.cisformer import Translator, TranslatorConfig
+from multiome_assets.translation import links
+from multiome_assets.translation.tokens import padded, sample_per_row, vocab_cells
+
+N_GENES, N_CRES = 12, 40
+
+
+@pytest.fixture
+def tiny():
+    rng = np.random.default_rng(3)
+    counts = sp.csr_matrix(rng.poisson(1.0, (9, N_GENES)).astype(np.float32))
+    open_ = sp.csr_matrix(rng.random((9, N_CRES)) < 0.3)
+    cells = vocab_cells(counts, np.arange(N_GENES, dtype=float), N_GENES, open_)
+    torch.manual_seed(0)
+    model = Translator(TranslatorConfig("atac2rna", n_genes=N_GENES, n_cres=N_CRES, d_model=14, n_layers=2,
+                                        n_heads=2, head_dim=4, dropout=0.0)).eval()
+    pair_gene, pair_cre = np.nonzero(rng.random((len(cells.genes), len(cells.cres))) < 0.4)
+    pairs = pd.DataFrame({"gene_pos": pair_gene, "cre_pos": pair_cre})
+    return cells, model, pairs
+
+
+def test_average_ranks_match_scipy():
+    x = torch.tensor([[3.0, 1.0, 3.0, 2.0, 3.0], [0.0, 0.0, 5.0, 1.0, 0.0]])
+    np.testing.assert_allclose(links.average_ranks(x, 1).numpy(), rankdata(x.numpy(), axis=1) - 1)
+    valid = torch.tensor([[True, True, True, False, False]] * 2)
+    ranked = links.average_ranks(x, 1, valid)[valid].view(2, 3).numpy()
+    np.testing.assert_allclose(ranked, rankdata(x[:, :3].numpy(), axis=1) - 1)
+
+
+def _slow_links(model, cells, pairs, rows, max_cres):
+    """The method written out: one cell at a time, one pair at a time."""
+    rng = np.random.default_rng(0)
+    total = np.zeros(len(pairs))
+    for row in rows:
+        keys = sample_per_row(cells.atac, np.array([row]), max_cres, rng).indices
+        source = torch.as_tensor(keys)[None]
+        genes = torch.as_tensor(cells.genes)[None]
+        _, layers = model(source, torch.ones_like(source, dtype=torch.bool), genes,
+                          torch.ones_like(genes, dtype=torch.bool), need_weights=True)
+        a = layers[-1][0].mean(0).detach().numpy()  # (genes, keys)
+        within_cre = np.apply_along_axis(rankdata, 0, a) - 1
+        within_gene = np.apply_along_axis(rankdata, 1, within_cre) - 1
+        score = within_gene / max(len(keys) - 1, 1)
+        for i, (g, c) in enumerate(zip(pairs.gene_pos, pairs.cre_pos)):
+            hit = np.flatnonzero(keys == cells.cres[c])
+            if len(hit):
+                total[i] += score[g, hit[0]]
+    return total / len(rows)
+
+
+def test_vectorized_attention_links_equal_the_slow_loop(tiny):
+    cells, model, pairs = tiny
+    rows = np.arange(9)
+    # one gene chunk (chunks of gene queries attend within the chunk: the loop asks all genes at once)
+    fast = links.attention_links(model, cells, pairs, {"all": rows}, gene_chunk=N_GENES, max_cres=N_CRES,
+                                 batch_size=4)
+    np.testing.assert_allclose(fast.score.to_numpy(), _slow_links(model, cells, pairs, rows, N_CRES), atol=1e-6)
+
+
+def test_padded_keys_get_no_attention_and_change_no_link(tiny):
+    cells, model, pairs = tiny
+    rows = np.arange(9)
+    ci, _, cm = padded(sample_per_row(cells.atac, rows, N_CRES, np.random.default_rng(0)))
+    assert (~cm).any()  # some cells are padded in this batch
+    genes = torch.as_tensor(cells.genes).expand(len(rows), -1)
+    with torch.no_grad():
+        _, layers = model(ci, cm, genes, torch.ones_like(genes, dtype=torch.bool), need_weights=True)
+    for weights in layers:
+        assert (weights.masked_select(~cm[:, None, None, :].expand_as(weights)) == 0).all()
+    one_by_one = links.attention_links(model, cells, pairs, {"all": rows}, gene_chunk=N_GENES, max_cres=N_CRES,
+                                       batch_size=1)
+    batched = links.attention_links(model, cells, pairs, {"all": rows}, gene_chunk=N_GENES, max_cres=N_CRES,
+                                    batch_size=9)
+    np.testing.assert_allclose(one_by_one.score, batched.score, atol=1e-6)
+
+
+def test_correlation_is_pearson_pair_by_pair():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 5)), rng.normal(size=(30, 4))
+    y[:, 3] = 1.0  # constant: no correlation defined
+    px, py = np.array([0, 1, 4, 2]), np.array([1, 1, 0, 3])
+    r = links.correlation(x, y, px, py, chunk=3)
+    for i, (a, b) in enumerate(zip(px[:3], py[:3])):
+        assert r[i] == pytest.approx(np.corrcoef(x[:, a], y[:, b])[0, 1])
+    assert np.isnan(r[3])
