@@ -21,6 +21,11 @@ EPYC (its flash-attn replaced by SDPA, fp32) are printed for the speed-up column
     python benchmarks/translation_throughput.py                    # every row, auto dtype
     python benchmarks/translation_throughput.py --rows real:bmmc_starter real:snareseq_hesc
     python benchmarks/translation_throughput.py --device cuda --batch-full 16
+    python benchmarks/translation_throughput.py --links      # link extraction time on the bundled datasets
+
+``--links`` times what the link assets compute (`translation.links`) with `cpu`-profile translators
+(weights do not change the cost): attention links of up to 100 cells per cell type and of `all`,
+gene link scores, and correlation links, per bundled dataset.
 """
 from __future__ import annotations
 
@@ -164,6 +169,49 @@ def worker(spec: dict) -> dict:
             "matmul_gflops": matmul_gflops(matmul_dtype, device), "threads": torch.get_num_threads()}
 
 
+def time_links(dataset: str) -> dict:
+    """Seconds for each link computation on a bundled dataset, cpu-profile models, fp32, CPU."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from multiome_assets import annotation
+    from multiome_assets.dataset import load_spec, reference_path
+    from multiome_assets.intervals import binarize_to_vocab, peak_to_vocab, read_ccre_bed
+    from multiome_assets.models.cisformer import PROFILES, Translator, TranslatorConfig
+    from multiome_assets.preprocess import preprocess
+    from multiome_assets.readers import read_dataset
+    from multiome_assets.translation import links
+    from multiome_assets.translation.pipeline import cell_labels, load_cells, training_config
+
+    spec = load_spec(dataset)
+    mo, _ = preprocess(read_dataset(spec), spec.qc, spec.rna_values)
+    vocab = read_ccre_bed(reference_path("ccre_hg38"))
+    genes = annotation.match_genes(mo.rna.var_names, mo.rna.var.get("gene_ids"), annotation.read_annotation(spec.annotation))
+    vocab_map = annotation.map_to_vocab(genes, annotation.read_gene_vocab(reference_path("gene_vocab_38244")))
+    cells, _ = load_cells(mo, vocab_map, binarize_to_vocab(mo.atac.X, peak_to_vocab(mo.atac.var, vocab)), spec)
+    pairs = links.window_pairs(cells, vocab_map.merge(genes[["gene", "chrom", "tss"]], on="gene"), vocab, spec.link_window)
+    sets = links.cell_sets(cell_labels(mo, spec.cell_type_column), cells.n_cells)
+    torch.manual_seed(0)
+    out = {"dataset": dataset, "sets": len(sets), "cells": int(sum(len(r) for r in sets.values())),
+           "genes": len(cells.genes), "cres": len(cells.cres), "pairs": len(pairs)}
+    for direction in ("atac2rna", "rna2atac"):
+        model = Translator(TranslatorConfig(direction, **PROFILES["cpu"][direction]))
+        config = training_config(direction, "cpu", 0)
+        t = time.perf_counter()
+        if direction == "atac2rna":
+            links.attention_links(model, cells, pairs, sets, gene_chunk=config.n_queries, max_cres=config.max_source)
+            out["attention_links_s"] = time.perf_counter() - t
+        else:
+            links.gene_link_scores(model, cells, sets, cre_chunk=config.n_queries, max_genes=config.max_source)
+            out["gene_link_scores_s"] = time.perf_counter() - t
+    from multiome_assets.preprocess import log_normalize
+
+    t = time.perf_counter()
+    links.correlation_links(cells, log_normalize(cells.rna[:, cells.genes].tocsr()), pairs)
+    out["correlation_links_s"] = time.perf_counter() - t
+    return out
+
+
 # ------------------------------------------------------------------------------------- driver
 HEADER = ("| direction | lengths | batch | dtype | source tokens (mean) | s/cell | cells/s | vs reference | peak GB "
           "| TFLOP/cell | GFLOP/s | of matmul peak |\n" + "|---" * 12 + "|")
@@ -210,9 +258,20 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", help="also write the rows as JSON here")
+    p.add_argument("--links", action="store_true", help="time link extraction on the bundled datasets instead")
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.links:
+        print(f"machine: {_machine('cpu')}\n")
+        print("| dataset | cell sets | cells | genes | cCREs | in-window pairs | attention links s | gene link scores s "
+              "| correlation links s |\n" + "|---" * 9 + "|", flush=True)
+        for dataset in DATASETS:
+            r = time_links(dataset)
+            print(f"| {r['dataset']} | {r['sets']} | {r['cells']} | {r['genes']:,} | {r['cres']:,} | {r['pairs']:,} "
+                  f"| {r['attention_links_s']:.1f} | {r['gene_link_scores_s']:.1f} | {r['correlation_links_s']:.1f} |",
+                  flush=True)
         return
     lengths = {}
     for name in args.rows:

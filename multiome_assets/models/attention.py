@@ -29,12 +29,12 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, may_attend: torch.
 
 def attention_weights(q: torch.Tensor, k: torch.Tensor, may_attend: torch.Tensor | None = None) -> torch.Tensor:
     """(B, H, Lq, Lk) softmax weights of :func:`attend` (what the model computes, for reading links)."""
-    logits = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    logits = (q @ k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)  # in place: these are big
     if may_attend is None:
         return logits.softmax(-1)
     mask = _per_pair(may_attend)
-    weights = logits.masked_fill(~mask, float("-inf")).softmax(-1)
-    return weights.nan_to_num(0.0)  # rows without keys
+    weights = logits.masked_fill_(~mask, float("-inf")).softmax(-1)
+    return weights if mask.any(-1).all() else weights.nan_to_num_(0.0)  # rows without keys
 
 
 def _per_pair(may_attend: torch.Tensor) -> torch.Tensor:

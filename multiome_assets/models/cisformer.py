@@ -129,14 +129,14 @@ class Translator(nn.Module):
         return self.cre(index) if self.config.direction == "rna2atac" else self.gene(index)
 
     def forward(self, source_index, source_mask, query_index, query_mask, source_value=None,
-                need_weights: bool = False):
+                need_weights: bool = False, only_last: bool = False):
         """rna2atac: source = expressed genes (index, count), queries = CREs -> (B, Lq) logits.
         atac2rna: source = active CREs, queries = genes -> (B, Lq, 8) bin logits."""
         source = self.embed_source(source_index, source_value)
         x = self.embed_queries(query_index)
         weights = []
-        for layer in self.layers:
-            x, w = layer(x, query_mask, source, source_mask, need_weights)
+        for i, layer in enumerate(self.layers):  # `only_last`: the others' weights are None (not computed)
+            x, w = layer(x, query_mask, source, source_mask, need_weights and (not only_last or i == len(self.layers) - 1))
             weights.append(w)
         logits = self.head(x)
         logits = logits.squeeze(-1) if self.config.direction == "rna2atac" else logits + self.gene_bias(query_index)

@@ -64,7 +64,9 @@ def with_fdr(rows: list[dict]) -> pd.DataFrame:
 
 def specific_sets(specific: pd.DataFrame) -> dict[str, np.ndarray]:
     """Cell type -> its specific cCREs."""
-    chosen = specific[specific.specific]
+    if specific.empty:
+        return {}
+    chosen = specific[specific.specific.astype(bool)]
     return {t: g.cre.to_numpy() for t, g in chosen.groupby("cell_type")}
 
 

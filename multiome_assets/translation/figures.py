@@ -65,12 +65,12 @@ def link_figures(links, validation, path: str | os.PathLike, title: str = "") ->
         ax_d.hist(top.distance / 1e3, bins=25, alpha=0.5, label=f"{method} (top {len(top)})")
         v = validation[(validation.method == method) & (validation.kind == "top_vs_distance_matched")]
         x = np.arange(len(v)) + 0.38 * i
-        ax_v.bar(x, v.value, width=0.18, label=f"{method}: top N")
-        ax_v.bar(x + 0.18, v.reference, width=0.18, label=f"{method}: distance-matched", alpha=0.5)
-        ax_v.set_xticks(np.arange(len(v)) + 0.27, v.group)
+        ax_v.bar(x, v.observed, width=0.18, label=f"{method}: top N")
+        ax_v.bar(x + 0.18, v.baseline, width=0.18, label=f"{method}: distance-matched", alpha=0.5)
+        ax_v.set_xticks(np.arange(len(v)) + 0.27, v.subset)
         e = validation[(validation.method == method) & (validation.kind == "expression_by_links")
-                       & validation.group.str.endswith("links")]
-        ax_e.plot(e.group.str.split().str[0].str.rstrip("+").astype(int), e.value, marker="o", label=method)
+                       & validation.subset.str.endswith("links")]
+        ax_e.plot(e.subset.str.split().str[0].str.rstrip("+").astype(int), e.observed, marker="o", label=method)
     ax_d.set(xlabel="distance to TSS (kb)", ylabel="links", title="distance of the top links")
     ax_v.set(ylabel="pseudobulk peak-gene r", title="top links vs distance-matched pairs")
     ax_e.set(xlabel="links above the 90th-percentile score (10 = 10+)", ylabel="mean log expression",

@@ -69,30 +69,30 @@ def validate(method_links: pd.DataFrame, pair_correlation: pd.Series, pairs_dist
     rows = []
     note = "circular: the score is itself a correlation" if method == "correlation" else ""
     for n in TOP_N:
-        if len(ranked) < n:
+        if len(ranked) < n or 2 * n > len(pairs_distance):  # decoys need a pool of other pairs
             break
         chosen = index.get_indexer(keys[:n])
         random = distance_matched(pairs_distance.to_numpy(), chosen, rng)
         top, other = pair_correlation.to_numpy()[chosen], pair_correlation.to_numpy()[random]
         top, other = top[np.isfinite(top)], other[np.isfinite(other)]
         p = stats.mannwhitneyu(top, other, alternative="greater").pvalue if len(top) and len(other) else np.nan
-        rows.append({"kind": "top_vs_distance_matched", "group": f"top {n}", "n": n, "value": np.mean(top),
-                     "reference": np.mean(other), "pvalue": p, "note": note})
-        rows.append({"kind": "median_distance_bp", "group": f"top {n}", "n": n,
-                     "value": float(np.median(ranked.distance.to_numpy()[:n])),
-                     "reference": float(np.median(pairs_distance)), "pvalue": np.nan, "note": "reference: all pairs"})
+        rows.append({"kind": "top_vs_distance_matched", "subset": f"top {n}", "n": n, "observed": np.mean(top),
+                     "baseline": np.mean(other), "pvalue": p, "note": note})
+        rows.append({"kind": "median_distance_bp", "subset": f"top {n}", "n": n,
+                     "observed": float(np.median(ranked.distance.to_numpy()[:n])),
+                     "baseline": float(np.median(pairs_distance)), "pvalue": np.nan, "note": "baseline: all pairs"})
     if len(ranked):
         cutoff = np.quantile(ranked.score, 0.9)
         per_gene = ranked[ranked.score >= cutoff].groupby("gene").size().reindex(expression.index, fill_value=0)
         bins = np.minimum(per_gene.to_numpy(), 10)
         for b in np.unique(bins):
             genes = bins == b
-            rows.append({"kind": "expression_by_links", "group": f"{b}{'+' if b == 10 else ''} links", "n": int(genes.sum()),
-                         "value": float(expression.to_numpy()[genes].mean()), "reference": float(expression.mean()),
-                         "pvalue": np.nan, "note": "links above the 90th-percentile score; reference: all genes"})
+            rows.append({"kind": "expression_by_links", "subset": f"{b}{'+' if b == 10 else ''} links", "n": int(genes.sum()),
+                         "observed": float(expression.to_numpy()[genes].mean()), "baseline": float(expression.mean()),
+                         "pvalue": np.nan, "note": "links above the 90th-percentile score; baseline: all genes"})
         test = stats.spearmanr(per_gene.to_numpy(), expression.to_numpy())
-        rows.append({"kind": "expression_by_links", "group": "spearman(links, expression)", "n": len(per_gene),
-                     "value": float(test.statistic), "reference": np.nan, "pvalue": float(test.pvalue), "note": ""})
-    table = pd.DataFrame(rows, columns=["kind", "group", "n", "value", "reference", "pvalue", "note"])
+        rows.append({"kind": "expression_by_links", "subset": "spearman(links, expression)", "n": len(per_gene),
+                     "observed": float(test.statistic), "baseline": np.nan, "pvalue": float(test.pvalue), "note": ""})
+    table = pd.DataFrame(rows, columns=["kind", "subset", "n", "observed", "baseline", "pvalue", "note"])
     table.insert(0, "method", method)
     return table

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from multiome_assets import intervals
+from multiome_assets.grn.pipeline import MIN_CELLS_PER_CONTEXT
 from multiome_assets.translation.tokens import VocabCells, padded, sample_per_row
 
 MAX_CELLS_PER_SET = 100
@@ -59,34 +60,45 @@ def window_pairs(cells: VocabCells, genes: pd.DataFrame, vocab: pd.DataFrame, wi
     })
 
 
-def cell_sets(labels: np.ndarray | None, n_cells: int, max_cells: int = MAX_CELLS_PER_SET, seed: int = 0) -> dict:
-    """Up to `max_cells` cells (seeded) per cell type, and of all cells as `all`."""
+def cell_sets(labels: np.ndarray | None, n_cells: int, max_cells: int = MAX_CELLS_PER_SET, seed: int = 0,
+              min_cells: int = MIN_CELLS_PER_CONTEXT) -> dict:
+    """Up to `max_cells` cells (seeded) of each cell type with at least `min_cells` (as the per-cell-type
+    GRNs: with fewer, a 2-cell type "owns" dozens of cCREs), and of all cells as `all`."""
     rng = np.random.default_rng(seed)
     pick = lambda rows: np.sort(rng.choice(rows, min(max_cells, len(rows)), replace=False))  # noqa: E731
     sets = {"all": pick(np.arange(n_cells))}
     if labels is not None:
-        sets |= {str(t): pick(np.flatnonzero(labels == t)) for t in np.unique(labels)}
+        kinds, counts = np.unique(labels, return_counts=True)
+        sets |= {str(t): pick(np.flatnonzero(labels == t)) for t in kinds[counts >= min_cells]}
     return sets
 
 
 def average_ranks(x: torch.Tensor, dim: int, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Ranks 0..n-1 along `dim`, ties given their average rank; entries not `valid` rank after all
-    valid ones and are not counted (their ranks are meaningless)."""
-    x = x.movedim(dim, -1)
+    valid ones and are not counted (their ranks are meaningless). One sort, then each tie group's
+    first and last sorted position by running max/min, scattered back."""
+    x = x.movedim(dim, -1)  # a view; `dim=-1` on a contiguous tensor sorts without a copy
     if valid is not None:
         x = x.masked_fill(~valid.movedim(dim, -1), float("inf"))
-    ordered = x.sort(-1).values.contiguous()
-    lo = torch.searchsorted(ordered, x.contiguous(), right=False)
-    hi = torch.searchsorted(ordered, x.contiguous(), right=True)
-    return ((lo + hi - 1).to(torch.float32) / 2).movedim(-1, dim)
+    ordered, order = x.sort(-1)
+    n = ordered.shape[-1]
+    position = torch.arange(n, dtype=torch.float32).expand_as(ordered)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    ends = torch.ones_like(starts)
+    ends[..., :-1] = starts[..., 1:]
+    first = torch.where(starts, position, 0.0).cummax(-1).values
+    last = torch.where(ends, position, float(n)).flip(-1).cummin(-1).values.flip(-1)
+    return torch.empty_like(first).scatter_(-1, order, (first + last) / 2).movedim(-1, dim)
 
 
 def rank_normalize(weights: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-    """(B, G, K) attention of G genes over K keys (`key_mask` (B, K): real keys) -> per cell,
-    genes ranked within each key, those ranks ranked within each gene, scaled by (keys - 1)."""
-    valid = key_mask[:, None, :].expand_as(weights)
-    within_cre = average_ranks(weights, 1)
-    within_gene = average_ranks(within_cre, 2, valid)
+    """(B, K, G) attention of G genes over K keys, laid out key by key (`key_mask` (B, K): real keys)
+    -> (B, G, K) per cell: genes ranked within each key, those ranks ranked within each gene, scaled
+    by (keys - 1). Both rankings run along the contiguous last dimension."""
+    within_cre = average_ranks(weights, -1).transpose(1, 2).contiguous()  # (B, G, K)
+    valid = key_mask[:, None, :].expand_as(within_cre)
+    within_gene = average_ranks(within_cre, -1, valid)
     n_keys = key_mask.sum(1).clamp(min=2).to(torch.float32)  # one key: every gene ranks 0
     return (within_gene / (n_keys[:, None, None] - 1)).masked_fill(~valid, 0.0)
 
@@ -108,13 +120,14 @@ def attention_links(model, cells: VocabCells, pairs: pd.DataFrame, sets: dict[st
         for start in range(0, len(rows), batch_size):
             batch = rows[start:start + batch_size]
             ci, _, cm = padded(sample_per_row(cells.atac, batch, max_cres, rng))
-            weights = torch.zeros(len(batch), len(cells.genes), ci.shape[1])
+            weights = torch.zeros(len(batch), ci.shape[1], len(cells.genes))  # keys x genes: ranked along genes
             for g0 in range(0, len(order), gene_chunk):
                 columns = torch.as_tensor(order[g0:g0 + gene_chunk])
                 genes = torch.as_tensor(cells.genes)[columns].expand(len(batch), -1)
                 _, layers = model(ci.to(device), cm.to(device), genes.to(device),
-                                  torch.ones_like(genes, dtype=torch.bool, device=device), need_weights=True)
-                weights[:, columns] = layers[-1].mean(1).float().cpu()
+                                  torch.ones_like(genes, dtype=torch.bool, device=device), need_weights=True,
+                                  only_last=True)
+                weights[:, :, columns] = layers[-1].mean(1).float().transpose(1, 2).cpu()
             score = rank_normalize(weights, cm)
             # each cell's key position of every covered cCRE (-1: not among its keys)
             position = torch.full((len(batch), len(cells.cres)), -1, dtype=torch.long)
@@ -148,7 +161,8 @@ def gene_link_scores(model, cells: VocabCells, sets: dict[str, np.ndarray], *, c
             for c0 in range(0, len(cells.cres), cre_chunk):
                 cres = torch.as_tensor(cells.cres[c0:c0 + cre_chunk]).expand(len(batch), -1)
                 _, layers = model(gi.to(device), gm.to(device), cres.to(device),
-                                  torch.ones_like(cres, dtype=torch.bool, device=device), value, need_weights=True)
+                                  torch.ones_like(cres, dtype=torch.bool, device=device), value, need_weights=True,
+                                  only_last=True)
                 received += layers[-1].mean(1).sum(1).double().cpu()  # (B, keys): summed over cCRE queries
             b, k = torch.nonzero(gm, as_tuple=True)
             total.index_add_(0, torch.as_tensor(np.searchsorted(cells.genes, gi[b, k].numpy())), received[b, k])

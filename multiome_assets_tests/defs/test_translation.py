@@ -1,5 +1,6 @@
-"""The translation assets end to end on the bundled data (one epoch), through real Dagster and DuckDB:
-BMMC's translators, then SNARE-seq translated by them, paired and as RNA-only and ATAC-only folders."""
+"""The translation and link assets end to end on the bundled data (one epoch), through real Dagster
+and DuckDB: BMMC's translators and links, then SNARE-seq translated by them, paired and as RNA-only
+and ATAC-only folders."""
 from dataclasses import replace
 
 import dagster as dg
@@ -42,7 +43,7 @@ def built(tmp_path_factory):
     graph = defs.resolve_asset_graph()
     results = {}
     crossing = dg.AssetSelection.assets("cross_translated_atac", "cross_translated_rna", "cross_translation_metrics")
-    for key, selection in (("bmmc_starter", (dg.AssetSelection.groups("translation") - crossing).upstream()),
+    for key, selection in (("bmmc_starter", (dg.AssetSelection.groups("translation", "links") - crossing).upstream()),
                            *((key, crossing.upstream() | dg.AssetSelection.assets("translated_profiles")) for key in CROSS)):
         keys = applicable(defs, (selection - dg.AssetSelection.groups("inputs")).resolve(graph), load_spec(key))
         results[key] = dg.materialize(ASSETS, partition_key=key, instance=instance, resources=RESOURCES,
@@ -146,3 +147,30 @@ def test_translators_refuse_another_genome_or_vocabulary(built):
 def test_a_single_modality_source_is_refused(built):
     with pytest.raises(DatasetError, match="has only RNA; name a paired dataset"):
         cross.require_source(load_spec("snare_paired"), load_spec("snare_rna_only"))
+
+
+def test_links_answer_the_questions_in_sql(built):
+    assert {"cre_gene_links", "gene_link_scores", "cre_link_scores", "celltype_specific_cres", "link_validation",
+            "enrichment"} <= _made(built["bmmc_starter"])
+    # which cCREs link to gene X in cell type Y, by attention and by correlation
+    top = warehouse.query("""
+        select method, cell_type, gene, cre, distance, score, rank from cre_gene_links
+        where dataset = 'bmmc_starter' and gene = (select gene from cre_gene_links where method = 'attention'
+          and cell_type = 'CD14+ Mono' group by gene order by count(*) desc limit 1)
+        and cell_type in ('CD14+ Mono', 'all') order by method, cell_type, rank""")
+    assert set(top.method) == {"attention", "correlation"}
+    assert set(top[top.method == "attention"].cell_type) == {"CD14+ Mono", "all"}
+    assert (top.distance <= 250_000).all()
+    for _, group in top.groupby(["method", "cell_type"]):
+        assert group["rank"].min() == 1 and group.score.is_monotonic_decreasing
+    # which TFs' regulons are enriched among the genes of cell type Y's specific cCREs
+    enriched = warehouse.query("""
+        select cell_type, term, n_hits, fold, pvalue, fdr from enrichment
+        where dataset = 'bmmc_starter' and kind = 'regulon' order by cell_type, pvalue""")
+    assert len(enriched) and enriched.fdr.between(0, 1).all() and (enriched.fdr >= enriched.pvalue - 1e-12).all()
+    specific = warehouse.query("select cell_type, count(*) n from celltype_specific_cres where specific group by 1")
+    assert len(specific) >= 2  # several cell types own cCREs
+    checks = warehouse.query("select method, kind, n, observed, baseline, pvalue from link_validation")
+    assert {"top_vs_distance_matched", "expression_by_links", "median_distance_bp"} <= set(checks.kind)
+    genes = warehouse.query("select cell_type, score from gene_link_scores where dataset = 'bmmc_starter'")
+    assert genes.score.between(0, 1).all() and "all" in set(genes.cell_type)

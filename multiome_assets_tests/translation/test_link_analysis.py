@@ -84,3 +84,19 @@ def test_a_bad_variant_file_is_refused_naming_the_line(tmp_path):
     path.write_text("chrom\tposition\tpip\n")
     with pytest.raises(DatasetError, match=r"lacks \['pos'\]"):
         enrichment.read_variants(path)
+
+
+def test_a_dataset_without_cell_types_gets_scores_for_one_set_and_no_specific_cres():
+    from multiome_assets.dataset import DatasetSpec
+    from multiome_assets.translation import link_pipeline
+
+    links = pd.DataFrame({"method": "attention", "cell_type": "all", "gene": ["G1", "G1", "G2"],
+                          "cre": ["a", "b", "a"], "chrom": "chr1", "start": [0, 500, 0], "end": [100, 600, 100],
+                          "distance": [10, 400, 20], "score": [0.5, 0.2, 0.4], "rank": [1, 2, 1]})
+    scores = link_pipeline.cre_link_scores(links)
+    assert scores.set_index("cre").score.to_dict() == {"a": pytest.approx(0.9), "b": pytest.approx(0.2)}
+    specific = link_pipeline.celltype_specific_cres(scores)
+    assert specific.empty
+    spec = DatasetSpec(key="x", folder=None, format="h5ad_pair", files={})
+    table = link_pipeline.enrichment_table(links, specific, pd.DataFrame({"tf": ["T"], "target": ["G1"]}), spec)
+    assert table.empty and list(table.columns) == enrichment.COLUMNS
