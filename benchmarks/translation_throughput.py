@@ -11,7 +11,8 @@ Rows (each in a fresh subprocess, so its peak RSS is its own; on CUDA the peak i
 - ``real:<dataset>``: the same model and output sizes, with each cell's source tokens at its real
   count in the bundled dataset (accessible cCREs of the vocabulary; expressed vocabulary genes),
   capped as the reference caps them, batched by `length_buckets` and padded to the longest cell
-  of the batch, as `translator_*` trains.
+  of the batch, as `translator_*` trains; the timed batches sit at evenly spaced quantiles of
+  length, so their mean is the dataset's mean cost per cell.
 
 FLOPs are counted from the shapes a step computes (padding included: that is the work done),
 2 per multiply-add, backward = 2x forward; "of peak" divides the achieved rate by this machine's
@@ -115,9 +116,10 @@ def worker(spec: dict) -> dict:
         batches = [np.full(spec["batch"], n_source)] * (spec["warmup"] + spec["steps"])
     else:
         lengths = np.minimum(np.asarray(spec["lengths"]), n_source)
-        buckets = length_buckets(lengths, spec["batch"], rng)
-        picked = rng.choice(len(buckets), spec["warmup"] + spec["steps"], replace=len(buckets) < spec["warmup"] + spec["steps"])
-        batches = [lengths[buckets[i]] for i in picked]
+        buckets = sorted(length_buckets(lengths, spec["batch"], rng), key=lambda b: lengths[b].mean())
+        # timed batches at evenly spaced quantiles of length, so their mean cost is the dataset's
+        at = ((np.arange(spec["steps"]) + 0.5) / spec["steps"] * len(buckets)).astype(int)
+        batches = [lengths[buckets[len(buckets) // 2]]] * spec["warmup"] + [lengths[buckets[i]] for i in at]
     torch.manual_seed(0)
     config = TranslatorConfig(direction, dropout=0.1, **model_size)
     model = Translator(config).to(device).train()
@@ -253,8 +255,8 @@ def main(argv=None):
     p.add_argument("--dtypes", nargs="+", default=["fp32", "auto"], choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 where the device computes it natively (models.precision), else fp32")
     p.add_argument("--batch-full", type=int, default=1, help="cells per step at full length")
-    p.add_argument("--batch-real", type=int, default=16, help="cells per step at real lengths")
-    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--batch-real", type=int, default=4, help="cells per step at real lengths")
+    p.add_argument("--steps", type=int, default=3, help="timed steps (at real lengths: batches at length quantiles)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", help="also write the rows as JSON here")

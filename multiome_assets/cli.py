@@ -34,7 +34,8 @@ def main():
 @click.option("--json", "fmt", flag_value="json", help="Print JSON records")
 @click.option("--table", "fmt", flag_value="table", default=True, help="Print an aligned table (default)")
 def sql(sql, params, fmt):
-    """Run read-only SQL over every materialized table (one view per asset).
+    """Run read-only SQL over every materialized table (one view per asset): queries only; writes,
+    COPY, ATTACH, INSTALL/LOAD, SET and reads of files outside the warehouse are refused.
 
     Example:
 
@@ -42,12 +43,12 @@ def sql(sql, params, fmt):
     """
     import duckdb
 
-    from multiome_assets.warehouse import query
+    from multiome_assets.warehouse import ReadOnlyError, query
 
     text = sys.stdin.read() if sql == "-" else sql
     try:
         df = query(text, dict(params))
-    except duckdb.Error as e:
+    except (duckdb.Error, ReadOnlyError) as e:
         raise click.ClickException(str(e).splitlines()[0]) from None
     if fmt == "csv":
         click.echo(df.to_csv(index=False), nl=False)

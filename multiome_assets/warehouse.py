@@ -123,11 +123,33 @@ def refresh_views(root: Path | None = None) -> Path:
     return path
 
 
+READ_STATEMENTS = {"SELECT", "EXPLAIN"}  # DuckDB statement types a query may be (SHOW, DESCRIBE, PRAGMA x: SELECT)
+
+
+class ReadOnlyError(ValueError):
+    """A statement `query` refuses: the message names it."""
+
+
 def query(sql: str, params: dict | None = None, root: Path | None = None) -> pd.DataFrame:
-    """Run read-only SQL over the warehouse's tables (an in-memory DuckDB with the views)."""
+    """Run read-only SQL over the warehouse's tables (an in-memory DuckDB with the views).
+
+    Only queries run: DuckDB's own parser types each statement and anything but a query (writes,
+    COPY, ATTACH, INSTALL/LOAD, SET) is refused; once the views exist, file access is limited to the
+    warehouse's tables, external access is off and the configuration is locked, so a query cannot
+    read other files or turn that back on. `params` are bound, never spliced into the text.
+    """
+    root = root or warehouse_dir()
     con = duckdb.connect(":memory:")
     try:
+        for statement in con.extract_statements(sql):
+            kind = statement.type.name
+            if kind not in READ_STATEMENTS:
+                raise ReadOnlyError(f"refused: a {kind} statement; the warehouse is read-only here "
+                                    f"(queries only: SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)")
         create_views(con, root)
+        con.execute("SET allowed_directories = $d", {"d": [str(root / "tables") + os.sep]})
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
         return con.execute(sql, params or {}).df()
     finally:
         con.close()
