@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from multiome_assets.dataset import PROJECT_ROOT, DatasetError, dataset_folders, list_dataset_keys, load_spec
+from multiome_assets.dataset import (PROJECT_ROOT, DatasetError, dataset_folders, list_dataset_keys, load_spec,
+                                     reference_path)
 
 
 def _instance():
@@ -167,6 +168,56 @@ def build(keys, select, config_file, stale):
     click.echo(f"\nwarehouse: {warehouse_dir()}  (artifacts/ and tables/; views in warehouse.duckdb)")
     click.echo("dagster instance: " + os.environ["DAGSTER_HOME"] + "  (make ui to browse)")
     click.echo('try: multiome-assets sql "select dataset, count(*) from candidate_sets group by 1"')
+
+
+@main.group()
+def priors():
+    """Install new releases of the bundled priors."""
+
+
+@priors.command("update")
+@click.argument("name", type=click.Choice(["dorothea", "collectri"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def priors_update(name, file):
+    """Replace the bundled prior NAME with FILE: checked against every dataset that names it (a bad
+    file is refused and the old one stays), installed atomically, the change recorded; prints what
+    it makes stale (the automation sensor reruns it under `make ui`; else `build --stale`)."""
+    import shutil
+
+    import dagster as dg
+
+    from multiome_assets.definitions import defs
+    from multiome_assets.defs.inputs import INPUTS
+    from multiome_assets.priors import check_update, read_tf_list
+    from multiome_assets.readers import read_dataset
+    from multiome_assets.warehouse import atomic_path
+
+    target = reference_path(name)
+    specs = {}
+    for key in list_dataset_keys():
+        try:
+            spec = load_spec(key)
+        except DatasetError:
+            continue  # a broken folder is not this command's concern
+        if spec.prior == target:
+            specs[key] = spec
+    try:
+        kept = check_update(file, {key: (read_dataset(spec).rna.var_names, read_tf_list(spec.tf_list))
+                                   for key, spec in specs.items()})
+    except DatasetError as e:
+        raise click.ClickException(f"refused, {target.name} unchanged: {e}") from None
+    with atomic_path(target) as tmp:
+        shutil.copyfile(file, tmp)
+    click.echo(f"installed {file} as {target}")
+    stale = sorted(k.to_user_string() for k in dg.AssetSelection.assets(INPUTS["prior"]).downstream()
+                   .resolve(defs.resolve_asset_graph()) if k != INPUTS["prior"])
+    instance = _instance()
+    for key, spec in specs.items():
+        changed = _register(instance, key, spec)
+        if "prior" in changed:
+            click.echo(f"{key}: {kept[key]} edges in the dataset; stale: {', '.join(stale)}")
+    if not specs:
+        click.echo("no dataset names it")
 
 
 @main.command()

@@ -1,6 +1,7 @@
 import dagster as dg
 
 from multiome_assets.defs import foundation, grn, inputs, links, translation
+from multiome_assets.defs.automation import automation_sensor, input_observation_schedule, observe_inputs_job
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.defs.sensors import dataset_folder_sensor, foundation_job
@@ -10,7 +11,8 @@ RESOURCES = {"warehouse": WarehouseIOManager(), "datasets": DatasetCatalog(), "c
 
 defs = dg.Definitions(
     assets=ASSETS,
-    jobs=[foundation_job],
-    sensors=[dataset_folder_sensor],
+    jobs=[foundation_job, observe_inputs_job],
+    schedules=[input_observation_schedule],
+    sensors=[dataset_folder_sensor, automation_sensor],
     resources=RESOURCES,
 )

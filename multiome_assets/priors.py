@@ -98,3 +98,28 @@ def split_frames(prior_edges: pd.DataFrame, split: str) -> tuple[pd.DataFrame, p
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     col = f"split_{split}"
     return prior_edges[prior_edges[col] == "train"], prior_edges[prior_edges[col] == "test"]
+
+
+VERSION_COLUMNS = ["prior", "content_hash", "first_seen", "edges", "tfs", "edges_added", "edges_removed"]
+
+
+def append_version(history: pd.DataFrame, edges: pd.DataFrame, prior: str, content_hash: str,
+                   previous_edges: pd.DataFrame | None, seen: str) -> pd.DataFrame:
+    """The `prior_versions` history (oldest first) with this version of the dataset's prior edges
+    appended, counted against the previous version's edges; unchanged when it is the latest already."""
+    if len(history) and history.content_hash.iloc[-1] == content_hash:
+        return history
+    now = set(zip(edges.tf, edges.target))
+    before = set(zip(previous_edges.tf, previous_edges.target)) if previous_edges is not None else set()
+    row = pd.DataFrame([{"prior": prior, "content_hash": content_hash, "first_seen": seen, "edges": len(now),
+                         "tfs": int(edges.tf.nunique()), "edges_added": len(now - before) if previous_edges is not None else None,
+                         "edges_removed": len(before - now) if previous_edges is not None else None}])
+    return pd.concat([history[VERSION_COLUMNS], row], ignore_index=True).astype({"edges_added": "Int64", "edges_removed": "Int64"})
+
+
+def check_update(path: Path, users: dict[str, tuple[pd.Index, pd.Index]]) -> dict[str, int]:
+    """Refuse a new prior file unless it reads as a prior and keeps, for each dataset that uses it
+    (key -> (genes, TF list)), at least one edge from a listed TF to one of its genes. Returns the
+    edges each dataset would keep."""
+    prior = read_prior(path)
+    return {key: len(map_prior(prior, genes, tfs, f"{path} for dataset {key}")) for key, (genes, tfs) in users.items()}

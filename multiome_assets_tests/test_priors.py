@@ -46,3 +46,19 @@ def test_splits_are_seeded_and_hold_out_whole_tfs(prior):
     kept = set(a.tf[a.split_tf_heldout == "train"])
     assert held and not held & kept
     assert abs(len(held) / a.tf.nunique() - 0.2) < 0.02
+
+
+def test_prior_versions_count_what_a_new_version_added_and_removed():
+    import pandas as pd
+
+    from multiome_assets.priors import VERSION_COLUMNS, append_version
+
+    v1 = pd.DataFrame({"tf": ["A", "A", "B"], "target": ["x", "y", "x"]})
+    history = append_version(pd.DataFrame(columns=VERSION_COLUMNS), v1, "dorothea.csv", "h1", None, "t1")
+    assert history[["content_hash", "edges", "tfs"]].values.tolist() == [["h1", 3, 2]]
+    assert history.edges_added.isna().all()  # nothing before it to compare with
+    assert append_version(history, v1, "dorothea.csv", "h1", v1, "t2").equals(history)  # the same content again
+    v2 = pd.DataFrame({"tf": ["A", "B", "C"], "target": ["x", "x", "z"]})
+    history = append_version(history, v2, "dorothea.csv", "h2", v1, "t3")
+    assert history.iloc[-1][["content_hash", "first_seen", "edges", "tfs", "edges_added", "edges_removed"]].tolist() == \
+        ["h2", "t3", 3, 3, 1, 1]  # C->z added, A->y removed

@@ -6,7 +6,11 @@ import scipy.sparse as sp
 
 from multiome_assets import annotation, intervals, priors
 from multiome_assets.dataset import reference_path
+from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS
+from multiome_assets.defs.io_manager import WarehouseIOManager
+from multiome_assets.inputs import file_sha256
+from multiome_assets.warehouse import atomic_path
 from multiome_assets.defs.partitions import dataset_partitions, needs
 from multiome_assets.defs.resources import DatasetCatalog
 from multiome_assets.preprocess import preprocess
@@ -88,7 +92,8 @@ def gene_vocab_map(context: dg.AssetExecutionContext, gene_annotation: pd.DataFr
     return mapping
 
 
-@dg.asset(**ASSET_ARGS, deps=[INPUTS["prior"], INPUTS["tf_list"]], code_version="1", kinds={"parquet"})
+@dg.asset(**ASSET_ARGS, deps=[INPUTS["prior"], INPUTS["tf_list"]], code_version="1", kinds={"parquet"},
+          automation_condition=FOLLOWS_INPUTS)
 def prior_edges(context: dg.AssetExecutionContext, config: SplitConfig, datasets: DatasetCatalog,
                 multiome: Multiome) -> pd.DataFrame:
     """The dataset's prior (TF → target) within its genes and TF list, with a random 80/20 edge
@@ -99,3 +104,22 @@ def prior_edges(context: dg.AssetExecutionContext, config: SplitConfig, datasets
     context.add_output_metadata({"prior": spec.prior.name, "edges": len(edges), "tfs": int(edges.tf.nunique()),
                                  "heldout_tfs": int(edges.loc[edges.split_tf_heldout == "test", "tf"].nunique())})
     return edges
+
+
+@dg.asset(**ASSET_ARGS, code_version="1", kinds={"parquet"}, automation_condition=FOLLOWS_INPUTS)
+def prior_versions(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
+                   warehouse: dg.ResourceParam[WarehouseIOManager], prior_edges: pd.DataFrame) -> pd.DataFrame:
+    """Each version of the dataset's prior it has been built with: content hash, when first seen, its
+    edges and TFs in the dataset, edges added and removed against the version before."""
+    key = context.partition_key
+    spec = datasets.spec(key)
+    table = warehouse.table_path("prior_versions", key)
+    snapshot = warehouse.artifact_path("prior_versions", key, ".edges.parquet")  # the last version's edges
+    history = pd.read_parquet(table).drop(columns="dataset") if table.exists() else pd.DataFrame(columns=priors.VERSION_COLUMNS)
+    updated = priors.append_version(history, prior_edges, spec.prior.name, file_sha256(spec.prior)[:16],
+                                    pd.read_parquet(snapshot) if snapshot.exists() else None,
+                                    pd.Timestamp.now("UTC").isoformat(timespec="seconds"))
+    with atomic_path(snapshot) as tmp:
+        prior_edges[["tf", "target"]].to_parquet(tmp, index=False)
+    context.add_output_metadata({"versions": len(updated), "latest": updated.content_hash.iloc[-1]})
+    return updated

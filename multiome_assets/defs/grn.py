@@ -5,6 +5,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.metadata import png_markdown
@@ -112,7 +113,8 @@ def _regulators(datasets: DatasetCatalog, key: str, mo: Multiome) -> np.ndarray:
     return pipeline.regulator_universe(mo.rna.var_names, read_tf_list(datasets.spec(key).tf_list))
 
 
-@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], pool="gpu", code_version="5", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], pool="gpu", code_version="5", kinds={"pytorch"},
+          automation_condition=FOLLOWS_INPUTS)
 def grn_head(context: dg.AssetExecutionContext, config: HeadConfig, datasets: DatasetCatalog,
              compute: ComputeDevice, multiome: Multiome, prior_edges: pd.DataFrame,
              grn_embeddings: GeneEmbeddings) -> EdgeHeads:
@@ -124,7 +126,7 @@ def grn_head(context: dg.AssetExecutionContext, config: HeadConfig, datasets: Da
     return heads
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"parquet"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="2", kinds={"parquet"}, automation_condition=FOLLOWS_INPUTS)
 def edge_scores(context: dg.AssetExecutionContext, config: ExportConfig, compute: ComputeDevice,
                 prior_edges: pd.DataFrame, grn_embeddings: GeneEmbeddings, grn_head: EdgeHeads,
                 grn_baselines: BaselineScores) -> pd.DataFrame:
@@ -138,7 +140,8 @@ def edge_scores(context: dg.AssetExecutionContext, config: ExportConfig, compute
     return table
 
 
-@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], code_version="2", kinds={"sklearn"})
+@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], code_version="2", kinds={"sklearn"},
+          automation_condition=FOLLOWS_INPUTS)
 def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, datasets: DatasetCatalog,
                   multiome: Multiome) -> BaselineScores:
     """Expression baselines (GRNBoost2, Pearson, Spearman, WGCNA-TOM) over every TF × gene."""
@@ -151,8 +154,10 @@ def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, dat
 
 @dg.multi_asset(
     partitions_def=dataset_partitions, group_name="grn", can_subset=False, pool="gpu",
-    outs={"grn_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="7", kinds={"parquet"}),
-          "grn_regulator_enrichment": dg.AssetOut(io_manager_key="warehouse", code_version="4", kinds={"parquet"})},
+    outs={"grn_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="7", kinds={"parquet"},
+                                     automation_condition=FOLLOWS_INPUTS),
+          "grn_regulator_enrichment": dg.AssetOut(io_manager_key="warehouse", code_version="4", kinds={"parquet"},
+                                                  automation_condition=FOLLOWS_INPUTS)},
     ins={name: dg.AssetIn() for name in ("multiome", "prior_edges", "grn_embeddings", "grn_head", "grn_baselines")},
 )
 def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, compute: ComputeDevice,

@@ -18,6 +18,10 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         """The warehouse folder (for assets that read another partition's results)."""
         return self._root()
 
+    def table_path(self, table: str, key: str) -> Path:
+        """Where a table's partition is, in this warehouse (for an asset that extends its own history)."""
+        return warehouse.table_path(table, key, self._root())
+
     def artifact_path(self, asset: str, key: str, suffix: str) -> Path:
         """Where a side file of an asset (a figure) goes, in this warehouse."""
         return warehouse.artifact_path(asset, key, suffix, self._root())

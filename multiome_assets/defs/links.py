@@ -5,6 +5,7 @@ import dagster as dg
 import pandas as pd
 import scipy.sparse as sp
 
+from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.metadata import png_markdown
@@ -82,7 +83,8 @@ def link_validation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
     return table
 
 
-@dg.asset(**ARGS, deps=[INPUTS["enrichment_files"]], code_version="1", kinds={"parquet"})
+@dg.asset(**ARGS, deps=[INPUTS["enrichment_files"]], code_version="1", kinds={"parquet"},
+          automation_condition=FOLLOWS_INPUTS)
 def enrichment(context: dg.AssetExecutionContext, datasets: DatasetCatalog, cre_gene_links: pd.DataFrame,
                celltype_specific_cres: pd.DataFrame, prior_edges: pd.DataFrame) -> pd.DataFrame:
     """Per cell type, what is over-represented among its specific cCREs: prior regulons among the

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from multiome_assets import warehouse
 from multiome_assets.cli import main as cli
+from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.definitions import ASSETS, RESOURCES, defs
 
 from ..conftest import write_dataset
@@ -110,7 +111,7 @@ def test_sensor_registers_new_dataset_folders(data_root):
     assert [r.partition_key for r in result.run_requests] == ["bmmc_starter", "broken"]
     # the inputs' versions come with the first tick (recorded before the run starts), then only changes
     observed = {(e.asset_key.to_user_string(), e.partition) for e in result.asset_events}
-    assert ("input/prior", "bmmc_starter") in observed and len(observed) == 8  # none of broken's
+    assert ("input/prior", "bmmc_starter") in observed and len(observed) == len(INPUTS)  # none of broken's
     instance.add_dynamic_partitions("dataset", ["bmmc_starter", "broken"])
     for event in result.asset_events:  # as the daemon does
         instance.report_runless_asset_event(event)

@@ -71,3 +71,17 @@ def test_fasta_problems_name_the_file_and_the_line_or_chromosome(tmp_path):
         motifs.one_hot(genome, pd.DataFrame({"chrom": ["chr1"], "start": [29_900], "end": [30_100]}))
     with pytest.raises(DatasetError, match="does not exist"):
         motifs.read_fasta(tmp_path / "none.fa", {"chr1"})
+
+
+def test_motif_enrichment_puts_the_planted_motif_first(tmp_path, jaspar):
+    from multiome_assets.translation import enrichment
+
+    i = jaspar.names.index("TFAP2A")
+    word = _consensus(jaspar, i)
+    cres = pd.DataFrame({"cre": [f"c{k}" for k in range(40)], "chrom": "chr1", "start": np.arange(40) * 600 + 100,
+                         "end": np.arange(40) * 600 + 300})
+    fasta = _genome(tmp_path, {int(cres.start[k]) + 60: word for k in range(8)})
+    specific = {"T1": cres.cre.to_numpy()[:10]}  # 8 of its 10 cCREs hold the motif
+    table = enrichment.with_fdr(enrichment.motif_enrichment(cres, specific, fasta, reference_path("jaspar2024")))
+    best = table.sort_values("pvalue").iloc[0]
+    assert best.term == f"TFAP2A ({jaspar.ids[i]})" and best.n_hits >= 8 and best.fdr < 0.05
