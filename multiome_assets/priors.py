@@ -123,3 +123,15 @@ def check_update(path: Path, users: dict[str, tuple[pd.Index, pd.Index]]) -> dic
     edges each dataset would keep."""
     prior = read_prior(path)
     return {key: len(map_prior(prior, genes, tfs, f"{path} for dataset {key}")) for key, (genes, tfs) in users.items()}
+
+
+HISTORY_METRICS = ["method", "kind", "split", "seed", "auroc", "auprc", "auprc_ratio", "per_target_auroc_macro",
+                   "degree_matched_auroc"]
+
+
+def metrics_at_version(history: pd.DataFrame, metrics: pd.DataFrame, content_hash: str) -> pd.DataFrame:
+    """The `grn_metrics_history` table: the headline metrics evaluated on each prior version (its
+    content hash), this version's rows replaced by `metrics`, the others kept."""
+    current = metrics[[c for c in HISTORY_METRICS if c in metrics]].assign(content_hash=content_hash)
+    kept = history[history.content_hash != content_hash] if len(history) else history
+    return pd.concat([kept, current], ignore_index=True)[["content_hash", *current.columns.drop("content_hash")]]

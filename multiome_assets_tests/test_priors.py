@@ -62,3 +62,17 @@ def test_prior_versions_count_what_a_new_version_added_and_removed():
     history = append_version(history, v2, "dorothea.csv", "h2", v1, "t3")
     assert history.iloc[-1][["content_hash", "first_seen", "edges", "tfs", "edges_added", "edges_removed"]].tolist() == \
         ["h2", "t3", 3, 3, 1, 1]  # C->z added, A->y removed
+
+
+def test_metrics_history_keeps_each_prior_versions_metrics():
+    import pandas as pd
+
+    from multiome_assets.priors import metrics_at_version
+
+    first = pd.DataFrame({"method": ["head", "grnboost2"], "split": "random", "auroc": [0.8, 0.7], "other": 1})
+    history = metrics_at_version(pd.DataFrame(columns=["content_hash"]), first, "h1")
+    assert history.columns.tolist() == ["content_hash", "method", "split", "auroc"]
+    again = metrics_at_version(history, first.assign(auroc=[0.81, 0.7]), "h1")  # the same version re-evaluated
+    assert again.auroc.tolist() == [0.81, 0.7]
+    later = metrics_at_version(again, first.assign(auroc=[0.75, 0.71]), "h2")
+    assert later.groupby("content_hash").auroc.apply(list).to_dict() == {"h1": [0.81, 0.7], "h2": [0.75, 0.71]}

@@ -5,6 +5,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from multiome_assets import priors
 from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.defs.io_manager import WarehouseIOManager
@@ -15,7 +16,6 @@ from multiome_assets.grn import baselines, pipeline
 from multiome_assets.grn.artifacts import Backbone, BaselineScores, EdgeHeads, GeneEmbeddings
 from multiome_assets.grn.head import EdgeHeadConfig
 from multiome_assets.grn.pretrain import PretrainConfig
-from multiome_assets.priors import read_tf_list
 from multiome_assets.readers import Multiome
 
 GRN_ARGS = dict(partitions_def=dataset_partitions, io_manager_key="warehouse", group_name="grn")
@@ -110,7 +110,7 @@ def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
 
 
 def _regulators(datasets: DatasetCatalog, key: str, mo: Multiome) -> np.ndarray:
-    return pipeline.regulator_universe(mo.rna.var_names, read_tf_list(datasets.spec(key).tf_list))
+    return pipeline.regulator_universe(mo.rna.var_names, priors.read_tf_list(datasets.spec(key).tf_list))
 
 
 @dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], pool="gpu", code_version="5", kinds={"pytorch"},
@@ -176,3 +176,13 @@ def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, com
                                                 "per_target_auroc_macro"]].to_markdown(index=False, floatfmt=".3f")),
     })
     yield dg.Output(enrichment, output_name="grn_regulator_enrichment")
+
+
+@dg.asset(**GRN_ARGS, code_version="1", kinds={"parquet"}, automation_condition=FOLLOWS_INPUTS)
+def grn_metrics_history(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[WarehouseIOManager],
+                        grn_metrics: pd.DataFrame, prior_versions: pd.DataFrame) -> pd.DataFrame:
+    """The headline GRN metrics on every prior version the dataset was evaluated with (joined to
+    `prior_versions` by content_hash: what a new prior did to the metrics)."""
+    table = warehouse.table_path("grn_metrics_history", context.partition_key)
+    history = pd.read_parquet(table).drop(columns="dataset") if table.exists() else pd.DataFrame(columns=["content_hash"])
+    return priors.metrics_at_version(history, grn_metrics, prior_versions.content_hash.iloc[-1])

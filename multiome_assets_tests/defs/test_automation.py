@@ -14,7 +14,7 @@ from multiome_assets_tests.conftest import BUNDLED
 
 # what reads the prior, directly or not (the expression baselines read the TF list, not the prior)
 FOLLOW_THE_PRIOR = {"prior_edges", "prior_versions", "grn_head", "edge_scores", "grn_metrics", "grn_regulator_enrichment",
-                    "enrichment"}
+                    "grn_metrics_history", "enrichment"}
 
 
 @pytest.fixture
