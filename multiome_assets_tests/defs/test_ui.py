@@ -47,8 +47,16 @@ if chromium_path() is None:
 
 expect = sync_api.expect
 
-FOUNDATION = ["candidate_sets", "gene_annotation", "gene_vocab_map", "multiome", "peak_vocab_matrix",
-              "prior_edges", "randomized_candidate_sets"]
+
+def _group(name: str) -> list[str]:
+    """The materializable assets of one group, as the Definitions declare them (what the UI must list)."""
+    from multiome_assets.definitions import defs
+
+    return sorted(node.key.to_user_string() for node in defs.resolve_asset_graph().asset_nodes
+                  if node.group_name == name and not node.is_external)
+
+
+FOUNDATION = _group("foundation")
 DATASET = "bmmc_starter"
 ASSET = "multiome"  # the root asset: one step, the fastest to materialize
 RUN_TIMEOUT_S = 180
