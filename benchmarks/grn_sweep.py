@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -68,7 +69,7 @@ def _value(text: str):
 
 
 def _stamp(message: str, t0: float) -> None:
-    print(f"{message}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    tqdm.write(f"{message}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
 
 def _width(profile: str) -> int:
@@ -105,7 +106,7 @@ def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotat
         embeddings["rna_only"], trained["rna_only"] = pipeline.embed(ckpt, mo, sets, device), training_end(ckpt)
         _stamp(f"seed {seed}, RNA-only backbone", t0)
     rows = []
-    for i, window in enumerate(windows):
+    for i, window in enumerate(tqdm(windows, desc=f"seed {seed}: windows", file=sys.stderr, leave=False)):
         window_inputs = inputs if i == 0 else tuple(x for x in inputs if x not in WINDOW_FREE)
         if not window_inputs and i > 0:
             continue
@@ -240,7 +241,7 @@ def main() -> None:
     _stamp(f"baselines {', '.join(args.baselines)}", t0)
     expression_scores = BaselineScores(regulators, np.asarray(genes), scores)
     runs = []
-    for seed in seeds:
+    for seed in tqdm(seeds, desc="seeds", file=sys.stderr):
         runs.append(run_seed(seed, windows, tuple(args.inputs), mo, annotation, prior_edges, regulators,
                              expression_scores, args.profile, args.device, overrides)
                     .assign(prior=prior_edges.prior.iloc[0], profile=args.profile, settings=" ".join(args.set)))

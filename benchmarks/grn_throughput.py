@@ -44,6 +44,8 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 ROOT = Path(__file__).resolve().parents[1]
 REF_S_PER_CELL, REF_PEAK_GB = 21.0, 7.8  # reference implementation, fwd+bwd, this machine kind
 ALLOCATORS = {  # name -> environment of the worker process
@@ -264,13 +266,13 @@ def main() -> None:
     env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # no spinning on a shared box
     dtypes = resolve_dtypes(args.dtypes, args.device)
     print(f"\n{TABLE_HEADER}", flush=True)
-    for spec in specs(args, dtypes):
+    for spec in tqdm(list(specs(args, dtypes)), desc="configurations", file=sys.stderr):
         out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env={**env, **ALLOCATORS[spec["allocator"]]},
                              capture_output=True, text=True)
         if out.returncode:
-            print(f"{spec['config']} batch {spec['batch']} {spec['dtype']} failed:\n{out.stderr[-3000:]}", file=sys.stderr, flush=True)
+            tqdm.write(f"{spec['config']} batch {spec['batch']} {spec['dtype']} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
             continue
-        print(format_row(json.loads(out.stdout.strip().splitlines()[-1])), flush=True)
+        tqdm.write(format_row(json.loads(out.stdout.strip().splitlines()[-1])), file=sys.stdout)
     print(f"\nload average at end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}")
     print(f"reference implementation (same machine kind): {REF_S_PER_CELL} s/cell fwd+bwd, {REF_PEAK_GB} GB peak")
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -74,7 +75,7 @@ def run_seed(seed: int, grn_embeddings: GeneEmbeddings, prior_edges: pd.DataFram
             for degrees, scores in degree_heads(inner, space, genes, regulators, seed, device).items():
                 metrics, _ = pipeline.evaluate_methods({"mlp_degree_bce": scores}, space, n_random=0, top_n=100)
                 rows.append(metrics.assign(setting=f"degrees={degrees}", split=split, seed=seed))
-        print(f"seed {seed}, {split} done", file=sys.stderr, flush=True)
+        tqdm.write(f"seed {seed}, {split} done", file=sys.stderr)
     return pd.concat(rows, ignore_index=True)
 
 
@@ -129,7 +130,8 @@ def main() -> None:
     settings = [("min_steps=0", "bce", {"min_steps": 0}), ("min_steps=400", "bce", {}),
                 *((f"pi={pi:g}", "nnpu", {"prior_pi": pi}) for pi in args.pis)]
     runs = pd.concat([run_seed(s, grn_embeddings, prior_edges, genes, regulators, settings, (HeadInput("full"), HeadInput("svd")),
-                               args.device) for s in args.seeds], ignore_index=True)
+                               args.device) for s in tqdm(args.seeds, desc="seeds", file=sys.stderr)],
+                     ignore_index=True)
     if args.out:
         runs.to_csv(args.out, index=False)
     print(f"\n{args.dataset}: head settings on inner splits of the training edges, seeds {args.seeds} "

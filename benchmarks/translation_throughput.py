@@ -40,6 +40,8 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = {  # measured on the AVX2-only AMD EPYC, 2 cores: s per cell (per 2,048-CRE sample), peak GB
     "atac2rna": (27.5, 2.2),
@@ -269,11 +271,11 @@ def main(argv=None):
         print(f"machine: {_machine('cpu')}\n")
         print("| dataset | cell sets | cells | genes | cCREs | in-window pairs | attention links s | gene link scores s "
               "| correlation links s |\n" + "|---" * 9 + "|", flush=True)
-        for dataset in DATASETS:
+        for dataset in tqdm(DATASETS, desc="datasets", file=sys.stderr):
             r = time_links(dataset)
-            print(f"| {r['dataset']} | {r['sets']} | {r['cells']} | {r['genes']:,} | {r['cres']:,} | {r['pairs']:,} "
-                  f"| {r['attention_links_s']:.1f} | {r['gene_link_scores_s']:.1f} | {r['correlation_links_s']:.1f} |",
-                  flush=True)
+            tqdm.write(f"| {r['dataset']} | {r['sets']} | {r['cells']} | {r['genes']:,} | {r['cres']:,} | {r['pairs']:,} "
+                       f"| {r['attention_links_s']:.1f} | {r['gene_link_scores_s']:.1f} | {r['correlation_links_s']:.1f} |",
+                       file=sys.stdout)
         return
     lengths = {}
     for name in args.rows:
@@ -286,7 +288,8 @@ def main(argv=None):
           f"RNA->ATAC {REFERENCE['rna2atac'][0]} s/sample\n")
     print(HEADER, flush=True)
     rows = []
-    for direction, dtype, name in itertools.product(args.directions, dtypes, args.rows):
+    todo = list(itertools.product(args.directions, dtypes, args.rows))
+    for direction, dtype, name in tqdm(todo, desc="rows", file=sys.stderr):
         full = name == "full"
         spec = {"direction": direction, "row": name, "device": args.device, "dtype": dtype,
                 "batch": args.batch_full if full else args.batch_real, "steps": args.steps, "warmup": args.warmup,
@@ -294,10 +297,10 @@ def main(argv=None):
         out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
                              text=True, env={**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")})
         if out.returncode:
-            print(f"| {direction} | {name} | failed: {out.stderr.strip().splitlines()[-1]} |", flush=True)
+            tqdm.write(f"| {direction} | {name} | failed: {out.stderr.strip().splitlines()[-1]} |", file=sys.stdout)
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(row(rows[-1]), flush=True)
+        tqdm.write(row(rows[-1]), file=sys.stdout)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -6,8 +6,12 @@ Dagster's public API throughout, except the stale status, which has none (see `_
 """
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -112,14 +116,66 @@ def run_config_for(defs: dg.Definitions, run_config, keys: Iterable[dg.AssetKey]
     return {**run_config, "ops": {k: v for k, v in ops.items() if k in running}}
 
 
+@dataclass(frozen=True)
+class Progress:
+    done: int  # steps finished (succeeded or failed)
+    total: int  # steps in the run
+    running: str | None  # the step running now
+    elapsed_s: float
+    failed: int = 0
+    finished: bool = False  # the run has ended (steps after a failed one never start)
+
+
 def materialize_partition(defs: dg.Definitions, keys: list[dg.AssetKey], partition: str,
-                          instance: dg.DagsterInstance, run_config) -> dg.ExecuteInProcessResult:
+                          instance: dg.DagsterInstance, run_config, progress: Callable[[Progress], None] | None = None,
+                          every_s: float = 1.0) -> dg.ExecuteInProcessResult:
     """Materialize `keys` of `partition` in-process; a failed step fails the result, not the call.
+    `progress`, if given, hears about the run every `every_s` seconds and once at its end, from a
+    thread that reads the run's step events from `instance`.
 
     Raises `dg.DagsterInvalidConfigError` when `run_config` does not fit the steps.
     """
-    return dg.materialize(defs.assets, partition_key=partition, instance=instance, selection=keys,
-                          resources=defs.resources, run_config=run_config, raise_on_error=False)
+    tags = {"multiome/build": uuid.uuid4().hex}  # finds this run in the instance
+    finished = threading.Event()
+    total = sum(1 for made in steps(defs).values() if made & set(keys))
+    watcher = threading.Thread(target=_watch, args=(instance, tags, total, progress, finished, every_s), daemon=True)
+    if progress is not None:
+        watcher.start()
+    try:
+        return dg.materialize(defs.assets, partition_key=partition, instance=instance, selection=keys, tags=tags,
+                              resources=defs.resources, run_config=run_config, raise_on_error=False)
+    finally:
+        finished.set()
+        if watcher.is_alive():
+            watcher.join()
+
+
+def _watch(instance, tags, total, progress, finished: threading.Event, every_s: float) -> None:
+    started, run_id = time.monotonic(), None
+    while True:
+        last = finished.wait(every_s)
+        if run_id is None:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1)
+            run_id = runs[0].run_id if runs else None
+        progress(_progress(instance, run_id, total, time.monotonic() - started, finished=last))
+        if last:
+            return
+
+
+def _progress(instance, run_id: str | None, total: int, elapsed_s: float, finished: bool) -> Progress:
+    if run_id is None:  # not started yet
+        return Progress(0, total, None, elapsed_s, finished=finished)
+    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    started, ended, failed = [], set(), 0
+    for entry in instance.all_logs(run_id, of_type=kinds):
+        event = entry.dagster_event
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            started.append(event.step_key)
+        else:
+            ended.add(event.step_key)
+            failed += event.event_type == dg.DagsterEventType.STEP_FAILURE
+    running = [step for step in started if step not in ended]
+    return Progress(len(ended), total, running[-1] if running else None, elapsed_s, failed, finished)
 
 
 def root_errors(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:

@@ -113,7 +113,8 @@ def _selection(select: str) -> list:
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="YAML run config, as in the UI's launchpad (ops: {grn_evaluation: {config: ...}})")
 @click.option("--stale", is_flag=True, help="Only what is missing or stale, and what depends on it (as make does)")
-def build(keys, select, config_file, stale):
+@click.option("--verbose", is_flag=True, help="Dagster's full run log instead of the progress line")
+def build(keys, select, config_file, stale, verbose):
     """Register and materialize assets for each dataset, in-process, then print a summary."""
     import dagster as dg
     import yaml
@@ -152,10 +153,17 @@ def build(keys, select, config_file, stale):
             click.echo(f"== {key}: up to date")
             continue
         click.echo(f"== materializing {key}: {', '.join(k.to_user_string() for k in todo)}")
+        config = run_config_for(defs, run_config, todo)
+        if not verbose:  # the progress line instead of Dagster's log; failed steps' root errors print below
+            config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, **config}
+        line = None if verbose else ProgressLine(key)
         try:
-            result = materialize_partition(defs, todo, key, instance, run_config_for(defs, run_config, todo))
+            result = materialize_partition(defs, todo, key, instance, config, progress=line)
         except dg.DagsterInvalidConfigError as e:
             raise click.ClickException(f"{config_file}: {e}") from None
+        finally:
+            if line is not None:
+                line.close()
         if not result.success:
             failures = "\n".join(f"  {step}: {message}" for step, message in root_errors(result))
             raise click.ClickException(f"materialization of {key} failed:\n{failures}")
@@ -168,6 +176,29 @@ def build(keys, select, config_file, stale):
     click.echo(f"\nwarehouse: {warehouse_dir()}  (artifacts/ and tables/; views in warehouse.duckdb)")
     click.echo("dagster instance: " + os.environ["DAGSTER_HOME"] + "  (make ui to browse)")
     click.echo('try: multiome-assets sql "select dataset, count(*) from candidate_sets group by 1"')
+
+
+class ProgressLine:
+    """`key [done/total steps] running STEP · elapsed`: redrawn in place on a terminal; elsewhere
+    (a log file, CI) a line each time a step starts or ends."""
+
+    def __init__(self, key: str):
+        self.key, self.shown, self.tty = key, None, sys.stdout.isatty()
+
+    def __call__(self, p) -> None:
+        minutes, seconds = divmod(int(p.elapsed_s), 60)
+        failed = f", {p.failed} failed" if p.failed else ""
+        step = "finished" if p.finished else f"running {p.running}" if p.running else "starting"
+        line = f"{self.key} [{p.done}/{p.total} steps{failed}] {step}"
+        if self.tty:
+            click.echo(f"\r\033[K{line} · {minutes}m{seconds:02d}s", nl=False)
+        elif line != self.shown:
+            click.echo(f"{line} · {minutes}m{seconds:02d}s")
+        self.shown = line
+
+    def close(self) -> None:
+        if self.tty and self.shown is not None:
+            click.echo()
 
 
 @main.group()

@@ -1,9 +1,12 @@
 """`multiome_assets.build` on a toy graph: one two-output step (`pair` makes `a`, `b`), `c` reads
 `a`, `d` stands alone; every asset partitioned by dataset, as ours are."""
+import time
+
 import dagster as dg
 import pytest
 
 from multiome_assets.build import (
+    Progress,
     materialize_partition,
     out_of_date,
     root_errors,
@@ -80,3 +83,27 @@ def test_root_errors_name_the_file_not_the_wrappers():
     assert root_errors(result) == [("d", "p1/rna.h5ad: X holds 1 NaN or infinite values")]
     with pytest.raises(dg.DagsterInvalidConfigError):
         materialize_partition(defs, [C], "p1", instance, {"ops": {"c": {"config": {"windw": 5}}}})
+
+
+def test_progress_counts_steps_and_names_the_running_one():
+    @dg.asset(partitions_def=PARTS)
+    def slow() -> None:
+        time.sleep(0.5)
+
+    @dg.asset(deps=[slow], partitions_def=PARTS)
+    def fails() -> None:
+        raise ValueError("no")
+
+    @dg.asset(deps=[fails], partitions_def=PARTS)
+    def never() -> None:
+        pass
+
+    defs, seen = dg.Definitions(assets=[slow, fails, never]), []
+    keys = [dg.AssetKey(k) for k in ("slow", "fails", "never")]
+    result = materialize_partition(defs, keys, "p1", dg.DagsterInstance.ephemeral(), {}, progress=seen.append,
+                                   every_s=0.05)
+    assert not result.success
+    assert any(p.running == "slow" and p.done == 0 for p in seen)  # heard while the first step ran
+    assert [p.done for p in seen] == sorted(p.done for p in seen)
+    assert seen[-1] == Progress(done=2, total=3, running=None, elapsed_s=seen[-1].elapsed_s, failed=1, finished=True)
+    assert not any(p.finished for p in seen[:-1])

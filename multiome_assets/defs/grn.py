@@ -63,7 +63,8 @@ class MetricsConfig(dg.Config):
 def _backbone(context, config: BackboneConfig, compute: ComputeDevice, mo: Multiome, candidates) -> Backbone:
     device = compute.torch_device()
     overrides = {k: v for k, v in (("max_epochs", config.max_epochs), ("svd_solver", config.svd_solver)) if v}
-    backbone = pipeline.pretrain(mo, candidates, profile=config.profile, device=device, seed=config.seed, **overrides)
+    backbone = pipeline.pretrain(mo, candidates, profile=config.profile, device=device, seed=config.seed,
+                                 log=context.log.info, **overrides)
     context.add_output_metadata({
         "device": device, "profile": config.profile, "best_epoch": int(backbone.best_epoch),
         "best_val_loss": float(backbone.best_val_loss),

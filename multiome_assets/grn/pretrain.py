@@ -41,6 +41,7 @@ from multiome_assets.grn.artifacts import Backbone
 from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 from multiome_assets.models.precision import autocast, training_amp
+from multiome_assets.models.progress import TrainingLog
 
 __all__ = ["PretrainConfig", "PROFILES", "pretrain_backbone", "svd_identity_init", "load_backbone", "gene_embeddings", "nb_targets"]
 
@@ -179,7 +180,8 @@ def pretrain_backbone(
     amp
         bf16 autocast; None: on for a GPU with native bf16, off for CPU.
     log
-        Optional ``callable(str)`` told about every epoch.
+        Optional ``callable(str)``: a line per epoch and, inside long epochs, one at most every
+        30 s (loss, cells/s).
 
     Returns
     -------
@@ -224,10 +226,12 @@ def pretrain_backbone(
         history.append({"epoch": 0, "train_loss": math.nan, "val_loss": val_loss})  # the untrained model
         if len(val_idx) and math.isfinite(val_loss):
             best, best_state = val_loss, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        progress = TrainingLog(log, "backbone")
         for epoch in range(1, tc.max_epochs + 1):
             model.train()
             order = train_idx[rng.permutation(len(train_idx))]
             nll_sum, n_masked = 0.0, 0
+            progress.start_epoch(epoch, min(steps_per_epoch, total_steps - step))
             for start in range(0, len(order), bs):
                 rows = order[start : start + bs]
                 mask = _masks(len(rows), n_genes, cfg.mask_fraction, mask_gen).to(dev)
@@ -239,13 +243,13 @@ def pretrain_backbone(
                 opt.step()
                 sched.step()
                 nll_sum, n_masked = nll_sum + loss.item() * int(mask.sum()), n_masked + int(mask.sum())
+                progress.step(len(rows), loss.item())
                 step += 1
                 if step >= total_steps:
                     break
             val_loss = _validate(model, rna, atac, targets, val_idx, val_masks, bs, dev, amp)
             history.append({"epoch": epoch, "train_loss": nll_sum / max(1, n_masked), "val_loss": val_loss})
-            if log is not None:
-                log(f"epoch {epoch}: train NB NLL {history[-1]['train_loss']:.4f}, val {val_loss:.4f}")
+            progress.end_epoch(history[-1]["train_loss"], val_loss)
             score = val_loss if len(val_idx) else -epoch  # no validation cells: keep the last epoch
             if score < best:
                 best, best_epoch, stale = score, epoch, 0

@@ -125,7 +125,8 @@ def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: 
         upper = uppers[scenario] = float(np.log1p(cells.rna[train_rows].max())) if direction == "atac2rna" else 1.0
         resume_from = None if checkpoint_dir is None else checkpoint_dir / f"{direction}_{scenario}"
         model, history = train_translator(model_config, config, cells, train_rows, val_rows, upper=upper,
-                                          device=device, log=log, checkpoint_dir=resume_from)
+                                          device=device, checkpoint_dir=resume_from,
+                                          log=log and (lambda line, s=scenario: log(f"{s} split: {line}")))
         if resume_from is not None:  # finished: a later materialization trains afresh
             shutil.rmtree(resume_from, ignore_errors=True)
         checkpoints[scenario] = Checkpoint("translator", asdict(model_config), {k: v.cpu() for k, v in model.state_dict().items()},

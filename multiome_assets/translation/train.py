@@ -14,6 +14,7 @@ import torch
 
 from multiome_assets.models.cisformer import Translator, TranslatorConfig
 from multiome_assets.models.precision import autocast, training_amp
+from multiome_assets.models.progress import TrainingLog
 from multiome_assets.translation.tokens import VocabCells, atac2rna_batch, length_buckets, rna2atac_batch
 
 
@@ -79,7 +80,7 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
                      checkpoint_dir: Path | None = None, log=None) -> tuple[Translator, pd.DataFrame]:
     """Train, keep the best-validation weights; resume from `checkpoint_dir/last.pt` when it holds
     an unfinished training of the same configuration. `upper`: the ATAC→RNA bins' upper edge
-    (log1p of the training maximum). `log(epoch_row)` is told about every epoch."""
+    (log1p of the training maximum). `log(line)` hears of every epoch, and of long epochs' progress."""
     direction = model_config.direction
     amp = training_amp(device)
     torch.manual_seed(config.seed)
@@ -92,10 +93,13 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
     data = _fingerprint(cells, train_rows, val_rows, upper)
     if last is not None and last.exists():
         state = _resume(last, model, opt, sched, rng, model_config, config, data)
+    progress = TrainingLog(log, direction)
     while state["epoch"] < config.max_epochs and state["stale"] < config.patience:
         model.train()
         losses = []
-        for rows in _epoch_batches(direction, cells, train_rows, config, rng):
+        batches = _epoch_batches(direction, cells, train_rows, config, rng)
+        progress.start_epoch(state["epoch"] + 1, len(batches))
+        for rows in batches:
             batch = make_batch(direction, cells, rows, rng, upper, config).to(device)
             with autocast(device, amp):  # bf16 only on a GPU that computes it natively
                 logits = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
@@ -105,6 +109,7 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             losses.append(loss.item())
+            progress.step(len(rows), losses[-1])
         sched.step()
         val = validation_loss(model, cells, val_rows, config, upper, device)
         state["epoch"] += 1
@@ -116,8 +121,7 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
             state["stale"] += 1
         if last is not None:
             _save(last, model, opt, sched, rng, model_config, config, data, state)
-        if log is not None:
-            log(row)
+        progress.end_epoch(row["train_loss"], val)
     if state["best_weights"] is not None:
         model.load_state_dict(state["best_weights"])
     return model.eval(), pd.DataFrame(state["history"], columns=["epoch", "train_loss", "val_loss"])

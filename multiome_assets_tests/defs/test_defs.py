@@ -1,4 +1,5 @@
 """Real Dagster materializations into a real warehouse, read back with real DuckDB."""
+import re
 import subprocess
 import sys
 import textwrap
@@ -186,6 +187,9 @@ def test_cli_build_selects_whole_steps_and_takes_run_config(data_root, bmmc, tmp
     config.write_text("ops:\n  candidate_sets:\n    config: {window: 5000}\n")
     ok = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "+candidate_sets", "--config", str(config)])
     assert ok.exit_code == 0, ok.output
+    # a progress line instead of Dagster's log (not a terminal here: a line per change, the last one final)
+    assert re.search(r"^bmmc_starter \[3/3 steps\] finished · 0m\d\ds$", ok.output, re.M), ok.output
+    assert "STEP_START" not in ok.output and "DEBUG" not in ok.output
     assert warehouse.query("select distinct window_bp from candidate_sets").window_bp.tolist() == [5000]
     # --stale: what is built is skipped, what is missing is built, nothing upstream of it again
     again = runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "+candidate_sets", "--stale"])

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -18,6 +20,7 @@ from multiome_assets.grn.pretrain import (
     svd_identity_init,
 )
 from multiome_assets.models.grn_transformer import GRNTransformerConfig
+from multiome_assets.models.progress import TrainingLog
 
 G, P, C = 30, 48, 4
 
@@ -70,6 +73,32 @@ def test_pretraining_lowers_validation_loss(trained):
     assert ckpt.best_epoch == int(history.epoch[history.val_loss.idxmin()]) > 0
     assert ckpt.nb_target == "counts"
     assert ckpt.checkpoint.features["genes"][3] == "g3" and ckpt.d_model == 16
+
+
+def test_training_reports_each_epoch_with_its_loss_and_speed(data):
+    rna, atac, counts, cand = data
+    lines = []
+    _, history = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG,
+                                   train_config=replace(TRAIN, max_epochs=2), log=lines.append)
+    assert len(lines) == 2
+    for epoch, line in zip((1, 2), lines):
+        got = re.fullmatch(r"backbone epoch (\d): train loss ([\d.]+), val ([\d.]+), ([\d.]+) cells/s, \d+ s", line)
+        assert got, line
+        assert int(got[1]) == epoch and float(got[2]) == pytest.approx(history.train_loss[epoch], abs=1e-4)
+        assert float(got[4]) > 0
+
+
+def test_within_a_long_epoch_progress_is_reported_at_the_chosen_rate():
+    lines = []
+    every_step, epoch_only = TrainingLog(lines.append, "x", every_s=0.0), TrainingLog(lines.append, "y", every_s=3600)
+    for log in (every_step, epoch_only):
+        log.start_epoch(1, steps=3)
+        for loss in (3.0, 2.0, 1.0):
+            log.step(cells=4, loss=loss)
+    # every step for "x"; none for "y", whose next line is due in an hour
+    assert [line.split(":")[0] for line in lines] == ["x epoch 1 step 1/3", "x epoch 1 step 2/3", "x epoch 1 step 3/3"]
+    assert lines[-1].startswith("x epoch 1 step 3/3: loss 2.0000,")  # the mean over the epoch's cells so far
+    assert epoch_only.cells_per_s() > 0
 
 
 def test_same_seed_same_checkpoint_other_seed_differs(data):

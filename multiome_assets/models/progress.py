@@ -1,0 +1,38 @@
+"""Training progress for a run log: one line per epoch and, inside a long epoch, at most one line
+every `every_s` seconds (epoch, step, mean loss so far, cells/s), so a CPU epoch of many minutes is
+not silent and a GPU epoch of a second does not flood the log."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class TrainingLog:
+    def __init__(self, log: Callable[[str], None] | None, name: str, every_s: float = 30.0):
+        self.log, self.name, self.every_s = log, name, every_s
+        self.epoch = 0
+
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        self.epoch, self.steps, self.step_n = epoch, steps, 0
+        self.cells, self.loss_sum = 0, 0.0
+        self.started = self.last_line = self.last_step = time.perf_counter()
+
+    def step(self, cells: int, loss: float) -> None:
+        """After each optimizer step: `cells` in the batch, its mean loss."""
+        self.step_n += 1
+        self.cells += cells
+        self.loss_sum += loss * cells
+        now = self.last_step = time.perf_counter()
+        if self.log is not None and now - self.last_line >= self.every_s:
+            self.last_line = now
+            self.log(f"{self.name} epoch {self.epoch} step {self.step_n}/{self.steps}: "
+                     f"loss {self.loss_sum / self.cells:.4f}, {self.cells_per_s():.1f} cells/s")
+
+    def cells_per_s(self) -> float:
+        """Training cells per second of this epoch's steps (validation not counted)."""
+        return self.cells / max(self.last_step - self.started, 1e-9)
+
+    def end_epoch(self, train_loss: float, val_loss: float) -> None:
+        if self.log is not None:
+            self.log(f"{self.name} epoch {self.epoch}: train loss {train_loss:.4f}, val {val_loss:.4f}, "
+                     f"{self.cells_per_s():.1f} cells/s, {time.perf_counter() - self.started:.0f} s")
