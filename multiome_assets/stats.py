@@ -195,18 +195,20 @@ def plot_ranking_curves(named_scores: dict[str, np.ndarray], labels: np.ndarray,
                         title: str = "") -> None:
     """One PNG with precision-recall, ROC and precision@K panels, a line per method; dashed lines
     mark chance. ``named_scores``: method -> (n,) scores of the same n items as ``labels`` (bool).
-    Written to a temporary file beside `path` and moved into place atomically."""
+    Written atomically, two panels a row (it fits the UI's metadata dialog)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from multiome_assets.warehouse import atomic_path
+    from multiome_assets.warehouse import save_figure
 
     if not named_scores:
         raise ValueError("named_scores is empty; pass {method_name: scores}")
     pos_rate = labels.mean()
-    fig, (ax_pr, ax_roc, ax_k) = plt.subplots(1, 3, figsize=(16, 5))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9))
+    (ax_pr, ax_roc), (ax_k, unused) = axes
+    unused.remove()
     for name, scores in named_scores.items():
         c = rank_curve(scores, labels)
         ap, auc = average_precision(c), auroc(c)
@@ -228,8 +230,4 @@ def plot_ranking_curves(named_scores: dict[str, np.ndarray], labels: np.ndarray,
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
-    try:
-        with atomic_path(Path(path)) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    save_figure(fig, Path(path))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from multiome_assets.dataset import data_dir
@@ -39,10 +40,11 @@ def warehouse_dir() -> Path:
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it over `path` only if the block succeeds."""
+def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temp path beside `path` (ending in `suffix`, by default `path`'s own, for writers
+    that go by it); rename it over `path` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -50,6 +52,51 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_figure(fig, path: Path, max_width_px: int = 1000) -> None:
+    """A matplotlib figure as a PNG at most `max_width_px` wide (the width of the UI's metadata
+    dialog: a wider image is clipped there), written atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, format="png", dpi=min(100, max_width_px / fig.get_figwidth()))
+    finally:
+        plt.close(fig)
+
+
+def content_hash(value) -> str:
+    """sha256 of what a table, a sparse or dense matrix, or paired modalities hold (values, names),
+    not of how they are laid out in a file."""
+    import scipy.sparse as sp
+
+    h = hashlib.sha256()
+
+    def add(part) -> None:
+        if isinstance(part, pd.DataFrame):
+            h.update(repr(list(part.columns)).encode())
+            h.update(pd.util.hash_pandas_object(part, index=True).to_numpy().tobytes())
+        elif isinstance(part, pd.Index):
+            h.update(pd.util.hash_pandas_object(part.to_series(), index=False).to_numpy().tobytes())
+        elif sp.issparse(part):
+            m = sp.csr_matrix(part)
+            h.update(repr(m.shape).encode())
+            for array in (m.indptr, m.indices, m.data):
+                h.update(np.ascontiguousarray(array).tobytes())
+        elif isinstance(part, np.ndarray):
+            h.update(repr(part.shape).encode() + np.ascontiguousarray(part).tobytes())
+        elif hasattr(part, "obs_names"):  # AnnData
+            for piece in (part.X, part.obs_names, part.var_names, *part.layers.values()):
+                add(piece)
+        elif hasattr(part, "rna") and hasattr(part, "atac"):  # Multiome
+            add(part.rna)
+            add(part.atac)
+        else:
+            raise TypeError(f"content_hash: no rule for {type(part).__name__}")
+
+    add(value)
+    return h.hexdigest()
 
 
 def sha256(path: Path) -> str:
@@ -69,7 +116,7 @@ def write_table(table: str, dataset: str, df: pd.DataFrame, root: Path | None = 
     path = table_path(table, dataset, root)
     df = df.drop(columns=["dataset"], errors="ignore")
     df.insert(0, "dataset", dataset)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, suffix=".tmp") as tmp:  # not *.parquet: the views read every *.parquet of the folder
         df.to_parquet(tmp, index=False)
     refresh_views(root)
     return path

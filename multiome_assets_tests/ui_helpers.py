@@ -2,10 +2,11 @@
 stopped (process group: SIGTERM, a grace period, then SIGKILL), and a headless Debian chromium
 driven by Playwright that may only talk to 127.0.0.1.
 
-Not a test module (no `test_` prefix); imported by `test_ui.py`.
+Not a test module (no `test_` prefix); imported by the UI tests (`defs/test_ui.py`, `defs/test_operate.py`).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -180,3 +181,74 @@ def local_only(context, base_url: str, blocked: list[str]) -> None:
             route.abort()
 
     context.route("**/*", handle)
+
+
+def require_browser():
+    """Playwright's sync API, or skip the module with the reason (fail where $MULTIOME_UI_REQUIRED is
+    set: CI installs the browser, so there the UI tests must run)."""
+    import pytest
+
+    def unavailable(reason):
+        if os.environ.get("MULTIOME_UI_REQUIRED", "") not in ("", "0"):
+            pytest.fail(f"MULTIOME_UI_REQUIRED is set but {reason}", pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
+
+    try:
+        from playwright import sync_api
+    except ModuleNotFoundError:
+        unavailable("Playwright for Python is not installed (pip install playwright)")
+    if chromium_path() is None:
+        unavailable("no chromium browser at /usr/bin/chromium (apt-get install chromium) or $CHROMIUM_PATH")
+    return sync_api
+
+
+def loopback_env(home: Path, warehouse: Path, data: Path) -> dict[str, str]:
+    """The environment of a `dagster dev` on its own instance, warehouse and data dir, with no proxy
+    between it, the browser and the poller (they only ever talk to 127.0.0.1)."""
+    env = {**os.environ, "DAGSTER_HOME": str(home), "MULTIOME_WAREHOUSE": str(warehouse),
+           "MULTIOME_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(proxy, None)
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+@contextlib.contextmanager
+def browser_page(base_url: str):
+    """A headless chromium page on `base_url`, 1400x900, that may only reach 127.0.0.1."""
+    from playwright import sync_api
+
+    blocked: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=base_url)
+            context.set_default_timeout(30_000)
+            # Dismiss the "Join the Dagster community" modal up front (it covers the first page).
+            context.add_init_script("window.localStorage.setItem('communityNux', JSON.stringify('1'));")
+            local_only(context, base_url, blocked)
+            yield context.new_page()
+        finally:
+            browser.close()
+    if blocked:
+        print("browser requests blocked (not 127.0.0.1):", *sorted(set(blocked)), sep="\n  ")
+
+
+def open_page(page, path: str) -> None:
+    page.goto(path)
+    page.wait_for_load_state("networkidle")
+    skip = page.get_by_role("button", name="Skip", exact=True)  # the community modal, if it shows anyway
+    if skip.count() and skip.first.is_visible():
+        skip.first.click()
+
+
+@contextlib.contextmanager
+def screenshot_on_failure(page, shots: Path, dev: DagsterDev, name: str):
+    """On failure: save a screenshot and add the dagster dev log tail to the error."""
+    try:
+        yield
+    except Exception as e:
+        path = shots / f"FAILED_{name}.png"
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(path), full_page=True)
+        raise AssertionError(f"{e}\n\nscreenshot: {path}\n--- dagster dev log tail ---\n{dev.log_tail()}") from e

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from multiome_assets import annotation, intervals, priors
 from multiome_assets.dataset import reference_path
 from multiome_assets.defs.automation import FOLLOWS_INPUTS
-from multiome_assets.defs.inputs import INPUTS
+from multiome_assets.defs.inputs import INPUTS, versioned
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.inputs import file_sha256
 from multiome_assets.warehouse import atomic_path
@@ -30,16 +30,17 @@ class SplitConfig(dg.Config):
 
 
 @dg.asset(**ASSET_ARGS, deps=[INPUTS["cells"]], code_version="1", tags=needs("any"), kinds={"anndata"})
-def multiome(context: dg.AssetExecutionContext, datasets: DatasetCatalog) -> Multiome:
+def multiome(context: dg.AssetExecutionContext, datasets: DatasetCatalog) -> dg.Output[Multiome]:
     """QC'd, paired RNA (log1p-normalized X, raw counts in layers['counts'] when known) and binary ATAC."""
     spec = datasets.spec(context.partition_key)
     mo, report = preprocess(read_dataset(spec), spec.qc, spec.rna_values, str(spec.yaml_path))
     context.add_output_metadata({**report, "qc": dg.MetadataValue.json(spec.qc.__dict__)})
-    return mo
+    return versioned(mo)
 
 
 @dg.asset(**ASSET_ARGS, deps=[INPUTS["annotation"]], code_version="1", tags=needs("any"), kinds={"parquet"})
-def gene_annotation(context: dg.AssetExecutionContext, datasets: DatasetCatalog, multiome: Multiome) -> pd.DataFrame:
+def gene_annotation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
+                    multiome: Multiome) -> dg.Output[pd.DataFrame]:
     """Each dataset gene's TSS/strand/body; `matched_by = 'unmatched'` lists what the annotation lacks."""
     spec = datasets.spec(context.partition_key)
     var = multiome.rna.var
@@ -47,12 +48,12 @@ def gene_annotation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
                                    annotation.read_annotation(spec.annotation))
     context.add_output_metadata({"matched": int((genes.matched_by != "unmatched").sum()),
                                  "unmatched": int((genes.matched_by == "unmatched").sum())})
-    return genes
+    return versioned(genes)
 
 
 @dg.asset(**ASSET_ARGS, deps=[INPUTS["candidate_window"]], code_version="2", kinds={"pyranges", "parquet"})
 def candidate_sets(context: dg.AssetExecutionContext, config: CandidateConfig, datasets: DatasetCatalog,
-                   multiome: Multiome, gene_annotation: pd.DataFrame) -> pd.DataFrame:
+                   multiome: Multiome, gene_annotation: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """For each gene, the peaks within ±window of its TSS, nearest first, capped."""
     window = config.window or datasets.spec(context.partition_key).candidate_window
     cands = intervals.candidate_sets(gene_annotation, multiome.atac.var, window, config.max_candidates)
@@ -60,7 +61,7 @@ def candidate_sets(context: dg.AssetExecutionContext, config: CandidateConfig, d
     context.add_output_metadata({"window_bp": window, "genes_with_candidates": len(per_gene),
                                  "mean_candidates": float(per_gene.mean()) if len(per_gene) else 0.0,
                                  "max_candidates": int(per_gene.max()) if len(per_gene) else 0})
-    return cands.assign(window_bp=window)  # not `window`: a reserved word in SQL
+    return versioned(cands.assign(window_bp=window))  # not `window`: a reserved word in SQL
 
 
 @dg.asset(**ASSET_ARGS, code_version="1", kinds={"parquet"})
@@ -70,7 +71,7 @@ def randomized_candidate_sets(config: SplitConfig, multiome: Multiome, candidate
 
 
 @dg.asset(**ASSET_ARGS, deps=[INPUTS["ccre_vocabulary"]], code_version="1", tags=needs("any"), kinds={"scipy"})
-def peak_vocab_matrix(context: dg.AssetExecutionContext, multiome: Multiome) -> sp.csr_matrix:
+def peak_vocab_matrix(context: dg.AssetExecutionContext, multiome: Multiome) -> dg.Output[sp.csr_matrix]:
     """Cisformer's input: cells × 1,033,239 cCREs, True where an accessible peak overlaps the cCRE (≥1 bp)."""
     vocab = intervals.read_ccre_bed(reference_path("ccre_hg38"))
     peak_vocab = intervals.peak_to_vocab(multiome.atac.var, vocab)
@@ -80,22 +81,22 @@ def peak_vocab_matrix(context: dg.AssetExecutionContext, multiome: Multiome) -> 
         "peaks_overlapping_vocab": int((np.diff(peak_vocab.indptr) > 0).sum()),
         "mean_active_cres_per_cell": float(matrix.nnz / max(matrix.shape[0], 1)),
     })
-    return matrix
+    return versioned(matrix)
 
 
 @dg.asset(**ASSET_ARGS, deps=[INPUTS["gene_vocabulary"]], code_version="1", tags=needs("any"), kinds={"parquet"})
-def gene_vocab_map(context: dg.AssetExecutionContext, gene_annotation: pd.DataFrame) -> pd.DataFrame:
+def gene_vocab_map(context: dg.AssetExecutionContext, gene_annotation: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Dataset genes → Cisformer's fixed 38,244-gene vocabulary (by Ensembl id, else symbol)."""
     vocab = annotation.read_gene_vocab(reference_path("gene_vocab_38244"))
     mapping = annotation.map_to_vocab(gene_annotation, vocab)
     context.add_output_metadata({"in_vocab": int(mapping.vocab_index.notna().sum()), "genes": len(mapping)})
-    return mapping
+    return versioned(mapping)
 
 
 @dg.asset(**ASSET_ARGS, deps=[INPUTS["prior"], INPUTS["tf_list"]], code_version="1", kinds={"parquet"},
           automation_condition=FOLLOWS_INPUTS)
 def prior_edges(context: dg.AssetExecutionContext, config: SplitConfig, datasets: DatasetCatalog,
-                multiome: Multiome) -> pd.DataFrame:
+                multiome: Multiome) -> dg.Output[pd.DataFrame]:
     """The dataset's prior (TF → target) within its genes and TF list, with a random 80/20 edge
     split and a TF-held-out split (whole regulators held out). Seeded."""
     spec = datasets.spec(context.partition_key)
@@ -103,7 +104,7 @@ def prior_edges(context: dg.AssetExecutionContext, config: SplitConfig, datasets
                                     test_fraction=config.test_fraction, seed=config.seed)
     context.add_output_metadata({"prior": spec.prior.name, "edges": len(edges), "tfs": int(edges.tf.nunique()),
                                  "heldout_tfs": int(edges.loc[edges.split_tf_heldout == "test", "tf"].nunique())})
-    return edges
+    return versioned(edges)
 
 
 @dg.asset(**ASSET_ARGS, code_version="1", kinds={"parquet"}, automation_condition=FOLLOWS_INPUTS)

@@ -1,5 +1,6 @@
 """The files and settings each dataset's assets read, as observable source assets whose data
-version is their content: edit a prior and Dagster marks `prior_edges` and what follows stale.
+version is their content: edit a prior and Dagster marks `prior_edges` and what follows stale
+(what reads an input directly returns `versioned(...)`: see there).
 
 Versions are recorded by `dataset_folder_sensor` (every 30 s under `make ui`) and by
 `multiome-assets build`/`register` before they run; `dataset_inputs` observes them in a run."""
@@ -11,6 +12,7 @@ from multiome_assets.dataset import DatasetSpec
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import DatasetCatalog
 from multiome_assets.inputs import input_versions
+from multiome_assets.warehouse import content_hash
 
 DESCRIPTIONS = {
     "cells": "The dataset's cell files (RNA, ATAC) and the dataset.yaml settings for reading and QC",
@@ -29,6 +31,18 @@ DESCRIPTIONS = {
 }
 INPUTS = {name: dg.AssetKey(["input", name]) for name in DESCRIPTIONS}
 DATA_VERSION_TAG = "dagster/data_version"  # where Dagster keeps an observation's data version
+
+
+def versioned(value) -> dg.Output:
+    """`value` as the output of an asset that reads an input, with its content's hash as its data
+    version. Dagster 1.13 does not carry a partitioned observable source's version into what reads
+    it (it hashes the source's materializations, of which there are none), so without this an edited
+    prior marks `prior_edges` stale but nothing below it: the heads, scores and metrics would show
+    fresh in the UI until rerun. Content, not inputs: output that did not change leaves what
+    follows fresh."""
+    with warnings.catch_warnings():  # `data_version` is beta in Dagster 1.13
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.Output(value, data_version=dg.DataVersion(content_hash(value)))
 
 
 def _observe(context, datasets: DatasetCatalog):

@@ -5,7 +5,7 @@ import mudata
 import pandas as pd
 import scipy.sparse as sp
 
-from multiome_assets.defs.inputs import INPUTS
+from multiome_assets.defs.inputs import INPUTS, versioned
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.metadata import png_markdown
 from multiome_assets.defs.partitions import dataset_partitions, needs
@@ -24,12 +24,13 @@ class TranslatorTraining(dg.Config):
 
 
 @dg.asset(**ARGS, deps=[INPUTS["cell_type_column"]], code_version="1", kinds={"parquet"})
-def translation_splits(context: dg.AssetExecutionContext, datasets: DatasetCatalog, multiome: Multiome) -> pd.DataFrame:
+def translation_splits(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
+                       multiome: Multiome) -> dg.Output[pd.DataFrame]:
     """Per scenario (random; held-out donor; held-out cell types), which cells train, validate, test."""
     spec = datasets.spec(context.partition_key)
     table = pipeline.splits(multiome, spec.batch_column, spec.cell_type_column)
     context.add_output_metadata({"scenarios": ", ".join(table.scenario.unique())})
-    return table
+    return versioned(table)
 
 
 def _train(context, direction: str, config: TranslatorTraining, compute: ComputeDevice, warehouse: WarehouseIOManager,

@@ -3,6 +3,7 @@ translation is faithful, each cell's two profiles land together and cell types s
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -18,7 +19,7 @@ def umap_measured_vs_translated(measured: np.ndarray, translated: np.ndarray, la
     import umap
     from sklearn.decomposition import PCA
 
-    from multiome_assets.warehouse import atomic_path
+    from multiome_assets.warehouse import save_figure
 
     both = np.vstack([measured, translated]).astype(np.float32)
     both = (both - both.mean(0)) / (both.std(0) + 1e-6)
@@ -26,7 +27,7 @@ def umap_measured_vs_translated(measured: np.ndarray, translated: np.ndarray, la
     xy = umap.UMAP(n_neighbors=min(15, len(z) - 1), random_state=seed, n_jobs=1).fit_transform(z)
     n = len(measured)
     panels = 1 if labels is None else 2
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.5), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5), squeeze=False)
     ax = axes[0, 0]
     for part, name, colour in ((slice(0, n), "measured", "#1f77b4"), (slice(n, None), "translated", "#ff7f0e")):
         ax.scatter(xy[part, 0], xy[part, 1], s=6, c=colour, label=name, alpha=0.7, linewidths=0)
@@ -42,9 +43,7 @@ def umap_measured_vs_translated(measured: np.ndarray, translated: np.ndarray, la
         ax.legend(markerscale=3, frameon=False, fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, Path(path))
 
 
 def link_figures(links, validation, path: str | os.PathLike, title: str = "") -> None:
@@ -56,9 +55,11 @@ def link_figures(links, validation, path: str | os.PathLike, title: str = "") ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from multiome_assets.warehouse import atomic_path
+    from multiome_assets.warehouse import save_figure
 
-    fig, (ax_d, ax_v, ax_e) = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
+    (ax_d, ax_v), (ax_e, unused) = axes
+    unused.remove()
     everything = links[links.cell_type == "all"]
     for i, (method, mine) in enumerate(everything.groupby("method")):
         top = mine.nlargest(1000, "score")
@@ -79,6 +80,4 @@ def link_figures(links, validation, path: str | os.PathLike, title: str = "") ->
         ax.legend(frameon=False, fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, Path(path))

@@ -231,6 +231,7 @@ def test_edited_inputs_rebuild_what_reads_them(data_root, tmp_path, monkeypatch)
     assert first.exit_code == 0 and "inputs new or changed: cells, annotation, prior" in first.output, first.output
     edges = len(warehouse.read_table("prior_edges", "bmmc_starter"))
     assert "== bmmc_starter: up to date" in runner.invoke(cli, select).output
+    assert runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "prior_versions"]).exit_code == 0
 
     # a new prior: prior_edges again, not the cells it maps onto
     rows = prior.read_text().splitlines()
@@ -240,6 +241,23 @@ def test_edited_inputs_rebuild_what_reads_them(data_root, tmp_path, monkeypatch)
     assert "inputs new or changed: prior\n" in again.output
     assert "== materializing bmmc_starter: prior_edges\n" in again.output, again.output
     assert len(warehouse.read_table("prior_edges", "bmmc_starter")) < edges
+
+    # what reads prior_edges is stale once prior_edges has the new prior (Dagster alone would
+    # leave it fresh: it does not carry a partitioned input's version downstream)
+    from multiome_assets.build import out_of_date
+
+    after = [dg.AssetKey("prior_versions")]
+    with dg.DagsterInstance.get() as instance:
+        assert out_of_date(defs, after, "bmmc_starter", instance) == after
+    assert runner.invoke(cli, ["build", "--dataset", "bmmc_starter", "--select", "prior_versions"]).exit_code == 0
+    with dg.DagsterInstance.get() as instance:
+        assert out_of_date(defs, after, "bmmc_starter", instance) == []
+    # an edit that changes no edge among the dataset's genes leaves what follows prior_edges fresh
+    prior.write_text(prior.read_text() + "STAT3,A,NOT_A_GENE_OF_THIS_DATASET,1\n")
+    again = runner.invoke(cli, select)
+    assert "== materializing bmmc_starter: prior_edges\n" in again.output, again.output
+    with dg.DagsterInstance.get() as instance:
+        assert out_of_date(defs, after, "bmmc_starter", instance) == []
 
     # a new window in dataset.yaml: candidate_sets again, with it
     yaml_path.write_text(yaml_path.read_text().replace("candidate_window: 100000", "candidate_window: 5000"))

@@ -10,7 +10,6 @@ see `-s` or the captured output on failure). Run only these: `pytest -m ui`; ski
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -21,30 +20,17 @@ import pytest
 
 from multiome_assets.dataset import data_dir, list_dataset_keys
 from multiome_assets_tests.ui_helpers import (
-    CHROMIUM_ARGS,
     DagsterDev,
-    chromium_path,
-    local_only,
+    browser_page,
+    loopback_env,
+    open_page,
+    require_browser,
+    screenshot_on_failure,
     write_instance_yaml,
 )
 
 pytestmark = pytest.mark.ui
-
-
-def _unavailable(reason: str):
-    """Skip, or fail where $MULTIOME_UI_REQUIRED is set (CI installs the browser: it must run)."""
-    if os.environ.get("MULTIOME_UI_REQUIRED", "") not in ("", "0"):
-        pytest.fail(f"MULTIOME_UI_REQUIRED is set but {reason}", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-
-try:
-    from playwright import sync_api
-except ModuleNotFoundError:
-    _unavailable("Playwright for Python is not installed (pip install playwright)")
-if chromium_path() is None:
-    _unavailable("no chromium browser at /usr/bin/chromium (apt-get install chromium) or $CHROMIUM_PATH")
-
+sync_api = require_browser()
 expect = sync_api.expect
 
 
@@ -85,11 +71,7 @@ def ui_env(tmp_path_factory):
     shots.mkdir(parents=True, exist_ok=True)
     print(f"\nUI test: DAGSTER_HOME={home} MULTIOME_WAREHOUSE={warehouse} screenshots in {shots}")
 
-    env = {**os.environ, "DAGSTER_HOME": str(home), "MULTIOME_WAREHOUSE": str(warehouse),
-           "MULTIOME_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
-    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        env.pop(proxy, None)  # the browser and the poller only ever talk to 127.0.0.1
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env = loopback_env(home, warehouse, data)
 
     keys = list_dataset_keys(data)
     assert keys == [DATASET], keys
@@ -112,57 +94,19 @@ def dagster_dev(ui_env):
 
 
 @pytest.fixture(scope="module")
-def page(dagster_dev, ui_env):
-    blocked: list[str] = []
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=dagster_dev.url)
-            context.set_default_timeout(30_000)
-            # Dismiss the "Join the Dagster community" modal up front (it covers the first page).
-            context.add_init_script("window.localStorage.setItem('communityNux', JSON.stringify('1'));")
-            local_only(context, dagster_dev.url, blocked)
-            pg = context.new_page()
-            yield pg
-        finally:
-            browser.close()
-    if blocked:
-        print("browser requests blocked (not 127.0.0.1):", *sorted(set(blocked)), sep="\n  ")
-
-
-@contextlib.contextmanager
-def screenshot_on_failure(page, ui_env, dev, name):
-    """On failure: save a screenshot and add the dagster dev log tail to the error."""
-    try:
-        yield
-    except Exception as e:
-        path = ui_env["shots"] / f"FAILED_{name}.png"
-        with contextlib.suppress(Exception):
-            page.screenshot(path=str(path), full_page=True)
-        raise AssertionError(f"{e}\n\nscreenshot: {path}\n--- dagster dev log tail ---\n{dev.log_tail()}") from e
-
-
-def _skip_community_modal(page):
-    """Belt and braces for the localStorage flag: click Skip if the modal shows anyway."""
-    skip = page.get_by_role("button", name="Skip", exact=True)
-    if skip.count() and skip.first.is_visible():
-        skip.first.click()
-
-
-def _open(page, path):
-    page.goto(path)
-    page.wait_for_load_state("networkidle")
-    _skip_community_modal(page)
+def page(dagster_dev):
+    with browser_page(dagster_dev.url) as pg:
+        yield pg
 
 
 def test_catalog_lists_foundation_assets(page, ui_env, dagster_dev):
-    with screenshot_on_failure(page, ui_env, dagster_dev, "catalog"):
-        _open(page, "/assets")
+    with screenshot_on_failure(page, ui_env["shots"], dagster_dev, "catalog"):
+        open_page(page, "/assets")
         # Generous first timeout: the code location may still be loading.
         expect(page.locator('a[href="/assets/candidate_sets"]')).to_be_visible(timeout=90_000)
         # The catalog filtered to the group (what typing `group:"foundation"` in its search box does):
         # the table is virtualized, so filtering keeps every foundation row rendered.
-        _open(page, "/assets?asset-selection=group%3A%22foundation%22")
+        open_page(page, "/assets?asset-selection=group%3A%22foundation%22")
         for name in FOUNDATION:
             expect(page.locator(f'a[href="/assets/{name}"]')).to_be_visible(timeout=60_000)
         expect(page.get_by_text("foundation", exact=True).first).to_be_visible()
@@ -171,21 +115,21 @@ def test_catalog_lists_foundation_assets(page, ui_env, dagster_dev):
         page.screenshot(path=str(ui_env["shots"] / "catalog.png"))
 
         # The lineage graph of the group lists the same assets (sidebar buttons: "<status> name name").
-        _open(page, '/asset-groups~group%3A%22foundation%22')
+        open_page(page, '/asset-groups~group%3A%22foundation%22')
         for name in FOUNDATION:
             node = page.get_by_role("button", name=re.compile(rf"(^|\s){name} {name}$"))
             expect(node.first).to_be_visible(timeout=60_000)
         page.screenshot(path=str(ui_env["shots"] / "lineage.png"))
 
         # The lineage's roots: the dataset's input files and settings, as source assets
-        _open(page, "/assets?asset-selection=group%3A%22inputs%22")
+        open_page(page, "/assets?asset-selection=group%3A%22inputs%22")
         for name in ("cells", "prior", "tf_list", "candidate_window"):
             expect(page.locator(f'a[href="/assets/input/{name}"]')).to_be_visible(timeout=60_000)
 
 
 def test_asset_page_shows_dataset_partition(page, ui_env, dagster_dev):
-    with screenshot_on_failure(page, ui_env, dagster_dev, "asset_partitions"):
-        _open(page, f"/assets/{ASSET}")
+    with screenshot_on_failure(page, ui_env["shots"], dagster_dev, "asset_partitions"):
+        open_page(page, f"/assets/{ASSET}")
         expect(page.get_by_role("button", name="Materialize…")).to_be_visible(timeout=60_000)
         page.get_by_role("tab", name="Partitions", exact=True).click()
         expect(page).to_have_url(re.compile(r"view=partitions"))
@@ -198,8 +142,8 @@ def test_materialize_partition_from_ui(page, ui_env, dagster_dev):
     import dagster as dg
 
     shots = ui_env["shots"]
-    with screenshot_on_failure(page, ui_env, dagster_dev, "materialize"):
-        _open(page, f"/assets/{ASSET}?view=partitions")
+    with screenshot_on_failure(page, ui_env["shots"], dagster_dev, "materialize"):
+        open_page(page, f"/assets/{ASSET}?view=partitions")
         expect(page.get_by_text("Missing (1)")).to_be_visible(timeout=60_000)  # not materialized yet
         page.screenshot(path=str(shots / "asset_page.png"), full_page=True)
 
@@ -231,7 +175,7 @@ def test_materialize_partition_from_ui(page, ui_env, dagster_dev):
         try:
             view.click(timeout=5_000)
         except sync_api.Error:  # the toast may already have faded on a slow machine
-            _open(page, href)
+            open_page(page, href)
         expect(page).to_have_url(re.compile(rf"/runs/{run_id}"))
         expect(page.get_by_text(f"partition: {DATASET}")).to_be_visible()
 
@@ -277,7 +221,7 @@ def test_materialize_partition_from_ui(page, ui_env, dagster_dev):
         assert all(a.stat().st_size > 0 for a in artifacts)
 
         # Back on the asset page the partition now shows as materialized.
-        _open(page, f"/assets/{ASSET}?view=partitions")
+        open_page(page, f"/assets/{ASSET}?view=partitions")
         expect(page.get_by_text("Materialized (1)")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("Missing (0)")).to_be_visible()
         page.screenshot(path=str(shots / "asset_materialized.png"), full_page=True)

@@ -317,14 +317,14 @@ def test_enrichment_table_agrees_with_the_metrics_row_under_ties():
 
 
 # --- curves ----------------------------------------------------------------------------------
-def test_curves_png_writes_a_png_atomically(tmp_path):
+def test_curves_png_writes_a_png_atomically_that_fits_the_uis_metadata_dialog(tmp_path):
     rng = np.random.default_rng(9)
     space = random_space(rng, R=10, G=60)
     path = tmp_path / "out" / "curves.png"
     curves_png({"random": rng.random(space.shape), "oracle": space.test.toarray().astype(float)}, space, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     h, w, _ = mpimg.imread(path).shape
-    assert w > 2 * h  # three panels side by side
+    assert 900 <= w <= 1000 and h > 0.7 * w  # two panels a row: a wider image is clipped in the UI
     assert [p.name for p in path.parent.iterdir()] == ["curves.png"]  # no temp file left
     with pytest.raises(ValueError, match="empty"):
         curves_png({}, space, path)
