@@ -60,11 +60,14 @@ class MetricsConfig(dg.Config):
     external_grns: list[ExternalGRN] = []  # evaluated on the same edge space as every method
 
 
-def _backbone(context, config: BackboneConfig, compute: ComputeDevice, mo: Multiome, candidates) -> Backbone:
+def _backbone(context, config: BackboneConfig, compute: ComputeDevice, warehouse: WarehouseIOManager, mo: Multiome,
+              candidates) -> Backbone:
     device = compute.torch_device()
     overrides = {k: v for k, v in (("max_epochs", config.max_epochs), ("svd_solver", config.svd_solver)) if v}
+    # a run that dies resumes from its last epoch when the asset is materialized again
+    checkpoint = warehouse.artifact_path("backbone_checkpoints", f"{context.partition_key}__{context.asset_key.path[-1]}", ".pt")
     backbone = pipeline.pretrain(mo, candidates, profile=config.profile, device=device, seed=config.seed,
-                                 log=context.log.info, **overrides)
+                                 log=context.log.info, checkpoint=checkpoint, **overrides)
     context.add_output_metadata({
         "device": device, "profile": config.profile, "best_epoch": int(backbone.best_epoch),
         "best_val_loss": float(backbone.best_val_loss),
@@ -75,24 +78,25 @@ def _backbone(context, config: BackboneConfig, compute: ComputeDevice, mo: Multi
 
 @dg.asset(**GRN_ARGS, pool="gpu", code_version="4", kinds={"pytorch"})
 def grn_backbone(context: dg.AssetExecutionContext, config: BackboneConfig, compute: ComputeDevice,
-                 multiome: Multiome, candidate_sets: pd.DataFrame) -> Backbone:
+                 warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
+                 candidate_sets: pd.DataFrame) -> Backbone:
     """Stage 1: the gene+peak transformer pretrained by masked NB reconstruction (checkpoint + curve)."""
-    return _backbone(context, config, compute, multiome, candidate_sets)
+    return _backbone(context, config, compute, warehouse, multiome, candidate_sets)
 
 
 @dg.asset(**GRN_ARGS, pool="gpu", code_version="4", kinds={"pytorch"})
 def grn_backbone_rna_only(context: dg.AssetExecutionContext, config: BackboneConfig, compute: ComputeDevice,
-                          multiome: Multiome) -> Backbone:
+                          warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome) -> Backbone:
     """Ablation: the backbone without ATAC (no peak tokens, no gene→peak attention)."""
-    return _backbone(context, config, compute, multiome, None)
+    return _backbone(context, config, compute, warehouse, multiome, None)
 
 
 @dg.asset(**GRN_ARGS, pool="gpu", code_version="4", kinds={"pytorch"})
 def grn_backbone_random_candidates(context: dg.AssetExecutionContext, config: BackboneConfig,
-                                   compute: ComputeDevice, multiome: Multiome,
-                                   randomized_candidate_sets: pd.DataFrame) -> Backbone:
+                                   compute: ComputeDevice, warehouse: dg.ResourceParam[WarehouseIOManager],
+                                   multiome: Multiome, randomized_candidate_sets: pd.DataFrame) -> Backbone:
     """Ablation: the backbone with each gene's candidate peaks drawn at random."""
-    return _backbone(context, config, compute, multiome, randomized_candidate_sets)
+    return _backbone(context, config, compute, warehouse, multiome, randomized_candidate_sets)
 
 
 @dg.asset(**GRN_ARGS, deps=[INPUTS["cell_type_column"]], pool="gpu", code_version="6", kinds={"pytorch"})

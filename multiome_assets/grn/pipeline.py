@@ -44,9 +44,11 @@ HEADLINE_METHODS = ("epiawarenet_bce", "epiawarenet_nnpu", "grnboost2", "pearson
 # Stage 1: backbones and embeddings
 # ---------------------------------------------------------------------------------------
 def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, device: str, seed: int,
-             log=None, **train_overrides) -> Backbone:
+             log=None, checkpoint: Path | None = None, **train_overrides) -> Backbone:
     """Train one Stage 1 backbone; `candidates=None` gives the RNA-only ablation.
-    `train_overrides` replace fields of the profile's PretrainConfig (sweeps); `log(line)` hears progress."""
+    `train_overrides` replace fields of the profile's PretrainConfig (sweeps); `log(line)` hears progress.
+    `checkpoint`: the file an interrupted training resumes from; removed once the training ends, so
+    a later materialization trains afresh."""
     from dataclasses import replace
 
     from multiome_assets.grn.pretrain import PROFILES, pretrain_backbone
@@ -62,9 +64,11 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
                             mo.rna.var_names, model_config.max_candidates)
     backbone, _ = pretrain_backbone(
         mo.rna.X, mo.atac.X, cand, counts=mo.rna.layers.get("counts"), model_config=model_config,
-        train_config=train_config, device=device, log=log,
+        train_config=train_config, device=device, log=log, checkpoint=checkpoint,
         gene_names=list(mo.rna.var_names), peak_names=list(mo.atac.var_names),
     )
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
     return replace(backbone, profile=profile)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ import scipy.sparse as sp
 import torch
 
 from multiome_assets.grn.artifacts import Backbone
+from multiome_assets.models import resume
 from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 from multiome_assets.models.precision import autocast, training_amp
@@ -162,6 +164,7 @@ def pretrain_backbone(
     peak_names=None,
     amp: bool | None = None,
     log=None,
+    checkpoint: Path | None = None,
 ) -> tuple[Backbone, pd.DataFrame]:
     """Pretrain the backbone by masked NB reconstruction; early-stop on held-out cells.
 
@@ -182,6 +185,10 @@ def pretrain_backbone(
     log
         Optional ``callable(str)``: a line per epoch and, inside long epochs, one at most every
         30 s (loss, cells/s).
+    checkpoint
+        Where the training's whole state goes after every epoch (:mod:`multiome_assets.models.resume`);
+        when it holds an interrupted training of the same configuration and data, training resumes
+        from it (on CPU, to the weights an uninterrupted run ends with). None: no checkpoint.
 
     Returns
     -------
@@ -207,7 +214,9 @@ def pretrain_backbone(
     bs = tc.batch_size
     steps_per_epoch = math.ceil(len(train_idx) / bs)
     total_steps = min(tc.max_epochs * steps_per_epoch, tc.max_steps or math.inf)
-    history, best, best_epoch, best_state, step, stale = [], math.inf, 0, None, 0, 0
+    state = {"epoch": 0, "step": 0, "history": [], "best": math.inf, "best_epoch": 0, "best_state": None, "stale": 0}
+    configs = {"model_config": asdict(cfg), "train_config": asdict(tc)}
+    data = resume.fingerprint(rna.indptr, rna.indices, rna.data, atac.indptr, atac.indices, targets.data, candidates)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(tc.seed)
         model = GRNTransformer(cfg, torch.from_numpy(candidates), grad_checkpointing=tc.grad_checkpointing)
@@ -221,17 +230,25 @@ def pretrain_backbone(
         opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
         mask_gen = torch.Generator().manual_seed(tc.seed)
+        streams = dict(model=model, opt=opt, sched=sched, rng=rng, configs=configs, data=data,
+                       generators={"masks": mask_gen})
         val_masks = _masks(len(val_idx), n_genes, cfg.mask_fraction, torch.Generator().manual_seed(tc.seed + 1))
-        val_loss = _validate(model, rna, atac, targets, val_idx, val_masks, bs, dev, amp)
-        history.append({"epoch": 0, "train_loss": math.nan, "val_loss": val_loss})  # the untrained model
-        if len(val_idx) and math.isfinite(val_loss):
-            best, best_state = val_loss, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if checkpoint is not None and Path(checkpoint).exists():
+            state = resume.resume(checkpoint, **streams)
+        else:
+            val_loss = _validate(model, rna, atac, targets, val_idx, val_masks, bs, dev, amp)
+            state["history"].append({"epoch": 0, "train_loss": math.nan, "val_loss": val_loss})  # the untrained model
+            if len(val_idx) and math.isfinite(val_loss):
+                state.update(best=val_loss, best_state=_cpu_copy(model))
         progress = TrainingLog(log, "backbone")
-        for epoch in range(1, tc.max_epochs + 1):
+        done = state["stale"] >= tc.patience or state["step"] >= total_steps
+        for epoch in range(state["epoch"] + 1, tc.max_epochs + 1):
+            if done:
+                break
             model.train()
             order = train_idx[rng.permutation(len(train_idx))]
             nll_sum, n_masked = 0.0, 0
-            progress.start_epoch(epoch, min(steps_per_epoch, total_steps - step))
+            progress.start_epoch(epoch, min(steps_per_epoch, total_steps - state["step"]))
             for start in range(0, len(order), bs):
                 rows = order[start : start + bs]
                 mask = _masks(len(rows), n_genes, cfg.mask_fraction, mask_gen).to(dev)
@@ -244,22 +261,24 @@ def pretrain_backbone(
                 sched.step()
                 nll_sum, n_masked = nll_sum + loss.item() * int(mask.sum()), n_masked + int(mask.sum())
                 progress.step(len(rows), loss.item())
-                step += 1
-                if step >= total_steps:
+                state["step"] += 1
+                if state["step"] >= total_steps:
                     break
             val_loss = _validate(model, rna, atac, targets, val_idx, val_masks, bs, dev, amp)
-            history.append({"epoch": epoch, "train_loss": nll_sum / max(1, n_masked), "val_loss": val_loss})
-            progress.end_epoch(history[-1]["train_loss"], val_loss)
+            state["history"].append({"epoch": epoch, "train_loss": nll_sum / max(1, n_masked), "val_loss": val_loss})
+            progress.end_epoch(state["history"][-1]["train_loss"], val_loss)
             score = val_loss if len(val_idx) else -epoch  # no validation cells: keep the last epoch
-            if score < best:
-                best, best_epoch, stale = score, epoch, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if score < state["best"]:
+                state.update(best=score, best_epoch=epoch, stale=0, best_state=_cpu_copy(model))
             else:
-                stale += 1
-            if stale >= tc.patience or step >= total_steps:
-                break
+                state["stale"] += 1
+            state["epoch"] = epoch
+            done = state["stale"] >= tc.patience or state["step"] >= total_steps
+            if checkpoint is not None:
+                resume.save(checkpoint, state=state, **streams)
+    history, best, best_epoch, best_state = state["history"], state["best"], state["best_epoch"], state["best_state"]
     if best_state is None:  # validation loss never finite: keep the last weights
-        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        best_state = _cpu_copy(model)
     features = {name: list(map(str, names)) for name, names in (("genes", gene_names), ("peaks", peak_names))
                 if names is not None}
     history = pd.DataFrame.from_records(history, columns=["epoch", "train_loss", "val_loss"])
@@ -267,6 +286,9 @@ def pretrain_backbone(
                         best_epoch, float(best) if len(val_idx) else float("nan"), nb_target, history)
     return backbone, history
 
+
+def _cpu_copy(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 @torch.no_grad()

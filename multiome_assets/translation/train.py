@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from multiome_assets.models import resume
 from multiome_assets.models.cisformer import Translator, TranslatorConfig
 from multiome_assets.models.precision import autocast, training_amp
 from multiome_assets.models.progress import TrainingLog
@@ -90,9 +91,12 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
     rng = np.random.default_rng(config.seed)
     state = {"epoch": 0, "best": math.inf, "best_weights": None, "stale": 0, "history": []}
     last = None if checkpoint_dir is None else Path(checkpoint_dir) / "last.pt"
-    data = _fingerprint(cells, train_rows, val_rows, upper)
+    # what a training learns from: its cells, the data they hold, the bins' upper edge
+    data = resume.fingerprint(train_rows, val_rows, cells.rna.indptr, cells.rna.indices, cells.rna.data,
+                              cells.atac.indptr, cells.atac.indices, cells.cres, np.array([upper]))
+    configs = {"model_config": asdict(model_config), "train_config": asdict(config)}
     if last is not None and last.exists():
-        state = _resume(last, model, opt, sched, rng, model_config, config, data)
+        state = resume.resume(last, model=model, opt=opt, sched=sched, rng=rng, configs=configs, data=data)
     progress = TrainingLog(log, direction)
     while state["epoch"] < config.max_epochs and state["stale"] < config.patience:
         model.train()
@@ -120,47 +124,8 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
         else:
             state["stale"] += 1
         if last is not None:
-            _save(last, model, opt, sched, rng, model_config, config, data, state)
+            resume.save(last, model=model, opt=opt, sched=sched, rng=rng, configs=configs, data=data, state=state)
         progress.end_epoch(row["train_loss"], val)
     if state["best_weights"] is not None:
         model.load_state_dict(state["best_weights"])
     return model.eval(), pd.DataFrame(state["history"], columns=["epoch", "train_loss", "val_loss"])
-
-
-def _fingerprint(cells: VocabCells, train_rows: np.ndarray, val_rows: np.ndarray, upper: float) -> str:
-    """What a training learns from: its cells, the data they hold, the bins' upper edge."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for part in (train_rows, val_rows, cells.rna.indptr, cells.rna.indices, cells.rna.data, cells.atac.indptr,
-                 cells.atac.indices, cells.cres, np.array([upper])):
-        h.update(np.ascontiguousarray(part).tobytes())
-    return h.hexdigest()
-
-
-def _save(path: Path, model, opt, sched, rng, model_config, config, data: str, state) -> None:
-    from multiome_assets.warehouse import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save({"model_config": asdict(model_config), "train_config": asdict(config),
-                    "weights": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "data": data,
-                    **state}, tmp)
-
-
-def _resume(path: Path, model, opt, sched, rng, model_config, config, data: str) -> dict:
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved.get("data") != data:
-        raise ValueError(f"{path}: an interrupted training on other cells, data or splits; delete it to start over")
-    for name, now in (("model_config", asdict(model_config)), ("train_config", asdict(config))):
-        if saved[name] != now:
-            differ = sorted(k for k in now if saved[name].get(k) != now[k])
-            raise ValueError(f"{path}: an interrupted training with another {name} ({differ} differ); "
-                             "delete it to start over")
-    model.load_state_dict(saved["weights"])
-    opt.load_state_dict(saved["optimizer"])
-    sched.load_state_dict(saved["scheduler"])
-    rng.bit_generator.state = saved["numpy_rng"]
-    torch.set_rng_state(saved["torch_rng"])
-    return {k: saved[k] for k in ("epoch", "best", "best_weights", "stale", "history")}

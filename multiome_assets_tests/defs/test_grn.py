@@ -48,6 +48,8 @@ def test_every_grn_asset_materializes(built):
     done = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert {"grn_backbone", "grn_embeddings", "grn_head", "edge_scores", "grn_baselines", "grn_metrics",
             "grn_regulator_enrichment"} <= done
+    # the backbones trained with a checkpoint to resume from; finished, none is left
+    assert not list((warehouse.warehouse_dir() / "artifacts" / "backbone_checkpoints").glob("*"))
 
 
 def test_metrics_table_compares_every_method_on_both_splits(built):

@@ -284,3 +284,54 @@ def test_a_backbone_survives_the_warehouse_as_plain_data(trained, tmp_path):
     torch.save({"model": backbone.checkpoint.weights, "history": backbone.history}, pickled)  # the old format
     with pytest.raises(ValueError, match="rematerialize asset 'grn_backbone'"):
         warehouse.read_artifact(pickled)
+
+
+KILLED = """
+import sys
+from dataclasses import replace
+import torch
+from multiome_assets.grn.pretrain import pretrain_backbone
+from multiome_assets_tests.grn.test_pretrain import CFG, RESUMED, structured_multiome
+torch.set_num_threads(1)
+rna, atac, counts, cand = structured_multiome(n_cells=int(sys.argv[2]))
+pretrain_backbone(rna, atac, cand, counts=counts, model_config=replace(CFG, dropout=0.1), train_config=RESUMED,
+                  checkpoint=sys.argv[1])
+"""
+RESUMED = PretrainConfig(lr=1e-2, batch_size=16, max_epochs=3, patience=3, seed=3)
+
+
+def test_a_training_killed_mid_epoch_resumes_to_the_weights_of_one_never_killed(tmp_path):
+    """A real process, a real SIGKILL in the middle of epoch 2: rerun, the training resumes from the
+    end of epoch 1 (model, optimizer, scheduler, data order, masks, dropout stream) and ends where an
+    uninterrupted run ends."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    n_cells, path = 3000, tmp_path / "backbone.pt"
+    child = subprocess.Popen([sys.executable, "-c", KILLED, str(path), str(n_cells)])
+    try:
+        deadline = time.monotonic() + 300
+        while not path.exists():  # the end of epoch 1
+            assert child.poll() is None and time.monotonic() < deadline, "no checkpoint after epoch 1"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    finally:
+        child.kill()
+    assert child.returncode == -signal.SIGKILL
+    assert torch.load(path, weights_only=True)["state"]["epoch"] == 1  # killed before epoch 2 ended
+
+    rna, atac, counts, cand = structured_multiome(n_cells=n_cells)
+    args = dict(counts=counts, model_config=replace(CFG, dropout=0.1), train_config=RESUMED)
+    resumed, resumed_history = pretrain_backbone(rna, atac, cand, checkpoint=path, **args)
+    never_killed, history = pretrain_backbone(rna, atac, cand, **args)
+    assert resumed_history.epoch.tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(resumed_history.to_numpy(), history.to_numpy(), rtol=1e-6)
+    for name, weight in never_killed.checkpoint.weights.items():
+        torch.testing.assert_close(resumed.checkpoint.weights[name], weight, rtol=1e-6, atol=1e-7)
+
+    # a checkpoint of another training is refused, naming the file and what differs
+    with pytest.raises(ValueError, match=r"backbone\.pt: an interrupted training with another train_config \(\['lr'\]"):
+        pretrain_backbone(rna, atac, cand, checkpoint=path, **{**args, "train_config": replace(RESUMED, lr=1e-3)})
