@@ -39,7 +39,7 @@ import scipy.sparse as sp
 import torch
 
 from multiome_assets.grn.artifacts import Backbone
-from multiome_assets.models import resume
+from multiome_assets.models import distributed, resume
 from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 from multiome_assets.models.precision import autocast, training_amp
@@ -168,6 +168,10 @@ def pretrain_backbone(
 ) -> tuple[Backbone, pd.DataFrame]:
     """Pretrain the backbone by masked NB reconstruction; early-stop on held-out cells.
 
+    Under torchrun (a torch.distributed process group initialized), each process trains on its
+    shard of every batch and DDP averages the gradients: the steps of one process on the whole
+    batch (:mod:`multiome_assets.models.distributed`); process 0 logs and writes the checkpoint.
+
     Parameters
     ----------
     rna
@@ -240,7 +244,9 @@ def pretrain_backbone(
             state["history"].append({"epoch": 0, "train_loss": math.nan, "val_loss": val_loss})  # the untrained model
             if len(val_idx) and math.isfinite(val_loss):
                 state.update(best=val_loss, best_state=_cpu_copy(model))
-        progress = TrainingLog(log, "backbone")
+        rank, _ = distributed.world()
+        net = distributed.parallel(model)  # DDP under torchrun: each process trains on its shard of every batch
+        progress = TrainingLog(log if rank == 0 else None, "backbone")
         done = state["stale"] >= tc.patience or state["step"] >= total_steps
         for epoch in range(state["epoch"] + 1, tc.max_epochs + 1):
             if done:
@@ -250,12 +256,17 @@ def pretrain_backbone(
             nll_sum, n_masked = 0.0, 0
             progress.start_epoch(epoch, min(steps_per_epoch, total_steps - state["step"]))
             for start in range(0, len(order), bs):
-                rows = order[start : start + bs]
-                mask = _masks(len(rows), n_genes, cfg.mask_fraction, mask_gen).to(dev)
-                with autocast(dev, amp):
-                    _, loss = model(_dense(rna, rows, dev), _dense(atac, rows, dev), mask, _dense(targets, rows, dev))
+                batch = order[start : start + bs]
+                batch_mask = _masks(len(batch), n_genes, cfg.mask_fraction, mask_gen)  # the global batch's
+                mine = distributed.shard(len(batch))
+                rows, mask = batch[mine], batch_mask[mine].to(dev)
+                if len(rows):
+                    with autocast(dev, amp):
+                        _, loss = net(_dense(rna, rows, dev), _dense(atac, rows, dev), mask, _dense(targets, rows, dev))
+                else:  # a batch smaller than the number of processes: join the gradient average with nothing
+                    loss = sum(p.sum() for p in model.parameters()) * 0.0
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * distributed.shard_weight(int(mask.sum()), int(batch_mask.sum()))).backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 opt.step()
                 sched.step()
@@ -265,6 +276,7 @@ def pretrain_backbone(
                 if state["step"] >= total_steps:
                     break
             val_loss = _validate(model, rna, atac, targets, val_idx, val_masks, bs, dev, amp)
+            nll_sum, n_masked = distributed.total(nll_sum, n_masked)
             state["history"].append({"epoch": epoch, "train_loss": nll_sum / max(1, n_masked), "val_loss": val_loss})
             progress.end_epoch(state["history"][-1]["train_loss"], val_loss)
             score = val_loss if len(val_idx) else -epoch  # no validation cells: keep the last epoch
@@ -274,7 +286,7 @@ def pretrain_backbone(
                 state["stale"] += 1
             state["epoch"] = epoch
             done = state["stale"] >= tc.patience or state["step"] >= total_steps
-            if checkpoint is not None:
+            if checkpoint is not None and rank == 0:
                 resume.save(checkpoint, state=state, **streams)
     history, best, best_epoch, best_state = state["history"], state["best"], state["best_epoch"], state["best_state"]
     if best_state is None:  # validation loss never finite: keep the last weights

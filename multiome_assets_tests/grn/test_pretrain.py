@@ -335,3 +335,53 @@ def test_a_training_killed_mid_epoch_resumes_to_the_weights_of_one_never_killed(
     # a checkpoint of another training is refused, naming the file and what differs
     with pytest.raises(ValueError, match=r"backbone\.pt: an interrupted training with another train_config \(\['lr'\]"):
         pretrain_backbone(rna, atac, cand, checkpoint=path, **{**args, "train_config": replace(RESUMED, lr=1e-3)})
+
+
+UNDER_TORCHRUN = """
+import sys
+import torch
+import torch.distributed as dist
+from multiome_assets.grn.pretrain import pretrain_backbone
+from multiome_assets_tests.grn.test_pretrain import CFG, DDP_TRAIN, structured_multiome
+torch.set_num_threads(1)
+dist.init_process_group("gloo")  # torchrun's environment: rank, world size, rendezvous
+rna, atac, counts, cand = structured_multiome(n_cells=200)
+backbone, _ = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG, train_config=DDP_TRAIN)
+if dist.get_rank() == 0:
+    torch.save(backbone.checkpoint.weights, sys.argv[1])
+dist.destroy_process_group()
+"""
+DDP_TRAIN = PretrainConfig(lr=1e-2, batch_size=16, max_epochs=2, max_steps=15, patience=2, seed=5)
+
+
+def test_two_processes_under_torchrun_take_the_steps_of_one_with_the_same_global_batch(tmp_path):
+    """torchrun, 2 CPU processes, gloo: each trains on half of every batch of 16 cells (the last
+    batch of an epoch is odd-sized); after 15 steps the weights are those of one process."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           "--no-python", sys.executable, "-c", UNDER_TORCHRUN, str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rna, atac, counts, cand = structured_multiome(n_cells=200)
+    one, _ = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG, train_config=DDP_TRAIN)
+    two = replace(one, checkpoint=replace(one.checkpoint, weights=torch.load(out, weights_only=True)))
+    # The same function: the gene states of every cell agree to float tolerance.
+    with torch.no_grad():
+        x, y = (load_backbone(b)(torch.from_numpy(rna.toarray()), torch.from_numpy(atac.toarray()))[0] for b in (one, two))
+    torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-5)
+    # The same weights, but for the key biases: attention is blind to them (softmax is shift-invariant),
+    # so their gradient is rounding noise, which Adam scales up to steps of up to lr.
+    d = CFG.d_model
+    for name, weight in one.checkpoint.weights.items():
+        other = two.checkpoint.weights[name]
+        key = slice(d, 2 * d) if name.endswith("qkv.bias") else slice(0, d) if name.endswith("kv.bias") else None
+        if key is not None:
+            torch.testing.assert_close(other[key], weight[key], rtol=0, atol=DDP_TRAIN.lr)
+            other, weight = other.clone(), weight.clone()
+            other[key] = weight[key] = 0
+        torch.testing.assert_close(other, weight, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
