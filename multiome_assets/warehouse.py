@@ -42,15 +42,20 @@ def warehouse_dir() -> Path:
 @contextmanager
 def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path beside `path` (ending in `suffix`, by default `path`'s own, for writers
-    that go by it); rename it over `path` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix)
-    os.close(fd)
+    that go by it); rename it over `path` only if the block succeeds. A write that fails (a full
+    disk, a folder that cannot be written) raises OSError naming `path`, and leaves `path` as it
+    was and no temp file behind."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix)
+        os.close(fd)
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from e
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 

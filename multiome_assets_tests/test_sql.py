@@ -59,37 +59,3 @@ def test_the_command_says_what_it_refused_in_one_line(tables):
     ok = CliRunner().invoke(cli, ["sql", "select tf from prior_edges order by tf", "--csv"])
     assert ok.exit_code == 0 and ok.output == "tf\nA\nB\n"
 
-
-WRITER = """
-import sys
-import numpy as np, pandas as pd
-from multiome_assets import warehouse
-rows = int(sys.argv[1])
-for i in range(int(sys.argv[2])):  # rewrite partition d2 again and again, a new version each time
-    warehouse.write_table("scores", "d2", pd.DataFrame({"score": np.full(rows, float(i))}))
-print("done", flush=True)
-"""
-
-
-def test_readers_see_whole_tables_while_another_process_rewrites_one(tmp_path, monkeypatch):
-    """Two steps run at once under the multiprocess executor: one rewrites its table while another
-    (or a SQL session) reads the views. A reader sees the previous version or the new one, never
-    a half-written file."""
-    import subprocess
-    import sys
-
-    root = tmp_path / "warehouse"
-    monkeypatch.setenv("MULTIOME_WAREHOUSE", str(root))
-    rows = 2_000_000
-    warehouse.write_table("scores", "d1", pd.DataFrame({"score": [1.0]}))
-    warehouse.write_table("scores", "d2", pd.DataFrame({"score": [0.0] * rows}))
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(rows), "15"], stdout=subprocess.PIPE, text=True)
-    counts = set()
-    try:
-        while writer.poll() is None:
-            counts.add(int(warehouse.query("select count(*) n from scores").n[0]))
-    finally:
-        writer.kill() if writer.poll() is None else None
-    assert writer.returncode == 0 and writer.stdout.read().strip() == "done"
-    assert counts == {rows + 1}  # every read: d1 whole, d2 whole
-    assert sorted(p.name for p in (root / "tables" / "scores").iterdir()) == ["d1.parquet", "d2.parquet"]
