@@ -14,6 +14,30 @@ from multiome_assets.dataset import PROJECT_ROOT
 BUNDLED = PROJECT_ROOT / "data"
 
 
+def two_priors_data_dir(data: Path, copy_starter: bool = True) -> None:
+    """A data dir for the priors-update scenario: reference/ with the priors copied (tests replace
+    them) and the rest linked; `bmmc_starter` (naming DoRothEA) copied or linked; `bmmc_collectri`,
+    the same cells with `prior: collectri`."""
+    import yaml
+
+    (data / "reference").mkdir(parents=True)
+    for path in (BUNDLED / "reference").iterdir():
+        if path.name.endswith(".csv"):
+            shutil.copy(path, data / "reference" / path.name)
+        else:
+            (data / "reference" / path.name).symlink_to(path)
+    (data / "datasets").mkdir()
+    starter = BUNDLED / "datasets" / "bmmc_starter"
+    if copy_starter:
+        shutil.copytree(starter, data / "datasets" / "bmmc_starter")
+    else:
+        (data / "datasets" / "bmmc_starter").symlink_to(starter)
+    variant = yaml.safe_load((starter / "dataset.yaml").read_text())
+    variant |= {"prior": "collectri", "files": {"rna": "../bmmc_starter/rna.h5ad", "atac": "../bmmc_starter/atac.h5ad"}}
+    (data / "datasets" / "bmmc_collectri").mkdir()
+    (data / "datasets" / "bmmc_collectri" / "dataset.yaml").write_text(yaml.safe_dump(variant))
+
+
 @pytest.fixture
 def data_root(tmp_path, monkeypatch) -> Path:
     """A fresh data dir: reference/ linked to the bundled one, datasets/ copied; warehouse in tmp."""

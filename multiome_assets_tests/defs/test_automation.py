@@ -1,16 +1,14 @@
 """Priors that update themselves into reruns, decided by Dagster's own automation evaluation on a
 real instance: an edited prior requests exactly what reads it, in exactly the datasets that use it;
 the same content again requests nothing."""
-import shutil
 
 import dagster as dg
 import pytest
-import yaml
 
 from multiome_assets.dataset import load_spec
 from multiome_assets.defs.inputs import changed_inputs
 from multiome_assets.definitions import defs
-from multiome_assets_tests.conftest import BUNDLED
+from multiome_assets_tests.conftest import two_priors_data_dir
 
 # what reads the prior, directly or not (the expression baselines read the TF list, not the prior)
 FOLLOW_THE_PRIOR = {"prior_edges", "prior_versions", "grn_head", "edge_scores", "grn_metrics", "grn_regulator_enrichment",
@@ -22,18 +20,7 @@ def instance(tmp_path, monkeypatch):
     """Two datasets on the same cells: bmmc_starter names DoRothEA (a shared reference file),
     bmmc_collectri CollecTRI. Every asset recorded as materialized, every input as observed."""
     data = tmp_path / "data"
-    (data / "reference").mkdir(parents=True)
-    for path in (BUNDLED / "reference").iterdir():
-        if path.name.endswith(".csv"):  # the priors are edited here: copies
-            shutil.copy(path, data / "reference" / path.name)
-        else:
-            (data / "reference" / path.name).symlink_to(path)
-    (data / "datasets").mkdir()
-    (data / "datasets" / "bmmc_starter").symlink_to(BUNDLED / "datasets" / "bmmc_starter")
-    variant = yaml.safe_load((BUNDLED / "datasets/bmmc_starter/dataset.yaml").read_text())
-    variant |= {"prior": "collectri", "files": {"rna": "../bmmc_starter/rna.h5ad", "atac": "../bmmc_starter/atac.h5ad"}}
-    (data / "datasets" / "bmmc_collectri").mkdir()
-    (data / "datasets" / "bmmc_collectri" / "dataset.yaml").write_text(yaml.safe_dump(variant))
+    two_priors_data_dir(data, copy_starter=False)
     monkeypatch.setenv("MULTIOME_DATA_DIR", str(data))
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("dataset", ["bmmc_starter", "bmmc_collectri"])

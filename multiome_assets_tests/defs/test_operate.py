@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
-import yaml
 
-from multiome_assets_tests.conftest import BUNDLED
+from multiome_assets_tests.conftest import two_priors_data_dir
 from multiome_assets_tests.defs.test_grn import SMALL
 from multiome_assets_tests.ui_helpers import (
     DagsterDev,
@@ -50,18 +48,7 @@ def _prepare(base: Path) -> dict:
 
     home, warehouse, data = base / "dagster_home", base / "warehouse", base / "data"
     write_instance_yaml(home)
-    (data / "reference").mkdir(parents=True)
-    for path in (BUNDLED / "reference").iterdir():
-        if path.name.endswith(".csv"):  # the priors get replaced here: copies
-            shutil.copy(path, data / "reference" / path.name)
-        else:
-            (data / "reference" / path.name).symlink_to(path)
-    (data / "datasets").mkdir()
-    shutil.copytree(BUNDLED / "datasets" / "bmmc_starter", data / "datasets" / "bmmc_starter")
-    variant = yaml.safe_load((BUNDLED / "datasets/bmmc_starter/dataset.yaml").read_text())
-    variant |= {"prior": "collectri", "files": {"rna": "../bmmc_starter/rna.h5ad", "atac": "../bmmc_starter/atac.h5ad"}}
-    (data / "datasets" / "bmmc_collectri").mkdir()
-    (data / "datasets" / "bmmc_collectri" / "dataset.yaml").write_text(yaml.safe_dump(variant))
+    two_priors_data_dir(data)
 
     mp = pytest.MonkeyPatch()
     mp.setenv("MULTIOME_WAREHOUSE", str(warehouse))
