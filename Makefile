@@ -40,9 +40,12 @@ demo: install
 test: dev
 	$(BIN)/python -m pytest -q
 
+# loopback only unless you say otherwise: make ui UI_HOST=0.0.0.0
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
 ui: install
 	@mkdir -p $(DAGSTER_HOME)
-	$(FAST_MALLOC) $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	$(FAST_MALLOC) $(BIN)/dagster dev -h $(UI_HOST) -p $(UI_PORT)
 
 bench: install
 	$(BIN)/python benchmarks/grn_throughput.py
