@@ -91,8 +91,8 @@ def content_hash(value) -> str:
                 h.update(np.ascontiguousarray(array).tobytes())
         elif isinstance(part, np.ndarray):
             h.update(repr(part.shape).encode() + np.ascontiguousarray(part).tobytes())
-        elif hasattr(part, "obs_names"):  # AnnData
-            for piece in (part.X, part.obs_names, part.var_names, *part.layers.values()):
+        elif hasattr(part, "obs_names"):  # AnnData: values, and the cells' and features' annotations
+            for piece in (part.X, part.obs, part.var, *part.layers.values()):
                 add(piece)
         elif hasattr(part, "rna") and hasattr(part, "atac"):  # Multiome
             add(part.rna)
