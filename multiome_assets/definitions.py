@@ -9,10 +9,18 @@ from multiome_assets.defs.sensors import dataset_folder_sensor, foundation_job
 ASSETS = dg.load_assets_from_modules([inputs, foundation, grn, translation, links])
 RESOURCES = {"warehouse": WarehouseIOManager(), "datasets": DatasetCatalog(), "compute": ComputeDevice()}
 
-defs = dg.Definitions(
-    assets=ASSETS,
-    jobs=[foundation_job, observe_inputs_job],
-    schedules=[input_observation_schedule],
-    sensors=[dataset_folder_sensor, automation_sensor],
-    resources=RESOURCES,
-)
+
+
+def definitions(executor: dg.ExecutorDefinition | None = None, **resources) -> dg.Definitions:
+    """The project's definitions; `executor` and `resources` replace the defaults (deploy: k8s.py)."""
+    return dg.Definitions(
+        assets=ASSETS,
+        jobs=[foundation_job, observe_inputs_job],
+        schedules=[input_observation_schedule],
+        sensors=[dataset_folder_sensor, automation_sensor],
+        resources={**RESOURCES, **resources},
+        executor=executor,
+    )
+
+
+defs = definitions()

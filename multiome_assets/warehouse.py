@@ -5,22 +5,30 @@ Layout under the warehouse root (default `data/warehouse/`):
     artifacts/<asset>/<dataset>.<ext>     AnnData/MuData (.h5mu), sparse (.npz), typed artifacts (.pt)
     warehouse.duckdb                      views only: `duckdb data/warehouse/warehouse.duckdb`
 
-Writers never open a DuckDB file for writing while they run: each write is a temp file plus an
-atomic rename, and the views file is rebuilt the same way. So a run never waits on a lock held
-by an open SQL session, and a reader sees each table file either whole or not at all.
+The root is a local folder, or any fsspec URL (`s3://bucket/prefix`, `gs://...`, `memory://...`):
+set `MULTIOME_WAREHOUSE` (or the io manager's `root`). Paths under a remote root are
+universal-pathlib `UPath`s; every function here takes either kind.
+
+Writers never open a DuckDB file for writing while they run: each write is a local temp file,
+published whole: an atomic rename on a local disk, one upload on an object store (S3, GCS and
+Azure make an object visible only once its upload completes). The views file is rebuilt the same
+way. So a run never waits on a lock held by an open SQL session, and a reader sees each table
+file either whole or in its previous version.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
+import shutil
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterator
 
 import duckdb
 import numpy as np
 import pandas as pd
+from upath import UPath
 
 from multiome_assets.dataset import data_dir
 
@@ -36,27 +44,74 @@ def register_artifact(cls: type) -> type:
 
 
 def warehouse_dir() -> Path:
-    return Path(os.environ.get("MULTIOME_WAREHOUSE", data_dir() / "warehouse")).resolve()
+    """The warehouse root: $MULTIOME_WAREHOUSE (a folder or an fsspec URL), else data/warehouse."""
+    return as_path(os.environ.get("MULTIOME_WAREHOUSE") or data_dir() / "warehouse")
+
+
+def as_path(root: str | Path) -> Path:
+    """A local path as an absolute Path; a URL (`s3://bucket/prefix`) as a UPath."""
+    if isinstance(root, UPath) or "://" in str(root) and not str(root).startswith("file://"):
+        # no cached listings: other processes write here, and a cached entry holds an old version's ETag
+        return UPath(str(root), use_listings_cache=False)
+    return Path(str(root).removeprefix("file://")).resolve()
+
+
+def is_remote(path) -> bool:
+    """True for a path on an fsspec filesystem other than the local disk."""
+    return isinstance(path, UPath) and not isinstance(path, PurePath)
 
 
 @contextmanager
 def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temp path beside `path` (ending in `suffix`, by default `path`'s own, for writers
-    that go by it); rename it over `path` only if the block succeeds. A write that fails (a full
-    disk, a folder that cannot be written) raises OSError naming `path`, and leaves `path` as it
-    was and no temp file behind."""
+    """Yield a local temp path (ending in `suffix`, by default `path`'s own, for writers that go
+    by it); publish it as `path` only if the block succeeds: renamed over it on a local disk,
+    uploaded in one piece to a remote root. A write that fails (a full disk, a folder that cannot
+    be written, a bucket that does not exist) raises OSError naming `path`, and leaves `path` as
+    it was and no temp file behind."""
     tmp = None
+    remote = is_remote(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix)
+        if not remote:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=None if remote else path.parent, prefix=f".{path.name}.",
+                                   suffix=path.suffix if suffix is None else suffix)
         os.close(fd)
         yield Path(tmp)
-        os.replace(tmp, path)
+        if remote:
+            path.fs.put_file(tmp, path.path)
+        else:
+            os.replace(tmp, path)
     except OSError as e:
         raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from e
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextmanager
+def local_file(path: Path) -> Iterator[Path]:
+    """`path` itself, or a local temp copy of a remote one (for readers that need a file: h5py)."""
+    if not is_remote(path):
+        yield Path(path)
+        return
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix)
+    os.close(fd)
+    try:
+        path.fs.get_file(path.path, tmp)
+        yield Path(tmp)
+    finally:
+        os.remove(tmp)
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a folder and all it holds, local or remote; nothing there is fine."""
+    if is_remote(path):
+        if path.exists():
+            path.fs.rm(path.path, recursive=True)
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def save_figure(fig, path: Path, max_width_px: int = 1000) -> None:
@@ -65,7 +120,7 @@ def save_figure(fig, path: Path, max_width_px: int = 1000) -> None:
     import matplotlib.pyplot as plt
 
     try:
-        with atomic_path(Path(path)) as tmp:
+        with atomic_path(as_path(path)) as tmp:
             fig.savefig(tmp, format="png", dpi=min(100, max_width_px / fig.get_figwidth()))
     finally:
         plt.close(fig)
@@ -104,9 +159,9 @@ def content_hash(value) -> str:
     return h.hexdigest()
 
 
-def sha256(path: Path) -> str:
+def sha256(path: Path | str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with as_path(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -128,14 +183,31 @@ def write_table(table: str, dataset: str, df: pd.DataFrame, root: Path | None = 
 
 
 def read_table(table: str, dataset: str, root: Path | None = None) -> pd.DataFrame:
-    return pd.read_parquet(table_path(table, dataset, root))
+    return read_parquet(table_path(table, dataset, root))
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    def read():
+        with path.open("rb") as f:
+            return pd.read_parquet(f)
+
+    return reread_if_replaced(read)
+
+
+def reread_if_replaced(read, attempts: int = 5):
+    """`read()`, again if an object it read was replaced meanwhile. On an object store a file is read
+    in ranges; s3fs/gcsfs check each range's version and raise FileExpired rather than mix two
+    versions, so a reader that retries sees a whole table, old or new, like a local reader does."""
+    for attempt in range(attempts):
+        try:
+            return read()
+        except Exception as e:
+            if "FileExpired" not in f"{type(e).__name__}: {e}" or attempt == attempts - 1:
+                raise
 
 
 def list_tables(root: Path | None = None) -> list[str]:
-    base = (root or warehouse_dir()) / "tables"
-    if not base.is_dir():
-        return []
-    return sorted(p.name for p in base.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
+    return sorted({p.parent.name for p in ((root or warehouse_dir()) / "tables").glob("*/*.parquet")})
 
 
 # Views over the tables, created when the table they read exists.
@@ -148,6 +220,11 @@ DERIVED_VIEWS = {
 def create_views(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> list[str]:
     """One view per table over all its partitions' Parquet files, and the DERIVED_VIEWS on them."""
     root = root or warehouse_dir()
+    if is_remote(root):
+        # DuckDB reads through the root's fsspec filesystem, not its own httpfs: httpfs reads a file in
+        # ranges without pinning its version, so a table replaced mid-read fails or mixes two versions
+        # (docs/cluster.md); s3fs checks every range's ETag (FileExpired; see reread_if_replaced)
+        con.register_filesystem(root.fs)
     tables = list_tables(root)
     for table in tables:
         glob = str(root / "tables" / table / "*.parquet").replace("'", "''")
@@ -191,6 +268,10 @@ def query(sql: str, params: dict | None = None, root: Path | None = None) -> pd.
     read other files or turn that back on. `params` are bound, never spliced into the text.
     """
     root = root or warehouse_dir()
+    return reread_if_replaced(lambda: _query(sql, params, root))
+
+
+def _query(sql: str, params: dict | None, root: Path) -> pd.DataFrame:
     con = duckdb.connect(":memory:")
     try:
         for statement in con.extract_statements(sql):
@@ -199,7 +280,7 @@ def query(sql: str, params: dict | None = None, root: Path | None = None) -> pd.
                 raise ReadOnlyError(f"refused: a {kind} statement; the warehouse is read-only here "
                                     f"(queries only: SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)")
         create_views(con, root)
-        con.execute("SET allowed_directories = $d", {"d": [str(root / "tables") + os.sep]})
+        con.execute("SET allowed_directories = $d", {"d": [str(root / "tables") + ("/" if is_remote(root) else os.sep)]})
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return con.execute(sql, params or {}).df()
@@ -259,6 +340,11 @@ def write_artifact(asset: str, dataset: str, obj, root: Path | None = None) -> P
 
 
 def read_artifact(path: Path):
+    with local_file(path) as local:
+        return _read_local_artifact(local, path)
+
+
+def _read_local_artifact(path: Path, named: Path):
     import scipy.sparse as sp
 
     if path.suffix == ".h5mu":
@@ -274,11 +360,11 @@ def read_artifact(path: Path):
     if path.suffix == ".npz":
         return sp.load_npz(path).tocsr()
     if path.suffix == ".pt":
-        return _read_typed_artifact(path)
-    raise ValueError(f"{path}: unknown artifact type {path.suffix!r}")
+        return _read_typed_artifact(path, named)
+    raise ValueError(f"{named}: unknown artifact type {path.suffix!r}")
 
 
-def _read_typed_artifact(path: Path):
+def _read_typed_artifact(path: Path, named: Path):
     import pickle
 
     import torch
@@ -290,6 +376,6 @@ def _read_typed_artifact(path: Path):
     except pickle.UnpicklingError:
         saved = None  # pickled objects: written by an older version of this code
     if not isinstance(saved, dict) or saved.get("artifact") not in ARTIFACT_TYPES:
-        raise ValueError(f"{path}: not an artifact this version reads (written by an older version?); "
-                         f"rematerialize asset {path.parent.name!r}")
+        raise ValueError(f"{named}: not an artifact this version reads (written by an older version?); "
+                         f"rematerialize asset {named.parent.name!r}")
     return ARTIFACT_TYPES[saved["artifact"]].from_state(saved["state"])

@@ -10,7 +10,7 @@ from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS, versioned
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.inputs import file_sha256
-from multiome_assets.warehouse import atomic_path
+from multiome_assets.warehouse import atomic_path, read_parquet
 from multiome_assets.defs.partitions import dataset_partitions, needs
 from multiome_assets.defs.resources import DatasetCatalog
 from multiome_assets.preprocess import preprocess
@@ -116,9 +116,9 @@ def prior_versions(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
     spec = datasets.spec(key)
     table = warehouse.table_path("prior_versions", key)
     snapshot = warehouse.artifact_path("prior_versions", key, ".edges.parquet")  # the last version's edges
-    history = pd.read_parquet(table).drop(columns="dataset") if table.exists() else pd.DataFrame(columns=priors.VERSION_COLUMNS)
+    history = read_parquet(table).drop(columns="dataset") if table.exists() else pd.DataFrame(columns=priors.VERSION_COLUMNS)
     updated = priors.append_version(history, prior_edges, spec.prior.name, file_sha256(spec.prior)[:16],
-                                    pd.read_parquet(snapshot) if snapshot.exists() else None,
+                                    read_parquet(snapshot) if snapshot.exists() else None,
                                     pd.Timestamp.now("UTC").isoformat(timespec="seconds"))
     with atomic_path(snapshot) as tmp:
         prior_edges[["tf", "target"]].to_parquet(tmp, index=False)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from multiome_assets import priors
+from multiome_assets.warehouse import read_parquet
 from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.defs.io_manager import WarehouseIOManager
@@ -67,9 +68,9 @@ def _backbone(context, config: BackboneConfig, compute: ComputeDevice, warehouse
     # a run that dies resumes from its last epoch when the asset is materialized again
     checkpoint = warehouse.artifact_path("backbone_checkpoints", f"{context.partition_key}__{context.asset_key.path[-1]}", ".pt")
     backbone = pipeline.pretrain(mo, candidates, profile=config.profile, device=device, seed=config.seed,
-                                 log=context.log.info, checkpoint=checkpoint, **overrides)
+                                 log=context.log.info, checkpoint=checkpoint, processes=compute.processes, **overrides)
     context.add_output_metadata({
-        "device": device, "profile": config.profile, "best_epoch": int(backbone.best_epoch),
+        "device": device, "processes": compute.processes, "profile": config.profile, "best_epoch": int(backbone.best_epoch),
         "best_val_loss": float(backbone.best_val_loss),
         "training_curve": dg.MetadataValue.md(backbone.history.to_markdown(index=False, floatfmt=".4f")),
     })
@@ -189,5 +190,5 @@ def grn_metrics_history(context: dg.AssetExecutionContext, warehouse: dg.Resourc
     """The headline GRN metrics on every prior version the dataset was evaluated with (joined to
     `prior_versions` by content_hash: what a new prior did to the metrics)."""
     table = warehouse.table_path("grn_metrics_history", context.partition_key)
-    history = pd.read_parquet(table).drop(columns="dataset") if table.exists() else pd.DataFrame(columns=["content_hash"])
+    history = read_parquet(table).drop(columns="dataset") if table.exists() else pd.DataFrame(columns=["content_hash"])
     return priors.metrics_at_version(history, grn_metrics, prior_versions.content_hash.iloc[-1])

@@ -9,10 +9,10 @@ from multiome_assets import warehouse
 class WarehouseIOManager(dg.ConfigurableIOManager):
     """DataFrames → Parquet tables with DuckDB views; everything else → atomic artifact files."""
 
-    root: str = ""  # empty: $MULTIOME_WAREHOUSE or data/warehouse
+    root: str = ""  # a folder or an fsspec URL (s3://bucket/prefix); empty: $MULTIOME_WAREHOUSE or data/warehouse
 
     def _root(self) -> Path:
-        return Path(self.root).resolve() if self.root else warehouse.warehouse_dir()
+        return warehouse.as_path(self.root) if self.root else warehouse.warehouse_dir()
 
     def directory(self) -> Path:
         """The warehouse folder (for assets that read another partition's results)."""
@@ -43,5 +43,5 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         name, key = context.upstream_output.asset_key.path[-1], context.partition_key
         table = warehouse.table_path(name, key, self._root())
         if table.exists():
-            return pd.read_parquet(table).drop(columns=["dataset"])
+            return warehouse.read_parquet(table).drop(columns=["dataset"])
         return warehouse.read_artifact(warehouse.find_artifact(name, key, self._root()))

@@ -44,11 +44,12 @@ HEADLINE_METHODS = ("epiawarenet_bce", "epiawarenet_nnpu", "grnboost2", "pearson
 # Stage 1: backbones and embeddings
 # ---------------------------------------------------------------------------------------
 def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, device: str, seed: int,
-             log=None, checkpoint: Path | None = None, **train_overrides) -> Backbone:
+             log=None, checkpoint: Path | None = None, processes: int = 1, **train_overrides) -> Backbone:
     """Train one Stage 1 backbone; `candidates=None` gives the RNA-only ablation.
     `train_overrides` replace fields of the profile's PretrainConfig (sweeps); `log(line)` hears progress.
     `checkpoint`: the file an interrupted training resumes from; removed once the training ends, so
-    a later materialization trains afresh."""
+    a later materialization trains afresh. `processes` > 1: trained by that many processes under
+    torchrun (DDP; one per GPU on `cuda`, gloo on CPUs), each on its shard of every batch."""
     from dataclasses import replace
 
     from multiome_assets.grn.pretrain import PROFILES, pretrain_backbone
@@ -62,13 +63,19 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
     train_config = replace(train_config, seed=seed, **train_overrides)
     cand = candidate_matrix(candidates if candidates is not None else _no_candidates(),
                             mo.rna.var_names, model_config.max_candidates)
-    backbone, _ = pretrain_backbone(
-        mo.rna.X, mo.atac.X, cand, counts=mo.rna.layers.get("counts"), model_config=model_config,
-        train_config=train_config, device=device, log=log, checkpoint=checkpoint,
-        gene_names=list(mo.rna.var_names), peak_names=list(mo.atac.var_names),
-    )
+    inputs = dict(rna=mo.rna.X, atac=mo.atac.X, candidates=cand, counts=mo.rna.layers.get("counts"),
+                  model_config=model_config, train_config=train_config, checkpoint=checkpoint,
+                  gene_names=list(mo.rna.var_names), peak_names=list(mo.atac.var_names))
+    if processes > 1:
+        from multiome_assets.models.distributed import launch
+
+        backbone, _ = launch(processes, "multiome_assets.grn.pretrain:pretrain_backbone", inputs, device=device, log=log)
+    else:
+        backbone, _ = pretrain_backbone(**inputs, device=device, log=log)
     if checkpoint is not None:
-        Path(checkpoint).unlink(missing_ok=True)
+        from multiome_assets.warehouse import remove
+
+        remove(checkpoint)
     return replace(backbone, profile=profile)
 
 
@@ -336,6 +343,6 @@ def evaluate_grn(genes: pd.Index, prior_edges: pd.DataFrame, embeddings: GeneEmb
         m, e = evaluate_methods(methods, space, n_random=n_random, top_n=top_n)
         metrics.append(m.assign(split=split, seed=heads.config["seed"], config=json.dumps(settings)))
         enrichment.append(e.assign(split=split))
-        pictures[split] = Path(curves_path(split))
+        pictures[split] = curves_path(split)
         curves_png({k: methods[k] for k in HEADLINE_METHODS if k in methods}, space, pictures[split])
     return pd.concat(metrics, ignore_index=True), pd.concat(enrichment, ignore_index=True), pictures

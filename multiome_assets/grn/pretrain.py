@@ -44,6 +44,7 @@ from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 from multiome_assets.models.precision import autocast, training_amp
 from multiome_assets.models.progress import TrainingLog
+from multiome_assets.warehouse import as_path
 
 __all__ = ["PretrainConfig", "PROFILES", "pretrain_backbone", "svd_identity_init", "load_backbone", "gene_embeddings", "nb_targets"]
 
@@ -210,6 +211,7 @@ def pretrain_backbone(
             f"rna {rna.shape} and atac {atac.shape} must be (cells, n_genes={cfg.n_genes}) and (cells, n_peaks={cfg.n_peaks})"
         )
     candidates = np.asarray(candidates, dtype=np.int64)
+    checkpoint = None if checkpoint is None else as_path(checkpoint)  # a local file or a URL
     targets, nb_target = nb_targets(rna, counts)
     dev = torch.device(device)
     amp = training_amp(dev) if amp is None else amp
@@ -237,7 +239,7 @@ def pretrain_backbone(
         streams = dict(model=model, opt=opt, sched=sched, rng=rng, configs=configs, data=data,
                        generators={"masks": mask_gen})
         val_masks = _masks(len(val_idx), n_genes, cfg.mask_fraction, torch.Generator().manual_seed(tc.seed + 1))
-        if checkpoint is not None and Path(checkpoint).exists():
+        if checkpoint is not None and checkpoint.exists():
             state = resume.resume(checkpoint, **streams)
         else:
             val_loss = _validate(model, rna, atac, targets, val_idx, val_masks, bs, dev, amp)

@@ -44,3 +44,62 @@ def total(*values: float) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def launch(processes: int, target: str, kwargs: dict, device: str = "cpu", log=None):
+    """`target(**kwargs, device=...)` ("module:function") run by `processes` processes under torchrun
+    on this machine, each in the process group (NCCL on GPUs, one per process; gloo on CPUs); returns
+    what process 0 returned. Process 0 logs by printing: its lines go to `log` as they come. A failure raises
+    naming the exit status and the last lines the processes wrote."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+    from collections import deque
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="torchrun-") as folder:
+        job = Path(folder)
+        (job / "call.pkl").write_bytes(pickle.dumps({"target": target, "kwargs": kwargs, "device": device}))
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+                   "-m", "multiome_assets.models.distributed", str(job)]
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        last = deque(maxlen=20)
+        for line in child.stdout:
+            last.append(line.rstrip())
+            if log is not None and line.strip():
+                log(line.rstrip())
+        if child.wait() != 0 or not (job / "result.pkl").exists():
+            raise RuntimeError(f"torchrun with {processes} processes ran {target} and failed (exit {child.returncode}):\n"
+                               + "\n".join(last))
+        return pickle.loads((job / "result.pkl").read_bytes())
+
+
+def _run_launched(job) -> None:
+    """One process of `launch`: join the group, call the target, process 0 writes the result."""
+    import importlib
+    import os
+    import pickle
+    from pathlib import Path
+
+    call = pickle.loads((Path(job) / "call.pkl").read_bytes())
+    device = call["device"]
+    if device.startswith("cuda"):
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        module, name = call["target"].split(":")
+        rank = dist.get_rank()
+        result = getattr(importlib.import_module(module), name)(**call["kwargs"], device=device,
+                                                                log=(lambda line: print(line, flush=True)) if rank == 0 else None)
+        if rank == 0:
+            (Path(job) / "result.pkl").write_bytes(pickle.dumps(result))
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    import sys
+
+    _run_launched(sys.argv[1])

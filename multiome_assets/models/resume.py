@@ -26,7 +26,7 @@ def save(path: Path, *, model, opt, sched, rng: np.random.Generator, configs: di
     """Write the training's whole state to `path`, atomically."""
     from multiome_assets.warehouse import atomic_path
 
-    with atomic_path(Path(path)) as tmp:
+    with atomic_path(path) as tmp:
         torch.save({"configs": configs, "data": data, "weights": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(),
@@ -37,7 +37,10 @@ def resume(path: Path, *, model, opt, sched, rng: np.random.Generator, configs: 
            generators: dict[str, torch.Generator] | None = None) -> dict:
     """Restore what `save` wrote into these objects; return the loop's state. Refused (naming the
     file and what differs) when it is a training of another configuration or other data."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    from multiome_assets.warehouse import local_file
+
+    with local_file(path) as local:
+        saved = torch.load(local, map_location="cpu", weights_only=True)
     if saved.get("data") != data:
         raise ValueError(f"{path}: an interrupted training on other cells, data or splits; delete it to start over")
     for name, now in configs.items():

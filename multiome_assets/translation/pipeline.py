@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from multiome_assets.translation.predict import translate_atac, translate_rna
 from multiome_assets.translation.splits import rows_of, translation_splits
 from multiome_assets.translation.tokens import VocabCells, vocab_cells
 from multiome_assets.translation.train import TRAINING, TrainConfig, train_translator
-from multiome_assets.warehouse import register_artifact
+from multiome_assets.warehouse import register_artifact, remove
 
 DIRECTIONS = ("rna2atac", "atac2rna")
 # the cpu profile's training: the paper's optimizer and schedule, a larger rate (tiny models sit
@@ -128,7 +127,7 @@ def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: 
                                           device=device, checkpoint_dir=resume_from,
                                           log=log and (lambda line, s=scenario: log(f"{s} split: {line}")))
         if resume_from is not None:  # finished: a later materialization trains afresh
-            shutil.rmtree(resume_from, ignore_errors=True)
+            remove(resume_from)
         checkpoints[scenario] = Checkpoint("translator", asdict(model_config), {k: v.cpu() for k, v in model.state_dict().items()},
                                            features={"vocabularies": list(vocabularies)})
         histories[scenario] = history

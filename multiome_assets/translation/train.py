@@ -90,7 +90,7 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.step_epochs, gamma=config.gamma)
     rng = np.random.default_rng(config.seed)
     state = {"epoch": 0, "best": math.inf, "best_weights": None, "stale": 0, "history": []}
-    last = None if checkpoint_dir is None else Path(checkpoint_dir) / "last.pt"
+    last = None if checkpoint_dir is None else checkpoint_dir / "last.pt"
     # what a training learns from: its cells, the data they hold, the bins' upper edge
     data = resume.fingerprint(train_rows, val_rows, cells.rna.indptr, cells.rna.indices, cells.rna.data,
                               cells.atac.indptr, cells.atac.indices, cells.cres, np.array([upper]))

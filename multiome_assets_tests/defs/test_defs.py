@@ -1,4 +1,5 @@
 """Real Dagster materializations into a real warehouse, read back with real DuckDB."""
+import os
 import re
 import subprocess
 import sys
@@ -264,3 +265,67 @@ def test_edited_inputs_rebuild_what_reads_them(data_root, tmp_path, monkeypatch)
     again = runner.invoke(cli, select)
     assert "== materializing bmmc_starter: candidate_sets\n" in again.output, again.output
     assert warehouse.query("select distinct window_bp from candidate_sets").window_bp.tolist() == [5000]
+
+
+READER = """
+import json, sys, threading, time
+import duckdb
+from multiome_assets import warehouse
+views = warehouse.warehouse_dir() / "warehouse.duckdb"
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+while not views.exists() and not stop.is_set():
+    time.sleep(0.05)
+session = duckdb.connect(str(views), read_only=True)  # a SQL session held open all along
+seen, reads = set(), 0
+
+
+def read_all(session):
+    global reads
+    for table in ("gene_annotation", "prior_edges", "candidate_sets"):
+        sql = f"select dataset, count(*) from {table} group by 1"
+        try:
+            rows = session.execute(sql).fetchall() if session else warehouse.query(sql).values.tolist()
+        except duckdb.CatalogException:
+            continue  # not built yet (or not among the open session's views yet)
+        seen.update((table, d, int(n)) for d, n in rows)
+        reads += 1
+
+
+while not stop.is_set():
+    read_all(session)
+    read_all(None)
+read_all(None)  # the builds have ended: every table is there
+print(json.dumps({"seen": sorted(seen), "reads": reads}), flush=True)
+"""
+
+
+def test_two_builds_at_once_while_a_sql_session_reads(tmp_path, monkeypatch):
+    """Two `multiome-assets build` processes, one dataset each, at the same time (one Dagster
+    instance), while a third process holds a DuckDB session open and queries: both builds succeed,
+    and every read sees each dataset's table whole (its final row count) or not at all."""
+    import json
+
+    from ..conftest import two_priors_data_dir
+
+    two_priors_data_dir(tmp_path / "data", copy_starter=False)
+    env = {**os.environ, "MULTIOME_DATA_DIR": str(tmp_path / "data"), "MULTIOME_WAREHOUSE": str(tmp_path / "warehouse"),
+           "DAGSTER_HOME": str(tmp_path / "home")}
+    monkeypatch.setenv("MULTIOME_WAREHOUSE", env["MULTIOME_WAREHOUSE"])
+    reader = subprocess.Popen([sys.executable, "-c", READER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    builds = [subprocess.Popen([sys.executable, "-m", "multiome_assets.cli", "build", "--dataset", key,
+                                "--select", "key:multiome or key:gene_annotation or key:prior_edges or key:candidate_sets"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for key in ("bmmc_starter", "bmmc_collectri")]
+    try:
+        outputs = [b.communicate(timeout=600)[0] for b in builds]
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        observed = json.loads(reader.communicate(timeout=120)[0])
+    finally:
+        for process in (*builds, reader):
+            process.kill()
+    assert [b.returncode for b in builds] == [0, 0], outputs
+    final = {(t, d, len(warehouse.read_table(t, d))) for t in ("gene_annotation", "prior_edges", "candidate_sets")
+             for d in ("bmmc_starter", "bmmc_collectri")}
+    assert observed["reads"] > 6 and {tuple(s) for s in observed["seen"]} == final

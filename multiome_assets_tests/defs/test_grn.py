@@ -189,6 +189,30 @@ def test_no_pretraining_input_is_the_backbones_start(built):
     np.testing.assert_allclose(embeddings.embeddings["svd"]["all"], start.checkpoint.weights["gene_id.weight"].numpy())
 
 
+def test_backbone_trained_by_two_processes_under_torchrun(built):
+    """`compute: {processes: 2}`: the step launches torchrun, two gloo processes train on their shards
+    of every batch, process 0's progress reaches the run log. Dropout draws a stream per process, so
+    the weights differ from one process's in rounding and dropout only (exact agreement without
+    dropout: grn/test_pretrain.py -k torchrun)."""
+    from multiome_assets.defs.resources import ComputeDevice
+
+    instance, _ = built
+    one = warehouse.read_artifact(warehouse.find_artifact("grn_backbone", "bmmc_starter"))
+    result = dg.materialize(ASSETS, partition_key="bmmc_starter", instance=instance,
+                            resources={**RESOURCES, "compute": ComputeDevice(device="cpu", processes=2)},
+                            selection=["grn_backbone"], run_config={"ops": {"grn_backbone": SMALL["grn_backbone"]}})
+    assert result.success
+    event = result.get_asset_materialization_events()[0].materialization
+    assert event.metadata["processes"].value == 2
+    logs = [e.message for e in instance.all_logs(result.run_id) if e.message]
+    assert any("epoch 1" in m and "loss" in m for m in logs)  # process 0's progress line, through torchrun
+    two = warehouse.read_artifact(warehouse.find_artifact("grn_backbone", "bmmc_starter"))
+    assert two.history.epoch.tolist() == one.history.epoch.tolist()
+    assert two.history.val_loss.iloc[0] == pytest.approx(one.history.val_loss.iloc[0], rel=1e-5)  # the same start
+    assert two.best_val_loss == pytest.approx(one.best_val_loss, rel=0.02)
+    assert not list((warehouse.warehouse_dir() / "artifacts/backbone_checkpoints").glob("*"))
+
+
 def test_exact_svd_start_from_the_launchpad(built):
     # last in this module: it rematerializes the shared backbone with another start
     from multiome_assets.grn.pretrain import svd_identity_init
