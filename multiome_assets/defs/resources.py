@@ -19,7 +19,7 @@ class DatasetCatalog(dg.ConfigurableResource):
 
 class ComputeDevice(dg.ConfigurableResource):
     """Where models train: `auto` picks CUDA when a GPU is visible, else CPU. `processes` > 1 trains
-    the backbones under torchrun, DDP over that many processes (one per GPU; gloo on CPUs)."""
+    the backbones and translators under torchrun, DDP over that many processes (one per GPU; gloo on CPUs)."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     processes: int = 1

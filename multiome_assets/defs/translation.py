@@ -39,7 +39,7 @@ def _train(context, direction: str, config: TranslatorTraining, compute: Compute
     resume = warehouse.artifact_path("translator_checkpoints", context.partition_key, "")
     translators = pipeline.train(direction, cells, multiome.rna.obs_names, splits, profile=config.profile,
                                  device=compute.torch_device(), seed=config.seed, max_epochs=config.max_epochs,
-                                 checkpoint_dir=resume, log=context.log.info,
+                                 checkpoint_dir=resume, log=context.log.info, processes=compute.processes,
                                  vocabularies=pipeline.vocabularies(datasets.spec(context.partition_key).genome))
     context.add_output_metadata({
         "rna_counts": counts_from, "profile": config.profile,

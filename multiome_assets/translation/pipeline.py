@@ -110,8 +110,10 @@ class Translators:
 
 def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame, *, profile: str,
           device: str, seed: int = 0, max_epochs: int | None = None, checkpoint_dir=None, log=None,
-          vocabularies: list[str] = ()) -> Translators:
-    """A translator per scenario, trained on its training cells, early-stopped on its validation cells."""
+          vocabularies: list[str] = (), processes: int = 1) -> Translators:
+    """A translator per scenario, trained on its training cells, early-stopped on its validation cells.
+    `processes` > 1: each trained by that many processes under torchrun (DDP), each on its shard of
+    every batch."""
     if profile not in PROFILES:
         raise ValueError(f"translator profile {profile!r} is not one of {sorted(PROFILES)}")
     model_config = TranslatorConfig(direction, **PROFILES[profile][direction])
@@ -123,9 +125,16 @@ def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: 
         # ATAC→RNA bins' upper edge: from the training cells only
         upper = uppers[scenario] = float(np.log1p(cells.rna[train_rows].max())) if direction == "atac2rna" else 1.0
         resume_from = None if checkpoint_dir is None else checkpoint_dir / f"{direction}_{scenario}"
-        model, history = train_translator(model_config, config, cells, train_rows, val_rows, upper=upper,
-                                          device=device, checkpoint_dir=resume_from,
-                                          log=log and (lambda line, s=scenario: log(f"{s} split: {line}")))
+        inputs = dict(model_config=model_config, config=config, cells=cells, train_rows=train_rows, val_rows=val_rows,
+                      upper=upper, checkpoint_dir=resume_from)
+        told = log and (lambda line, s=scenario: log(f"{s} split: {line}"))
+        if processes > 1:
+            from multiome_assets.models.distributed import launch
+
+            model, history = launch(processes, "multiome_assets.translation.train:train_translator", inputs,
+                                    device=device, log=told)
+        else:
+            model, history = train_translator(**inputs, device=device, log=told)
         if resume_from is not None:  # finished: a later materialization trains afresh
             remove(resume_from)
         checkpoints[scenario] = Checkpoint("translator", asdict(model_config), {k: v.cpu() for k, v in model.state_dict().items()},

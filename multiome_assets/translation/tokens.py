@@ -107,6 +107,11 @@ class Batch:
     targets: torch.Tensor  # (B, Lq): 0/1 (rna2atac) or bin (atac2rna)
     source_value: torch.Tensor | None = None  # (B, Ls) counts (rna2atac)
 
+    def rows(self, which: slice) -> "Batch":
+        """These cells of the batch (a process's shard under DDP)."""
+        return Batch(*(None if t is None else t[which] for t in (
+            self.source_index, self.source_mask, self.query_index, self.query_mask, self.targets, self.source_value)))
+
     def to(self, device) -> "Batch":
         return Batch(*(None if t is None else t.to(device) for t in (
             self.source_index, self.source_mask, self.query_index, self.query_mask, self.targets, self.source_value)))

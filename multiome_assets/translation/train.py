@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from multiome_assets.models import resume
+from multiome_assets.models import distributed, resume
 from multiome_assets.models.cisformer import Translator, TranslatorConfig
 from multiome_assets.models.precision import autocast, training_amp
 from multiome_assets.models.progress import TrainingLog
@@ -97,23 +97,31 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
     configs = {"model_config": asdict(model_config), "train_config": asdict(config)}
     if last is not None and last.exists():
         state = resume.resume(last, model=model, opt=opt, sched=sched, rng=rng, configs=configs, data=data)
-    progress = TrainingLog(log, direction)
+    rank, _ = distributed.world()
+    net = distributed.parallel(model)  # DDP under torchrun: each process trains on its shard of every batch
+    progress = TrainingLog(log if rank == 0 else None, direction)
     while state["epoch"] < config.max_epochs and state["stale"] < config.patience:
         model.train()
-        losses = []
+        losses = []  # per batch, this process's share of the batch's mean loss
         batches = _epoch_batches(direction, cells, train_rows, config, rng)
         progress.start_epoch(state["epoch"] + 1, len(batches))
         for rows in batches:
-            batch = make_batch(direction, cells, rows, rng, upper, config).to(device)
-            with autocast(device, amp):  # bf16 only on a GPU that computes it natively
-                logits = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
-            loss = model.loss(logits.float(), batch.targets, batch.query_mask)
+            whole = make_batch(direction, cells, rows, rng, upper, config)  # every process draws the global batch
+            batch = whole.rows(distributed.shard(len(rows))).to(device)
+            mine, queries = int(batch.query_mask.sum()), int(whole.query_mask.sum())
+            if len(batch.query_mask):
+                with autocast(device, amp):  # bf16 only on a GPU that computes it natively
+                    logits = net(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
+                loss = model.loss(logits.float(), batch.targets, batch.query_mask)
+            else:  # a batch smaller than the number of processes: join the gradient average with nothing
+                loss = sum(p.sum() for p in model.parameters()) * 0.0
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * distributed.shard_weight(mine, queries)).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
-            losses.append(loss.item())
-            progress.step(len(rows), losses[-1])
+            losses.append(loss.item() * mine / max(queries, 1))
+            progress.step(len(batch.query_mask), loss.item())
+        losses = distributed.total(*losses)  # each batch's mean loss over all processes
         sched.step()
         val = validation_loss(model, cells, val_rows, config, upper, device)
         state["epoch"] += 1
@@ -123,7 +131,7 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
             state.update(best=val, stale=0, best_weights={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         else:
             state["stale"] += 1
-        if last is not None:
+        if last is not None and rank == 0:
             resume.save(last, model=model, opt=opt, sched=sched, rng=rng, configs=configs, data=data, state=state)
         progress.end_epoch(row["train_loss"], val)
     if state["best_weights"] is not None:
