@@ -261,19 +261,18 @@ def pretrain_backbone(
                 batch = order[start : start + bs]
                 batch_mask = _masks(len(batch), n_genes, cfg.mask_fraction, mask_gen)  # the global batch's
                 mine = distributed.shard(len(batch))
-                rows, mask = batch[mine], batch_mask[mine].to(dev)
-                if len(rows):
-                    with autocast(dev, amp):
-                        _, loss = net(_dense(rna, rows, dev), _dense(atac, rows, dev), mask, _dense(targets, rows, dev))
-                else:  # a batch smaller than the number of processes: join the gradient average with nothing
-                    loss = sum(p.sum() for p in model.parameters()) * 0.0
+                n_mine, masked = len(batch[mine]), int(batch_mask[mine].sum())
+                run = distributed.stand_in(mine, len(batch))  # weighted 0 when this process has no rows
+                rows, mask = batch[run], batch_mask[run].to(dev)
+                with autocast(dev, amp):
+                    _, loss = net(_dense(rna, rows, dev), _dense(atac, rows, dev), mask, _dense(targets, rows, dev))
                 opt.zero_grad(set_to_none=True)
-                (loss * distributed.shard_weight(int(mask.sum()), int(batch_mask.sum()))).backward()
+                (loss * distributed.shard_weight(masked, int(batch_mask.sum()))).backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 opt.step()
                 sched.step()
-                nll_sum, n_masked = nll_sum + loss.item() * int(mask.sum()), n_masked + int(mask.sum())
-                progress.step(len(rows), loss.item())
+                nll_sum, n_masked = nll_sum + loss.item() * masked, n_masked + masked
+                progress.step(n_mine, loss.item())
                 state["step"] += 1
                 if state["step"] >= total_steps:
                     break

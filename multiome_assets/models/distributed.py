@@ -31,6 +31,13 @@ def shard(n: int) -> slice:
     return slice(rank, n, size)
 
 
+def stand_in(part: slice, n: int) -> slice:
+    """`part` of a batch of `n` rows, or its first row when `part` is empty (a batch smaller than the
+    number of processes). A process with no rows still runs forward and backward, so that DDP's
+    collectives stay in step across processes; weight its loss by `shard_weight(0, ...)`, i.e. 0."""
+    return part if len(range(*part.indices(n))) else slice(0, 1)
+
+
 def shard_weight(local: int, total: int) -> float:
     """Scale of a shard's mean loss over `local` items so that, averaged over processes by DDP, the
     gradients are those of the mean over all `total` items of the global batch."""

@@ -107,20 +107,18 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
         progress.start_epoch(state["epoch"] + 1, len(batches))
         for rows in batches:
             whole = make_batch(direction, cells, rows, rng, upper, config)  # every process draws the global batch
-            batch = whole.rows(distributed.shard(len(rows))).to(device)
-            mine, queries = int(batch.query_mask.sum()), int(whole.query_mask.sum())
-            if len(batch.query_mask):
-                with autocast(device, amp):  # bf16 only on a GPU that computes it natively
-                    logits = net(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
-                loss = model.loss(logits.float(), batch.targets, batch.query_mask)
-            else:  # a batch smaller than the number of processes: join the gradient average with nothing
-                loss = sum(p.sum() for p in model.parameters()) * 0.0
+            part = distributed.shard(len(rows))
+            n_mine, mine, queries = len(rows[part]), int(whole.query_mask[part].sum()), int(whole.query_mask.sum())
+            batch = whole.rows(distributed.stand_in(part, len(rows))).to(device)  # weighted 0 when this process has no rows
+            with autocast(device, amp):  # bf16 only on a GPU that computes it natively
+                logits = net(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
+            loss = model.loss(logits.float(), batch.targets, batch.query_mask)
             opt.zero_grad(set_to_none=True)
             (loss * distributed.shard_weight(mine, queries)).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             losses.append(loss.item() * mine / max(queries, 1))
-            progress.step(len(batch.query_mask), loss.item())
+            progress.step(n_mine, loss.item())
         losses = distributed.total(*losses)  # each batch's mean loss over all processes
         sched.step()
         val = validation_loss(model, cells, val_rows, config, upper, device)
