@@ -1,6 +1,6 @@
 """Scaling of the pipeline's stages with cells (N) and genes (G), on calibrated simulated data.
 
-For each size a dataset is simulated (:func:`multiome_assets.grn.simulate.simulate_dataset`,
+For each size a dataset is simulated (:func:`multiome_assets.grn.simulate_dataset.simulate_dataset`,
 peaks = 5 x genes) and each stage runs in a fresh subprocess, so that its peak RSS
 (``ru_maxrss``) is its own. A stage's inputs are built in that subprocess before the clock starts;
 ``rss_before_gb`` is the peak RSS once they are built, ``peak_rss_gb`` the peak after the stage.
@@ -143,7 +143,7 @@ def dataset_key(n_cells: int, n_genes: int) -> str:
 
 def ensure_dataset(root: Path, n_cells: int, n_genes: int) -> str:
     """The simulated dataset of this size under root/datasets (simulated once, kept)."""
-    from multiome_assets.grn.simulate import simulate_dataset
+    from multiome_assets.grn.simulate_dataset import simulate_dataset
 
     key = dataset_key(n_cells, n_genes)
     if not (root / "datasets" / key / "dataset.yaml").exists():
