@@ -43,7 +43,8 @@ def inner_prior(prior_edges: pd.DataFrame, split: str, seed: int) -> pd.DataFram
 
 def degree_heads(inner: pd.DataFrame, space, genes: pd.Index, regulators, seed: int, device: str) -> dict:
     """TF-held-out scores of the degree-only BCE head reading in-degree, or out- and in-degree."""
-    from multiome_assets.grn.head import EdgeHeadConfig, score_all_pairs, train_edge_head
+    from multiome_assets.grn.head import score_all_pairs, train_edge_head
+    from multiome_assets.models.edge_head import EdgeHeadConfig
 
     positives = pipeline.train_pairs(inner, "tf_heldout", genes, regulators)
     no_embedding = np.zeros((len(genes), 0), dtype=np.float32)

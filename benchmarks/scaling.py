@@ -1,6 +1,6 @@
 """Scaling of the pipeline's stages with cells (N) and genes (G), on calibrated simulated data.
 
-For each size a dataset is simulated (:func:`multiome_assets.grn.simulate_dataset.simulate_dataset`,
+For each size a dataset is simulated (:func:`multiome_assets.simulate.dataset.simulate_dataset`,
 peaks = 5 x genes) and each stage runs in a fresh subprocess, so that its peak RSS
 (``ru_maxrss``) is its own. A stage's inputs are built in that subprocess before the clock starts;
 ``rss_before_gb`` is the peak RSS once they are built, ``peak_rss_gb`` the peak after the stage.
@@ -79,12 +79,13 @@ def _grn_inputs(spec, mo, work: Path):
     if path.exists():
         return pickle.loads(path.read_bytes())
     from multiome_assets import priors
+    from multiome_assets.cells import cell_labels, cell_sets
     from multiome_assets.grn import baselines, pipeline
     from multiome_assets.grn.artifacts import BaselineScores, GeneEmbeddings
 
     prior = priors.load_prior_edges(spec.prior, mo.rna.var_names, priors.read_tf_list(spec.tf_list))
     regulators = pipeline.regulator_universe(mo.rna.var_names, priors.read_tf_list(spec.tf_list))
-    sets = pipeline.cell_sets(mo, spec.cell_type_column)
+    sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), mo.n_cells)
     svd = pipeline.svd_embeddings(mo, sets, d=32, seed=0)
     embeddings = GeneEmbeddings(list(mo.rna.var_names), sets,
                                 {name: svd for name in ("full", "rna_only", "random_candidates", "svd")}, "cpu")
@@ -143,7 +144,7 @@ def dataset_key(n_cells: int, n_genes: int) -> str:
 
 def ensure_dataset(root: Path, n_cells: int, n_genes: int) -> str:
     """The simulated dataset of this size under root/datasets (simulated once, kept)."""
-    from multiome_assets.grn.simulate_dataset import simulate_dataset
+    from multiome_assets.simulate.dataset import simulate_dataset
 
     key = dataset_key(n_cells, n_genes)
     if not (root / "datasets" / key / "dataset.yaml").exists():

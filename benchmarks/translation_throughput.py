@@ -24,7 +24,7 @@ EPYC (its flash-attn replaced by SDPA, fp32) are printed for the speed-up column
     python benchmarks/translation_throughput.py --device cuda --batch-full 16
     python benchmarks/translation_throughput.py --links      # link extraction time on the bundled datasets
 
-``--links`` times what the link assets compute (`translation.links`) with `cpu`-profile translators
+``--links`` times what the link assets compute (`links.extract`) with `cpu`-profile translators
 (weights do not change the cost): attention links of up to 100 cells per cell type and of `all`,
 gene link scores, and correlation links, per bundled dataset.
 """
@@ -184,8 +184,9 @@ def time_links(dataset: str) -> dict:
     from multiome_assets.models.cisformer import PROFILES, Translator, TranslatorConfig
     from multiome_assets.preprocess import preprocess
     from multiome_assets.readers import read_dataset
-    from multiome_assets.translation import links
-    from multiome_assets.translation.pipeline import cell_labels, load_cells, training_config
+    from multiome_assets.links import extract
+    from multiome_assets.cells import cell_labels, cell_sets
+    from multiome_assets.translation.pipeline import load_cells, training_config
 
     spec = load_spec(dataset)
     mo, _ = preprocess(read_dataset(spec), spec.qc, spec.rna_values)
@@ -193,8 +194,8 @@ def time_links(dataset: str) -> dict:
     genes = annotation.match_genes(mo.rna.var_names, mo.rna.var.get("gene_ids"), annotation.read_annotation(spec.annotation))
     vocab_map = annotation.map_to_vocab(genes, annotation.read_gene_vocab(reference_path("gene_vocab_38244")))
     cells, _ = load_cells(mo, vocab_map, binarize_to_vocab(mo.atac.X, peak_to_vocab(mo.atac.var, vocab)), spec)
-    pairs = links.window_pairs(cells, vocab_map.merge(genes[["gene", "chrom", "tss"]], on="gene"), vocab, spec.link_window)
-    sets = links.cell_sets(cell_labels(mo, spec.cell_type_column), cells.n_cells)
+    pairs = extract.window_pairs(cells, vocab_map.merge(genes[["gene", "chrom", "tss"]], on="gene"), vocab, spec.link_window)
+    sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells, max_cells=extract.MAX_CELLS_PER_SET)
     torch.manual_seed(0)
     out = {"dataset": dataset, "sets": len(sets), "cells": int(sum(len(r) for r in sets.values())),
            "genes": len(cells.genes), "cres": len(cells.cres), "pairs": len(pairs)}
@@ -203,15 +204,15 @@ def time_links(dataset: str) -> dict:
         config = training_config(direction, "cpu", 0)
         t = time.perf_counter()
         if direction == "atac2rna":
-            links.attention_links(model, cells, pairs, sets, gene_chunk=config.n_queries, max_cres=config.max_source)
+            extract.attention_links(model, cells, pairs, sets, gene_chunk=config.n_queries, max_cres=config.max_source)
             out["attention_links_s"] = time.perf_counter() - t
         else:
-            links.gene_link_scores(model, cells, sets, cre_chunk=config.n_queries, max_genes=config.max_source)
+            extract.gene_link_scores(model, cells, sets, cre_chunk=config.n_queries, max_genes=config.max_source)
             out["gene_link_scores_s"] = time.perf_counter() - t
     from multiome_assets.preprocess import log_normalize
 
     t = time.perf_counter()
-    links.correlation_links(cells, log_normalize(cells.rna[:, cells.genes].tocsr()), pairs)
+    extract.correlation_links(cells, log_normalize(cells.rna[:, cells.genes].tocsr()), pairs)
     out["correlation_links_s"] = time.perf_counter() - t
     return out
 

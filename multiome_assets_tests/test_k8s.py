@@ -1,7 +1,6 @@
 """The cluster configuration (multiome_assets/k8s.py, deploy/), checked with dagster-k8s's own code:
 no cluster exists here, so the executor config is validated against the k8s_job_executor's schema
 and the Job manifests its step handler would submit are built and inspected."""
-from pathlib import Path
 
 import dagster as dg
 import pytest

@@ -2,7 +2,6 @@
 import h5py
 import mudata
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 

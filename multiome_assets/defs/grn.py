@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from multiome_assets import priors
+from multiome_assets.cells import cell_labels, cell_sets
 from multiome_assets.warehouse import read_parquet
 from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS
@@ -15,7 +16,7 @@ from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.grn import baselines, pipeline
 from multiome_assets.grn.artifacts import Backbone, BaselineScores, EdgeHeads, GeneEmbeddings
-from multiome_assets.grn.head import EdgeHeadConfig
+from multiome_assets.models.edge_head import EdgeHeadConfig
 from multiome_assets.grn.pretrain import PretrainConfig
 from multiome_assets.readers import Multiome
 
@@ -106,7 +107,7 @@ def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
                    grn_backbone_random_candidates: Backbone) -> GeneEmbeddings:
     """Frozen-backbone gene states averaged per cell set ('all', and each cell type with labels)."""
     spec = datasets.spec(context.partition_key)
-    sets = pipeline.cell_sets(multiome, spec.cell_type_column, source=str(spec.yaml_path))
+    sets = cell_sets(cell_labels(multiome.rna.obs, spec.cell_type_column, source=str(spec.yaml_path)), multiome.n_cells)
     embeddings = pipeline.gene_embeddings(multiome, sets, {
         "full": grn_backbone, "rna_only": grn_backbone_rna_only, "random_candidates": grn_backbone_random_candidates,
     }, compute.torch_device())

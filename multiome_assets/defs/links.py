@@ -1,6 +1,6 @@
 """CRE–gene links from the translators' attention, beside correlation links; per-cCRE scores,
 cell-type-specific cCREs, their validation and the enrichment tables. Bodies are calls into
-`multiome_assets.translation.link_pipeline`."""
+`multiome_assets.links.pipeline`."""
 import dagster as dg
 import pandas as pd
 import scipy.sparse as sp
@@ -12,15 +12,15 @@ from multiome_assets.defs.metadata import png_markdown
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.readers import Multiome
-from multiome_assets.translation import link_pipeline
-from multiome_assets.translation.figures import link_figures
+from multiome_assets.links import pipeline
+from multiome_assets.links.figures import link_figures
 from multiome_assets.translation.pipeline import Translators
 
 ARGS = dict(partitions_def=dataset_partitions, io_manager_key="warehouse", group_name="links")
 
 
 def _note(datasets: DatasetCatalog, key: str) -> dict:
-    return {} if datasets.spec(key).cell_type_column else {"note": link_pipeline.NO_CELL_TYPES}
+    return {} if datasets.spec(key).cell_type_column else {"note": pipeline.NO_CELL_TYPES}
 
 
 @dg.asset(**ARGS, deps=[INPUTS["link_window"], INPUTS["cell_type_column"]], pool="gpu", code_version="1",
@@ -31,7 +31,7 @@ def cre_gene_links(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
     """cCRE→gene links within ±link_window of each TSS: `attention` (ATAC→RNA cross-attention, per
     cell type and `all`) and `correlation` (metacell peak–gene Pearson r, `all`), ranked per gene."""
     key = context.partition_key
-    table = link_pipeline.cre_gene_links(translator_atac2rna, multiome, gene_vocab_map, gene_annotation,
+    table = pipeline.cre_gene_links(translator_atac2rna, multiome, gene_vocab_map, gene_annotation,
                                          peak_vocab_matrix, datasets.spec(key), compute.torch_device())
     context.add_output_metadata({**_note(datasets, key), "links": dg.MetadataValue.md(
         table.groupby(["method", "cell_type"]).size().rename("links").reset_index().to_markdown(index=False))})
@@ -46,21 +46,21 @@ def gene_link_scores(context: dg.AssetExecutionContext, datasets: DatasetCatalog
     min-max scaled), ranked."""
     key = context.partition_key
     context.add_output_metadata(_note(datasets, key))
-    return link_pipeline.gene_link_scores(translator_rna2atac, multiome, gene_vocab_map, peak_vocab_matrix,
+    return pipeline.gene_link_scores(translator_rna2atac, multiome, gene_vocab_map, peak_vocab_matrix,
                                           datasets.spec(key), compute.torch_device())
 
 
 @dg.asset(**ARGS, code_version="1", kinds={"parquet"})
 def cre_link_scores(cre_gene_links: pd.DataFrame) -> pd.DataFrame:
     """Per cell type, each cCRE's attention link scores summed over its genes."""
-    return link_pipeline.cre_link_scores(cre_gene_links)
+    return pipeline.cre_link_scores(cre_gene_links)
 
 
 @dg.asset(**ARGS, code_version="1", kinds={"parquet"})
 def celltype_specific_cres(context: dg.AssetExecutionContext, cre_link_scores: pd.DataFrame) -> pd.DataFrame:
     """Each cCRE's score scaled to [-1, 1] across cell types, ranked 1-5; `specific` where it ranks 5
     in exactly one cell type."""
-    table = link_pipeline.celltype_specific_cres(cre_link_scores)
+    table = pipeline.celltype_specific_cres(cre_link_scores)
     context.add_output_metadata({"specific_per_cell_type": dg.MetadataValue.json(
         table[table.specific].groupby("cell_type").size().to_dict() if len(table) else {})})
     return table
@@ -74,7 +74,7 @@ def link_validation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
     """Per method: the top-N links against distance-matched random pairs by pseudobulk correlation
     (one-sided), expression by number of strong links, and the distance of the top links."""
     key = context.partition_key
-    table = link_pipeline.link_validation(cre_gene_links, multiome, gene_vocab_map, gene_annotation,
+    table = pipeline.link_validation(cre_gene_links, multiome, gene_vocab_map, gene_annotation,
                                           peak_vocab_matrix, datasets.spec(key))
     path = warehouse.artifact_path("link_figures", key, ".png")
     link_figures(cre_gene_links, table, path, title=key)
@@ -91,7 +91,7 @@ def enrichment(context: dg.AssetExecutionContext, datasets: DatasetCatalog, cre_
     genes they link to; and, when the dataset names them, BED sets, fine-mapped variants (PIP
     ratio) and JASPAR motifs (with a genome FASTA). One table, a `kind` column."""
     key = context.partition_key
-    table = link_pipeline.enrichment_table(cre_gene_links, celltype_specific_cres, prior_edges, datasets.spec(key))
+    table = pipeline.enrichment_table(cre_gene_links, celltype_specific_cres, prior_edges, datasets.spec(key))
     context.add_output_metadata({**_note(datasets, key), "by_kind": dg.MetadataValue.json(
         table.groupby("kind").size().to_dict())})
     return table

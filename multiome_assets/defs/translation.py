@@ -5,6 +5,7 @@ import mudata
 import pandas as pd
 import scipy.sparse as sp
 
+from multiome_assets.cells import cell_labels
 from multiome_assets.defs.inputs import INPUTS, versioned
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.metadata import png_markdown
@@ -106,7 +107,7 @@ def translation_metrics(context: dg.AssetExecutionContext, datasets: DatasetCata
     held-out cells, per direction and scenario; a UMAP of measured and translated test cells."""
     spec = datasets.spec(context.partition_key)
     cells, counts_from = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, spec)
-    labels = pipeline.cell_labels(multiome, spec.cell_type_column)
+    labels = cell_labels(multiome.rna.obs, spec.cell_type_column)
     profiles = {"rna2atac": translated_atac, "atac2rna": translated_rna}
     table = pd.concat([pipeline.evaluate(direction, p, cells, multiome.rna.obs_names, translation_splits, labels,
                                          translator_rna2atac.thresholds) for direction, p in profiles.items()],
@@ -167,7 +168,7 @@ def cross_translation_metrics(context: dg.AssetExecutionContext, datasets: Datas
     spec = datasets.spec(context.partition_key)
     table = cross.metrics_from(spec, multiome, gene_vocab_map, peak_vocab_matrix,
                                {"rna2atac": cross_translated_atac, "atac2rna": cross_translated_rna},
-                               warehouse.directory(), pipeline.cell_labels(multiome, spec.cell_type_column))
+                               warehouse.directory(), cell_labels(multiome.rna.obs, spec.cell_type_column))
     context.add_output_metadata(_summary(table))
     return table
 

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from multiome_assets.dataset import DatasetError
 from multiome_assets.grn.artifacts import (
     HEAD_INPUTS,
     OBJECTIVES,
@@ -36,7 +35,6 @@ from multiome_assets.models.checkpoint import CheckpointMismatch
 from multiome_assets.priors import SPLITS, split_frames
 from multiome_assets.readers import Multiome
 
-MIN_CELLS_PER_CONTEXT = 10
 HEADLINE_METHODS = ("epiawarenet_bce", "epiawarenet_nnpu", "grnboost2", "pearson", "degree_target_in", "degree_product")
 
 
@@ -82,22 +80,6 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
 def _no_candidates() -> pd.DataFrame:
     return pd.DataFrame({"gene": pd.Series([], dtype=str), "peak_index": pd.Series([], dtype=np.int64),
                          "rank": pd.Series([], dtype=np.int64)})
-
-
-def cell_sets(mo: Multiome, cell_type_column: str | None, source: str = "cell_type_column") -> dict[str, np.ndarray]:
-    """'all' cells, plus one set per cell type with at least MIN_CELLS_PER_CONTEXT cells (cells
-    without a label are in 'all' only)."""
-    sets = {"all": np.arange(mo.n_cells)}
-    if cell_type_column and cell_type_column not in mo.rna.obs:  # the setting changed after the cells were read
-        raise DatasetError(f"{source}: cell_type_column {cell_type_column!r} is not a column of the cells "
-                           f"(columns: {list(mo.rna.obs.columns)})")
-    if cell_type_column:
-        column = mo.rna.obs[cell_type_column]
-        labelled, labels = column.notna().to_numpy(), column.astype(str).to_numpy()
-        names, counts = np.unique(labels[labelled], return_counts=True)
-        for name in names[counts >= MIN_CELLS_PER_CONTEXT]:
-            sets[str(name)] = np.flatnonzero(labelled & (labels == name))
-    return sets
 
 
 def embed(backbone: Backbone, mo: Multiome, sets: dict[str, np.ndarray], device: str) -> dict[str, np.ndarray]:
@@ -189,7 +171,9 @@ def train_heads(embeddings: GeneEmbeddings, prior_edges: pd.DataFrame, genes: pd
     """
     from dataclasses import asdict
 
-    from multiome_assets.grn.head import EdgeHeadConfig, edge_head_checkpoint, train_edge_head
+    from multiome_assets.grn.head import edge_head_checkpoint, train_edge_head
+
+    from multiome_assets.models.edge_head import EdgeHeadConfig
 
     settings = {k: v for k, v in (("epochs", epochs), ("min_steps", min_steps), ("prior_pi", prior_pi)) if v is not None}
     reg_index = pd.Index(genes).get_indexer(regulators)

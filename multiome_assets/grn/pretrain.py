@@ -2,17 +2,8 @@
 
 Pretraining hides ``mask_fraction`` of the genes of every cell (their values never reach the
 model, see :meth:`GRNTransformer.embed_genes`) and reconstructs them from the final gene
-states with a negative-binomial decoder. The NB needs integer counts; :func:`nb_targets` says
-where they come from:
-
-- ``counts`` given (``layers['counts']``): the raw counts.
-- model input already integral: it is the raw counts.
-- model input equal to ``log1p(counts)`` or ``log2(1 + counts)`` (the bundled SNARE-seq matrix
-  is the latter): the counts are recovered exactly by inverting the transform.
-- otherwise (``log1p`` of library-normalized values): ``round(expm1(x))``, pseudo-counts on the
-  normalized scale. The NB then models normalized expression with integer support; the
-  per-cell size factor in the decoder absorbs the scale. Documented, not hidden: the
-  checkpoint records which target was used (``"nb_target"``).
+states with a negative-binomial decoder. The NB needs integer counts:
+:func:`multiome_assets.preprocess.nb_targets` says where they come from.
 
 Training follows the reference (training/train_epiaware_backbone.py): AdamW, cosine schedule
 over the planned steps, gradient clipping at 1.0, a held-out validation set of cells (seeded)
@@ -44,9 +35,10 @@ from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 from multiome_assets.models.precision import autocast, training_amp
 from multiome_assets.models.progress import TrainingLog
+from multiome_assets.preprocess import nb_targets
 from multiome_assets.warehouse import as_path
 
-__all__ = ["PretrainConfig", "PROFILES", "pretrain_backbone", "svd_identity_init", "load_backbone", "gene_embeddings", "nb_targets"]
+__all__ = ["PretrainConfig", "PROFILES", "pretrain_backbone", "svd_identity_init", "load_backbone", "gene_embeddings"]
 
 
 @dataclass(frozen=True)
@@ -79,25 +71,6 @@ PROFILES: dict[str, tuple[dict, PretrainConfig]] = {
         PretrainConfig(lr=2e-3, batch_size=32, max_epochs=1, patience=1),
     ),
 }
-
-
-def nb_targets(rna: sp.csr_matrix, counts: sp.csr_matrix | None = None) -> tuple[sp.csr_matrix, str]:
-    """Integer NB targets (cells x genes) and how they were obtained (see the module docstring)."""
-    if counts is not None:
-        counts = sp.csr_matrix(counts, dtype=np.float32)
-        if counts.shape != rna.shape:
-            raise ValueError(f"counts has shape {counts.shape}, rna has {rna.shape}; they must match")
-        return counts, "counts"
-    x = sp.csr_matrix(rna, dtype=np.float64)
-    for name, inverse in (("counts", lambda v: v), ("expm1", np.expm1), ("exp2m1", lambda v: np.exp2(v) - 1)):
-        y = inverse(x.data)
-        if np.all(y >= 0) and np.all(np.abs(y - np.round(y)) <= 1e-3 * np.maximum(1.0, y)):
-            break
-    else:
-        name, y = "round_expm1", np.expm1(x.data)
-    out = sp.csr_matrix((np.round(y).astype(np.float32), x.indices, x.indptr), shape=x.shape)
-    out.eliminate_zeros()
-    return out, name
 
 
 def svd_identity_init(x: sp.csr_matrix, d: int, seed: int, solver: str = "randomized") -> np.ndarray:
@@ -182,7 +155,7 @@ def pretrain_backbone(
     candidates
         (genes, C) int candidate peak columns per gene ranked by distance, -1 padded.
     counts
-        (cells, genes) raw counts for the NB targets; None: derived from ``rna`` (:func:`nb_targets`).
+        (cells, genes) raw counts for the NB targets; None: derived from ``rna`` (:func:`multiome_assets.preprocess.nb_targets`).
     device
         ``"cpu"`` or ``"cuda"``.
     amp

@@ -16,6 +16,8 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.linear_model import Ridge
 from sklearn.neighbors import NearestNeighbors
 
+from multiome_assets.cells import cell_types
+
 
 def source_embedding(source: sp.csr_matrix, train: np.ndarray, kind: str, n_components: int = 30,
                      seed: int = 0) -> np.ndarray:
@@ -52,8 +54,9 @@ def ridge(z_train: np.ndarray, target_train: np.ndarray, z_test: np.ndarray, alp
 
 
 def cell_type_mean(target_train: np.ndarray, labels_train: np.ndarray, labels_test: np.ndarray) -> np.ndarray:
+    """Each test cell gets the training mean of its type; unlabelled cells and unseen types the global mean."""
     out = global_mean(target_train, len(labels_test))
-    for label in np.unique(labels_test):
+    for label in cell_types(labels_test)[0]:
         seen = labels_train == label
         if seen.any():
             out[labels_test == label] = target_train[seen].mean(0)

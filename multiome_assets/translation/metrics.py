@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats as scipy_stats
+from sklearn import metrics as skm
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
 
+from multiome_assets.cells import cell_types, labelled
 from multiome_assets.stats import auroc, average_precision, rank_curve
 
 
@@ -66,25 +70,26 @@ def _columnwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def pseudobulk_pearson(predicted: np.ndarray, truth: np.ndarray, labels: np.ndarray | None) -> float:
-    """Mean over cell types (all cells as one without labels) of the Pearson, across features, of the
-    type's mean predicted and mean measured profile."""
-    labels = np.zeros(len(truth)) if labels is None else labels
-    r = [np.corrcoef(predicted[labels == t].mean(0), truth[labels == t].mean(0))[0, 1] for t in np.unique(labels)]
+    """Mean over cell types (all cells as one without labels; unlabelled cells in no type) of the
+    Pearson, across features, of the type's mean predicted and mean measured profile."""
+    if labels is None:
+        labels, types = np.zeros(len(truth), dtype=object), [0]
+    else:
+        types = cell_types(labels)[0]
+    r = [np.corrcoef(predicted[labels == t].mean(0), truth[labels == t].mean(0))[0, 1] for t in types]
     return float(np.nanmean(r))
 
 
 def clustering_scores(profile: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """K-means (k = number of cell types) on a PCA of the profiles, against the cell types."""
-    from sklearn import metrics
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA
-
+    """K-means (k = number of cell types) on a PCA of the labelled cells' profiles, against their types."""
+    keep = labelled(labels)
+    profile, labels = profile[keep], labels[keep].astype(str)
     k = len(np.unique(labels))
     if k < 2 or len(labels) <= k:
         return {}
     z = PCA(max(1, min(20, profile.shape[0] - 1, profile.shape[1])), random_state=seed).fit_transform(profile)
     clusters = KMeans(k, n_init=10, random_state=seed).fit_predict(z)
-    return {"ami": metrics.adjusted_mutual_info_score(labels, clusters),
-            "nmi": metrics.normalized_mutual_info_score(labels, clusters),
-            "ari": metrics.adjusted_rand_score(labels, clusters),
-            "homogeneity": metrics.homogeneity_score(labels, clusters)}
+    return {"ami": skm.adjusted_mutual_info_score(labels, clusters),
+            "nmi": skm.normalized_mutual_info_score(labels, clusters),
+            "ari": skm.adjusted_rand_score(labels, clusters),
+            "homogeneity": skm.homogeneity_score(labels, clusters)}

@@ -48,10 +48,10 @@ def vocabularies(genome: str) -> list[str]:
 def load_cells(mo: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
                spec: DatasetSpec | None = None, need: tuple[str, ...] = ("rna", "atac")) -> tuple[VocabCells, str]:
     """The cells in the fixed vocabularies, and where the RNA counts came from (the counts layer,
-    or counts recovered from the normalized values, `grn.pretrain.nb_targets`). Refused when a
+    or counts recovered from the normalized values, `preprocess.nb_targets`). Refused when a
     modality in `need` is absent or misses the vocabulary."""
     from multiome_assets.annotation import read_gene_vocab
-    from multiome_assets.grn.pretrain import nb_targets
+    from multiome_assets.preprocess import nb_targets
 
     def where(modality: str) -> str:
         return str(spec.file_of(modality)) if spec else "dataset"
@@ -295,10 +295,3 @@ def _baselines(source, kind, target, train, test, labels) -> dict[str, np.ndarra
 def config_json(profile: str, counts_from: str, translator_from: str | None = None) -> str:
     return json.dumps({"profile": profile, "rna_counts": counts_from}
                       | ({"translator_from": translator_from} if translator_from else {}))
-
-
-def cell_labels(mo: Multiome, cell_type_column: str | None) -> np.ndarray | None:
-    """Each cell's type as str, or None without a cell_type_column; unlabelled cells are "unlabelled"."""
-    if not cell_type_column:
-        return None
-    return mo.rna.obs[cell_type_column].astype("string").fillna("unlabelled").to_numpy(dtype=object)

@@ -7,7 +7,6 @@ import textwrap
 
 import dagster as dg
 import numpy as np
-import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from multiome_assets import annotation, intervals
 from multiome_assets.dataset import load_spec
-from multiome_assets.grn.simulate_dataset import (
+from multiome_assets.simulate.dataset import (
     measure_calibration,
     peak_gaps,
     plan_simulation,

@@ -7,8 +7,6 @@ from sklearn.metrics import roc_auc_score
 
 from multiome_assets.grn.edge_space import EdgeSpace
 from multiome_assets.grn.head import (
-    EdgeHead,
-    EdgeHeadConfig,
     edge_head_checkpoint,
     load_edge_head,
     nnpu_risk,
@@ -16,6 +14,7 @@ from multiome_assets.grn.head import (
     train_edge_head,
 )
 from multiome_assets.grn.pairs import forbidden_flat_index, sample_unlabeled
+from multiome_assets.models.edge_head import EdgeHead, EdgeHeadConfig
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -105,23 +105,3 @@ def test_external_grns_keep_their_own_names(rng, tmp_path):
     got = pipeline.method_scores(space, "random", embeddings, None, baselines, named, "cpu", inputs=())
     assert {"external_scenicplus", "external_celloracle"} <= set(got)
     assert got["external_scenicplus"][1, len(genes) - 1] == 2.0
-
-
-def test_cell_sets_leave_unlabelled_cells_in_all_only():
-    import anndata as ad
-    import scipy.sparse as sp
-
-    from multiome_assets.readers import Multiome
-
-    labels = pd.Categorical(["T"] * 12 + [None] * 12 + ["B"] * 3)
-    obs = pd.DataFrame({"cell_type": labels}, index=[f"c{i}" for i in range(len(labels))])
-    mo = Multiome(ad.AnnData(sp.csr_matrix((len(obs), 2)), obs=obs), ad.AnnData(sp.csr_matrix((len(obs), 2)), obs=obs))
-    sets = pipeline.cell_sets(mo, "cell_type")
-    assert set(sets) == {"all", "T"}  # no 'nan' context for the 12 unlabelled cells; B has < 10 cells
-    np.testing.assert_array_equal(sets["T"], np.arange(12))
-    assert len(sets["all"]) == len(obs)
-    # a cell_type_column changed after the cells were read names the setting's file and the columns
-    from multiome_assets.dataset import DatasetError
-
-    with pytest.raises(DatasetError, match=r"dataset.yaml: cell_type_column 'celltype' is not a column.*'cell_type'"):
-        pipeline.cell_sets(mo, "celltype", source="dataset.yaml")

@@ -64,7 +64,7 @@ def test_attention_links_rank_planted_cre_gene_links_above_distance_matched_deco
     to translate a gene the model must attend to its cCRE, and its attention link must say so.
     Gradient descent does not learn every gene (a gene can stay on the plateau where it attends
     elsewhere): the links are checked for the genes it translates, and most genes must be those."""
-    from multiome_assets.translation import link_analysis, links
+    from multiome_assets.links import analysis, extract
 
     rng = np.random.default_rng(1)
     n_cells, n_genes, n_cres = 300, 12, 120
@@ -84,10 +84,10 @@ def test_attention_links_rank_planted_cre_gene_links_above_distance_matched_deco
     gene, cre = np.meshgrid(np.arange(n_genes), np.arange(n_cres), indexing="ij")
     pairs = pd.DataFrame({"gene_pos": gene.ravel(), "cre_pos": cre.ravel(),
                           "distance": rng.integers(0, 250_000, gene.size)})
-    scored = links.attention_links(model, cells, pairs, {"all": np.arange(n_cells)}, gene_chunk=n_genes,
+    scored = extract.attention_links(model, cells, pairs, {"all": np.arange(n_cells)}, gene_chunk=n_genes,
                                    max_cres=n_cres).score.to_numpy()
     chosen = np.flatnonzero(pairs.cre_pos.to_numpy() == planted[pairs.gene_pos.to_numpy()])  # gene order
-    decoys = link_analysis.distance_matched(pairs.distance.to_numpy(), chosen, rng)
+    decoys = analysis.distance_matched(pairs.distance.to_numpy(), chosen, rng)
     assert (scored[chosen] > scored[decoys])[learned].all()
     # and each learned gene's planted cCRE is in the top tenth of its 120
     by_gene = scored.reshape(n_genes, n_cres)

@@ -1,7 +1,6 @@
 """Cells as vocabulary tokens: samples are what the cell has (or lacks), batches pad to real lengths."""
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from multiome_assets.translation.tokens import (
     atac2rna_batch,

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from multiome_assets.cells import cell_labels, cell_sets
 from multiome_assets.dataset import DatasetSpec, reference_path
 from multiome_assets.intervals import read_ccre_bed
 from multiome_assets.preprocess import log_normalize
 from multiome_assets.readers import Multiome
-from multiome_assets.translation import enrichment, link_analysis, links
-from multiome_assets.translation.pipeline import Translators, _vocab_genes, cell_labels, load_cells, training_config
+from multiome_assets.links import analysis, enrichment, extract
+from multiome_assets.translation.pipeline import Translators, _vocab_genes, load_cells, training_config
 
 SCENARIO = "random"  # the translator whose attention is read: trained on 80% of the cells
 NO_CELL_TYPES = "no cell_type_column: one cell set, `all`; no cell-type-specific cCREs or enrichment"
@@ -20,7 +21,7 @@ NO_CELL_TYPES = "no cell_type_column: one cell set, `all`; no cell-type-specific
 def _cells_and_pairs(mo: Multiome, gene_vocab_map, gene_annotation, peak_vocab_matrix, spec: DatasetSpec):
     cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec)
     genes = gene_vocab_map.merge(gene_annotation[["gene", "chrom", "tss"]], on="gene")
-    pairs = links.window_pairs(cells, genes, read_ccre_bed(reference_path("ccre_hg38")), spec.link_window)
+    pairs = extract.window_pairs(cells, genes, read_ccre_bed(reference_path("ccre_hg38")), spec.link_window)
     return cells, pairs
 
 
@@ -33,13 +34,14 @@ def cre_gene_links(translators: Translators, mo: Multiome, gene_vocab_map: pd.Da
                    gene_annotation: pd.DataFrame, peak_vocab_matrix, spec: DatasetSpec, device: str) -> pd.DataFrame:
     """`cre_gene_links`: attention links per cell type (and `all`), correlation links (`all`)."""
     cells, pairs = _cells_and_pairs(mo, gene_vocab_map, gene_annotation, peak_vocab_matrix, spec)
-    sets = links.cell_sets(cell_labels(mo, spec.cell_type_column), cells.n_cells)
+    sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells,
+                     max_cells=extract.MAX_CELLS_PER_SET)
     config = training_config("atac2rna", translators.profile, 0)
-    attention = links.attention_links(translators.model(SCENARIO, device), cells, pairs, sets,
+    attention = extract.attention_links(translators.model(SCENARIO, device), cells, pairs, sets,
                                       gene_chunk=config.n_queries, max_cres=config.max_source, device=device)
-    correlation = links.correlation_links(cells, _log_expression(cells), pairs)
-    return pd.concat([links.links_table(pairs, attention, "attention"),
-                      links.links_table(pairs, correlation, "correlation")], ignore_index=True)
+    correlation = extract.correlation_links(cells, _log_expression(cells), pairs)
+    return pd.concat([extract.links_table(pairs, attention, "attention"),
+                      extract.links_table(pairs, correlation, "correlation")], ignore_index=True)
 
 
 def gene_link_scores(translators: Translators, mo: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix,
@@ -47,9 +49,10 @@ def gene_link_scores(translators: Translators, mo: Multiome, gene_vocab_map: pd.
     """`gene_link_scores`: per cell type (and `all`), how much attention each gene draws from the
     cCREs in RNA→ATAC translation (log10, min-max scaled), ranked (1 = most)."""
     cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec)
-    sets = links.cell_sets(cell_labels(mo, spec.cell_type_column), cells.n_cells)
+    sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells,
+                     max_cells=extract.MAX_CELLS_PER_SET)
     config = training_config("rna2atac", translators.profile, 0)
-    scores = links.gene_link_scores(translators.model(SCENARIO, device), cells, sets, cre_chunk=config.n_queries,
+    scores = extract.gene_link_scores(translators.model(SCENARIO, device), cells, sets, cre_chunk=config.n_queries,
                                     max_genes=config.max_source, device=device)
     vocab = _vocab_genes(cells.genes)
     table = pd.DataFrame({"cell_type": scores.cell_set.to_numpy(), "gene": vocab.symbol.to_numpy()[scores.gene_pos],
@@ -64,14 +67,14 @@ def cre_link_scores(cre_gene_links: pd.DataFrame) -> pd.DataFrame:
     cell types gets its one set, `all`."""
     attention = cre_gene_links[cre_gene_links.method == "attention"]
     typed = attention.cell_type != "all"
-    return link_analysis.cre_link_scores(attention[typed] if typed.any() else attention)
+    return analysis.cre_link_scores(attention[typed] if typed.any() else attention)
 
 
 def celltype_specific_cres(cre_scores: pd.DataFrame) -> pd.DataFrame:
     """`celltype_specific_cres`: ranks 1-5 of each cCRE across cell types; none with one cell set."""
     if cre_scores.cell_type.nunique() < 2:
         return pd.DataFrame(columns=["cre", "cell_type", "scaled_score", "rank", "specific"])
-    return link_analysis.celltype_specific(cre_scores)
+    return analysis.celltype_specific(cre_scores)
 
 
 def link_validation(cre_gene_links: pd.DataFrame, mo: Multiome, gene_vocab_map: pd.DataFrame,
@@ -79,20 +82,20 @@ def link_validation(cre_gene_links: pd.DataFrame, mo: Multiome, gene_vocab_map: 
     """`link_validation` for each method: pseudobulks are the cell types (or metacells without them)."""
     cells, pairs = _cells_and_pairs(mo, gene_vocab_map, gene_annotation, peak_vocab_matrix, spec)
     expression = _log_expression(cells)
-    labels = cell_labels(mo, spec.cell_type_column)
+    labels = cell_labels(mo.rna.obs, spec.cell_type_column)
     if labels is not None and len(np.unique(labels)) >= 3:
         kinds, group = np.unique(labels, return_inverse=True)
         weights = sp.csr_matrix((np.ones(len(group)), (group, np.arange(len(group)))), shape=(len(kinds), len(group)))
         weights = sp.diags(1 / np.asarray(weights.sum(1)).ravel()) @ weights
     else:
-        weights = links.metacells(expression)
-    r = links.correlation((weights @ expression).toarray(), (weights @ cells.atac[:, cells.cres].astype(np.float64)).toarray(),
+        weights = extract.metacells(expression)
+    r = extract.correlation((weights @ expression).toarray(), (weights @ cells.atac[:, cells.cres].astype(np.float64)).toarray(),
                           pairs.gene_pos.to_numpy(), pairs.cre_pos.to_numpy())
     index = pd.MultiIndex.from_frame(pairs[["gene", "cre"]])
     named = gene_vocab_map.dropna(subset=["vocab_index"]).drop_duplicates("vocab_index")
     names = named.set_index(named.vocab_index.astype(np.int64)).gene.reindex(cells.genes).to_numpy()
     gene_mean = pd.Series(np.asarray(expression.mean(0)).ravel(), index=names)
-    return pd.concat([link_analysis.validate(cre_gene_links[cre_gene_links.method == m], pd.Series(r, index=index),
+    return pd.concat([analysis.validate(cre_gene_links[cre_gene_links.method == m], pd.Series(r, index=index),
                                              pd.Series(pairs.distance.to_numpy(), index=index), gene_mean, m)
                       for m in ("attention", "correlation")], ignore_index=True)
 

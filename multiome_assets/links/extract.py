@@ -26,7 +26,6 @@ import scipy.sparse as sp
 import torch
 
 from multiome_assets import intervals
-from multiome_assets.grn.pipeline import MIN_CELLS_PER_CONTEXT
 from multiome_assets.translation.tokens import VocabCells, padded, sample_per_row
 
 MAX_CELLS_PER_SET = 100
@@ -58,19 +57,6 @@ def window_pairs(cells: VocabCells, genes: pd.DataFrame, vocab: pd.DataFrame, wi
         "chrom": coords.Chromosome.to_numpy(), "start": coords.Start.to_numpy(), "end": coords.End.to_numpy(),
         "distance": hits.distance.to_numpy(),
     })
-
-
-def cell_sets(labels: np.ndarray | None, n_cells: int, max_cells: int = MAX_CELLS_PER_SET, seed: int = 0,
-              min_cells: int = MIN_CELLS_PER_CONTEXT) -> dict:
-    """Up to `max_cells` cells (seeded) of each cell type with at least `min_cells` (as the per-cell-type
-    GRNs: with fewer, a 2-cell type "owns" dozens of cCREs), and of all cells as `all`."""
-    rng = np.random.default_rng(seed)
-    pick = lambda rows: np.sort(rng.choice(rows, min(max_cells, len(rows)), replace=False))  # noqa: E731
-    sets = {"all": pick(np.arange(n_cells))}
-    if labels is not None:
-        kinds, counts = np.unique(labels, return_counts=True)
-        sets |= {str(t): pick(np.flatnonzero(labels == t)) for t in kinds[counts >= min_cells]}
-    return sets
 
 
 def average_ranks(x: torch.Tensor, dim: int, valid: torch.Tensor | None = None) -> torch.Tensor:

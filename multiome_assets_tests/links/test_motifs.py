@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from multiome_assets.dataset import DatasetError, reference_path
-from multiome_assets.translation import motifs
+from multiome_assets.links import motifs
 
 COMPLEMENT = str.maketrans("ACGT", "TGCA")
 
@@ -74,7 +74,7 @@ def test_fasta_problems_name_the_file_and_the_line_or_chromosome(tmp_path):
 
 
 def test_motif_enrichment_puts_the_planted_motif_first(tmp_path, jaspar):
-    from multiome_assets.translation import enrichment
+    from multiome_assets.links import enrichment
 
     i = jaspar.names.index("TFAP2A")
     word = _consensus(jaspar, i)

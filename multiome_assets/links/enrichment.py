@@ -179,7 +179,7 @@ def causal_variants(cres: pd.DataFrame, specific: dict[str, np.ndarray], path: P
 
 def motif_enrichment(cres: pd.DataFrame, specific: dict[str, np.ndarray], fasta: Path, motif_file: Path) -> list[dict]:
     """`motif` rows: each motif among each cell type's specific cCREs vs every scored cCRE."""
-    from multiome_assets.translation import motifs
+    from multiome_assets.links import motifs
 
     jaspar = motifs.read_meme(motif_file)
     genome = motifs.read_fasta(fasta, set(cres.chrom))

@@ -43,7 +43,7 @@ dominant program), ``atac.h5ad`` (binary), ``planted_edges.csv`` (source, target
 the dataset's prior), ``planted_links.csv`` (peak, gene, distance), ``calibration.csv`` and
 ``dataset.yaml``. X is written with h5py as anndata's on-disk CSR, one chunk of cells at a time.
 
-    python -m multiome_assets.grn.simulate_dataset --cells 50000 --genes 20000 --peaks 150000 --out DIR
+    python -m multiome_assets.simulate.dataset --cells 50000 --genes 20000 --peaks 150000 --out DIR
 """
 from __future__ import annotations
 

@@ -4,10 +4,10 @@ Two simulators live here:
 
 - :func:`planted_multiome`: a small in-memory multiome with a planted TF -> target network and
   abstract genes and peaks (``TF001``, ``chr1:...``), for unit tests of the GRN stages.
-- ``simulate_dataset.simulate_dataset``: a dataset folder of any size (e.g. 50,000 cells x 20,000 genes x
+- ``multiome_assets.simulate.dataset.simulate_dataset``: a dataset folder of any size (e.g. 50,000 cells x 20,000 genes x
   150,000 peaks) written to disk in chunks of cells, calibrated on the bundled real datasets,
   with real gene names, TFs and chromosomes, so every asset of the project runs on it
-  (:mod:`multiome_assets.grn.simulate_dataset`; ``python -m multiome_assets.grn.simulate_dataset --help``).
+  (:mod:`multiome_assets.simulate.dataset`; ``python -m multiome_assets.simulate.dataset --help``).
 
 :func:`planted_multiome`'s generative story (all cells x features at once, no per-gene loops):
 

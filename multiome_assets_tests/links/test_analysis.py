@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from multiome_assets.dataset import DatasetError
-from multiome_assets.translation import enrichment, link_analysis
+from multiome_assets.links import analysis, enrichment
 
 
 def test_the_five_rank_rule_on_a_hand_made_matrix():
@@ -17,7 +17,7 @@ def test_the_five_rank_rule_on_a_hand_made_matrix():
               "d": (0.0, 3.0, 6.0)}    # scaled -1, 0, 1    -> ranks 1, 3, 5: specific to T3
     table = pd.DataFrame([(cre, f"T{i + 1}", s) for cre, row in scores.items() for i, s in enumerate(row)],
                          columns=["cre", "cell_type", "score"])
-    out = link_analysis.celltype_specific(table).set_index(["cre", "cell_type"])
+    out = analysis.celltype_specific(table).set_index(["cre", "cell_type"])
     assert out.loc[("a", "T1"), "rank"] == 5 and out.loc[("a", "T2"), "rank"] == 1
     assert out.loc[("d", "T2"), "rank"] == 3 and out.loc[("d", "T2"), "scaled_score"] == pytest.approx(0.0)
     assert "c" not in out.index.get_level_values(0)
@@ -29,7 +29,7 @@ def test_decoys_come_from_the_same_distance_decile():
     rng = np.random.default_rng(0)
     distance = rng.integers(0, 250_000, 5000)
     chosen = np.argsort(distance)[:50]  # the 50 nearest pairs
-    decoys = link_analysis.distance_matched(distance, chosen, rng)
+    decoys = analysis.distance_matched(distance, chosen, rng)
     assert not np.isin(decoys, chosen).any()
     assert distance[decoys].max() <= np.quantile(distance, 0.1) + 1
 
@@ -88,15 +88,15 @@ def test_a_bad_variant_file_is_refused_naming_the_line(tmp_path):
 
 def test_a_dataset_without_cell_types_gets_scores_for_one_set_and_no_specific_cres():
     from multiome_assets.dataset import DatasetSpec
-    from multiome_assets.translation import link_pipeline
+    from multiome_assets.links import pipeline
 
     links = pd.DataFrame({"method": "attention", "cell_type": "all", "gene": ["G1", "G1", "G2"],
                           "cre": ["a", "b", "a"], "chrom": "chr1", "start": [0, 500, 0], "end": [100, 600, 100],
                           "distance": [10, 400, 20], "score": [0.5, 0.2, 0.4], "rank": [1, 2, 1]})
-    scores = link_pipeline.cre_link_scores(links)
+    scores = pipeline.cre_link_scores(links)
     assert scores.set_index("cre").score.to_dict() == {"a": pytest.approx(0.9), "b": pytest.approx(0.2)}
-    specific = link_pipeline.celltype_specific_cres(scores)
+    specific = pipeline.celltype_specific_cres(scores)
     assert specific.empty
     spec = DatasetSpec(key="x", folder=None, format="h5ad_pair", files={})
-    table = link_pipeline.enrichment_table(links, specific, pd.DataFrame({"tf": ["T"], "target": ["G1"]}), spec)
+    table = pipeline.enrichment_table(links, specific, pd.DataFrame({"tf": ["T"], "target": ["G1"]}), spec)
     assert table.empty and list(table.columns) == enrichment.COLUMNS

@@ -8,7 +8,7 @@ import torch
 from scipy.stats import rankdata
 
 from multiome_assets.models.cisformer import Translator, TranslatorConfig
-from multiome_assets.translation import links
+from multiome_assets.links import extract
 from multiome_assets.translation.tokens import padded, sample_per_row, vocab_cells
 
 N_GENES, N_CRES = 12, 40
@@ -30,9 +30,9 @@ def tiny():
 
 def test_average_ranks_match_scipy():
     x = torch.tensor([[3.0, 1.0, 3.0, 2.0, 3.0], [0.0, 0.0, 5.0, 1.0, 0.0]])
-    np.testing.assert_allclose(links.average_ranks(x, 1).numpy(), rankdata(x.numpy(), axis=1) - 1)
+    np.testing.assert_allclose(extract.average_ranks(x, 1).numpy(), rankdata(x.numpy(), axis=1) - 1)
     valid = torch.tensor([[True, True, True, False, False]] * 2)
-    ranked = links.average_ranks(x, 1, valid)[valid].view(2, 3).numpy()
+    ranked = extract.average_ranks(x, 1, valid)[valid].view(2, 3).numpy()
     np.testing.assert_allclose(ranked, rankdata(x[:, :3].numpy(), axis=1) - 1)
 
 
@@ -61,7 +61,7 @@ def test_vectorized_attention_links_equal_the_slow_loop(tiny):
     cells, model, pairs = tiny
     rows = np.arange(9)
     # one gene chunk (chunks of gene queries attend within the chunk: the loop asks all genes at once)
-    fast = links.attention_links(model, cells, pairs, {"all": rows}, gene_chunk=N_GENES, max_cres=N_CRES,
+    fast = extract.attention_links(model, cells, pairs, {"all": rows}, gene_chunk=N_GENES, max_cres=N_CRES,
                                  batch_size=4)
     np.testing.assert_allclose(fast.score.to_numpy(), _slow_links(model, cells, pairs, rows, N_CRES), atol=1e-6)
 
@@ -76,9 +76,9 @@ def test_padded_keys_get_no_attention_and_change_no_link(tiny):
         _, layers = model(ci, cm, genes, torch.ones_like(genes, dtype=torch.bool), need_weights=True)
     for weights in layers:
         assert (weights.masked_select(~cm[:, None, None, :].expand_as(weights)) == 0).all()
-    one_by_one = links.attention_links(model, cells, pairs, {"all": rows}, gene_chunk=N_GENES, max_cres=N_CRES,
+    one_by_one = extract.attention_links(model, cells, pairs, {"all": rows}, gene_chunk=N_GENES, max_cres=N_CRES,
                                        batch_size=1)
-    batched = links.attention_links(model, cells, pairs, {"all": rows}, gene_chunk=N_GENES, max_cres=N_CRES,
+    batched = extract.attention_links(model, cells, pairs, {"all": rows}, gene_chunk=N_GENES, max_cres=N_CRES,
                                     batch_size=9)
     np.testing.assert_allclose(one_by_one.score, batched.score, atol=1e-6)
 
@@ -88,7 +88,7 @@ def test_correlation_is_pearson_pair_by_pair():
     x, y = rng.normal(size=(30, 5)), rng.normal(size=(30, 4))
     y[:, 3] = 1.0  # constant: no correlation defined
     px, py = np.array([0, 1, 4, 2]), np.array([1, 1, 0, 3])
-    r = links.correlation(x, y, px, py, chunk=3)
+    r = extract.correlation(x, y, px, py, chunk=3)
     for i, (a, b) in enumerate(zip(px[:3], py[:3])):
         assert r[i] == pytest.approx(np.corrcoef(x[:, a], y[:, b])[0, 1])
     assert np.isnan(r[3])
