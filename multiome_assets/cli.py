@@ -221,7 +221,7 @@ def priors_update(name, file):
     from multiome_assets.defs.inputs import INPUTS
     from multiome_assets.priors import check_update, read_tf_list
     from multiome_assets.readers import read_dataset
-    from multiome_assets.warehouse import atomic_path
+    from multiome_assets.files import atomic_path
 
     target = reference_path(name)
     specs = {}

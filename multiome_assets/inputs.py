@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from multiome_assets.dataset import DatasetSpec, reference_path
-from multiome_assets.warehouse import find_artifact, sha256
+from multiome_assets.files import sha256
+from multiome_assets.warehouse import find_artifact
 
 
 @dataclass(frozen=True)

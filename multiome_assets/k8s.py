@@ -25,7 +25,7 @@ from dagster_k8s import k8s_job_executor
 
 from multiome_assets.definitions import ASSETS, definitions
 from multiome_assets.defs.resources import ComputeDevice
-from multiome_assets.warehouse import as_path, is_remote
+from multiome_assets.files import as_path, is_remote
 
 # requests (what the scheduler reserves) and limits per kind of step; memory is what reading and
 # QC of a 50k-cell dataset and a backbone epoch need with room to spare (docs/performance.md)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anndata as ad
 import h5py
+import mudata
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -38,6 +39,18 @@ class Multiome:
     def __post_init__(self):
         if not self.rna.obs_names.equals(self.atac.obs_names):
             raise ValueError("rna and atac must hold the same cells in the same order")
+
+    def to_mudata(self) -> mudata.MuData:
+        """Modalities `rna` and `atac`, their obs and var also in the global ones ("rna:cell_type"), for muon users."""
+        with mudata.set_options(pull_on_update=False):  # the explicit pulls, without mudata's FutureWarning
+            mdata = mudata.MuData({"rna": self.rna, "atac": self.atac})
+            mdata.pull_obs()
+            mdata.pull_var()
+        return mdata
+
+    @classmethod
+    def from_mudata(cls, mdata: mudata.MuData) -> "Multiome":
+        return cls(mdata.mod["rna"], mdata.mod["atac"])
 
 
 def read_dataset(spec: DatasetSpec) -> Multiome:

@@ -201,7 +201,7 @@ def plot_ranking_curves(named_scores: dict[str, np.ndarray], labels: np.ndarray,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from multiome_assets.warehouse import save_figure
+    from multiome_assets.files import save_figure
 
     if not named_scores:
         raise ValueError("named_scores is empty; pass {method_name: scores}")

@@ -18,29 +18,20 @@ file either whole or in its previous version.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
-import tempfile
-import shutil
-from contextlib import contextmanager
-from pathlib import Path, PurePath
-from typing import Iterator
+import pickle
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
-from upath import UPath
-
+import scipy.sparse as sp
 from multiome_assets.dataset import data_dir
+from multiome_assets.files import as_path, atomic_path, is_remote, local_file
 
 
-ARTIFACT_TYPES: dict[str, type] = {}
-
-
-def register_artifact(cls: type) -> type:
-    """Class decorator: instances are stored as ``cls.to_state()`` (plain data, loadable with
-    ``torch.load(weights_only=True)``) and read back with ``cls.from_state``."""
-    ARTIFACT_TYPES[cls.__name__] = cls
-    return cls
+ARTIFACT_PACKAGE = "multiome_assets."  # the only modules whose types an artifact file may name
 
 
 def warehouse_dir() -> Path:
@@ -48,89 +39,9 @@ def warehouse_dir() -> Path:
     return as_path(os.environ.get("MULTIOME_WAREHOUSE") or data_dir() / "warehouse")
 
 
-def as_path(root: str | Path) -> Path:
-    """A local path as an absolute Path; a URL (`s3://bucket/prefix`) as a UPath."""
-    if isinstance(root, UPath) or "://" in str(root) and not str(root).startswith("file://"):
-        # no cached listings: other processes write here, and a cached entry holds an old version's ETag
-        return UPath(str(root), use_listings_cache=False)
-    return Path(str(root).removeprefix("file://")).resolve()
-
-
-def is_remote(path) -> bool:
-    """True for a path on an fsspec filesystem other than the local disk."""
-    return isinstance(path, UPath) and not isinstance(path, PurePath)
-
-
-@contextmanager
-def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a local temp path (ending in `suffix`, by default `path`'s own, for writers that go
-    by it); publish it as `path` only if the block succeeds: renamed over it on a local disk,
-    uploaded in one piece to a remote root. A write that fails (a full disk, a folder that cannot
-    be written, a bucket that does not exist) raises OSError naming `path`, and leaves `path` as
-    it was and no temp file behind."""
-    tmp = None
-    remote = is_remote(path)
-    try:
-        if not remote:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=None if remote else path.parent, prefix=f".{path.name}.",
-                                   suffix=path.suffix if suffix is None else suffix)
-        os.close(fd)
-        yield Path(tmp)
-        if remote:
-            path.fs.put_file(tmp, path.path)
-        else:
-            os.replace(tmp, path)
-    except OSError as e:
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from e
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-
-
-@contextmanager
-def local_file(path: Path) -> Iterator[Path]:
-    """`path` itself, or a local temp copy of a remote one (for readers that need a file: h5py)."""
-    if not is_remote(path):
-        yield Path(path)
-        return
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix)
-    os.close(fd)
-    try:
-        path.fs.get_file(path.path, tmp)
-        yield Path(tmp)
-    finally:
-        os.remove(tmp)
-
-
-def remove(path: Path) -> None:
-    """Delete a file or a folder and all it holds, local or remote; nothing there is fine."""
-    if is_remote(path):
-        if path.exists():
-            path.fs.rm(path.path, recursive=True)
-    elif path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def save_figure(fig, path: Path, max_width_px: int = 1000) -> None:
-    """A matplotlib figure as a PNG at most `max_width_px` wide (the width of the UI's metadata
-    dialog: a wider image is clipped there), written atomically; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_path(as_path(path)) as tmp:
-            fig.savefig(tmp, format="png", dpi=min(100, max_width_px / fig.get_figwidth()))
-    finally:
-        plt.close(fig)
-
-
 def content_hash(value) -> str:
     """sha256 of what a table, a sparse or dense matrix, or paired modalities hold (values, names),
     not of how they are laid out in a file."""
-    import scipy.sparse as sp
-
     h = hashlib.sha256()
 
     def add(part) -> None:
@@ -156,14 +67,6 @@ def content_hash(value) -> str:
             raise TypeError(f"content_hash: no rule for {type(part).__name__}")
 
     add(value)
-    return h.hexdigest()
-
-
-def sha256(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with as_path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -300,22 +203,23 @@ def find_artifact(asset: str, dataset: str, root: Path | None = None) -> Path:
 
 
 def write_artifact(asset: str, dataset: str, obj, root: Path | None = None) -> Path:
-    """Write a non-tabular result atomically: Multiome → .h5mu, sparse → .npz, a registered
-    artifact dataclass (:func:`register_artifact`) → .pt."""
-    import scipy.sparse as sp
+    """Write a non-tabular result atomically, by what it is:
 
-    from multiome_assets.readers import Multiome
+    - a MuData → .h5mu; an object with ``to_mudata()`` → .h5mu whose ``uns["artifact"]`` names its type;
+    - a sparse matrix → .npz;
+    - an object with ``to_state()`` (plain data: tensors, arrays, lists, dicts) → .pt holding the state
+      and its type, loaded with ``torch.load(weights_only=True)`` and rebuilt by ``from_state``.
 
-    if isinstance(obj, Multiome):
-        import mudata
-
+    Storage knows these kinds, not the domain: a type is named ``module:qualname`` and read back
+    from that module (within this package).
+    """
+    # torch and mudata are imported where used: `multiome-assets sql` needs neither and starts faster
+    if hasattr(obj, "to_mudata"):
         path = artifact_path(asset, dataset, ".h5mu", root)
+        mdata = obj.to_mudata()
+        mdata.uns["artifact"] = type_name(obj)
         with atomic_path(path) as tmp:
-            with mudata.set_options(pull_on_update=False):  # the explicit pulls, without mudata's FutureWarning
-                mdata = mudata.MuData({"rna": obj.rna, "atac": obj.atac})
-                mdata.pull_obs()  # "rna:cell_type" etc. in the global obs/var, for muon users
-                mdata.pull_var()
-                mdata.write_h5mu(tmp)
+            mdata.write_h5mu(tmp)
     elif type(obj).__name__ == "MuData":  # e.g. translated profiles, one modality per scenario
         path = artifact_path(asset, dataset, ".h5mu", root)
         with atomic_path(path) as tmp:
@@ -324,19 +228,35 @@ def write_artifact(asset: str, dataset: str, obj, root: Path | None = None) -> P
         path = artifact_path(asset, dataset, ".npz", root)
         with atomic_path(path) as tmp:
             sp.save_npz(tmp, sp.csr_matrix(obj))
-    elif type(obj).__name__ in ARTIFACT_TYPES:
+    elif hasattr(obj, "to_state") and hasattr(type(obj), "from_state"):
+        path = artifact_path(asset, dataset, ".pt", root)
         import torch
 
-        path = artifact_path(asset, dataset, ".pt", root)
         with atomic_path(path) as tmp:
-            torch.save({"artifact": type(obj).__name__, "state": obj.to_state()}, tmp)
+            torch.save({"artifact": type_name(obj), "state": obj.to_state()}, tmp)
     else:
-        raise TypeError(f"asset {asset!r} returned {type(obj).__name__}; expected DataFrame, Multiome, sparse "
-                        f"or one of {sorted(ARTIFACT_TYPES)}")
+        raise TypeError(f"asset {asset!r} returned {type(obj).__name__}; expected a DataFrame, a MuData, a sparse "
+                        f"matrix, or an object with to_mudata() or to_state()/from_state()")
     for stale in path.parent.glob(f"{dataset}.*"):
         if stale != path:
             stale.unlink()
     return path
+
+
+def type_name(obj) -> str:
+    return f"{type(obj).__module__}:{type(obj).__qualname__}"
+
+
+def named_type(name, path: Path, rebuild: str) -> type | None:
+    """The class an artifact file names (``module:qualname``) if it has `rebuild`; None otherwise."""
+    module, _, qualname = str(name).partition(":")
+    if not module.startswith(ARTIFACT_PACKAGE) or not qualname:
+        return None
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError):
+        return None
+    return cls if hasattr(cls, rebuild) else None
 
 
 def read_artifact(path: Path):
@@ -345,18 +265,13 @@ def read_artifact(path: Path):
 
 
 def _read_local_artifact(path: Path, named: Path):
-    import scipy.sparse as sp
-
     if path.suffix == ".h5mu":
         import mudata
 
-        from multiome_assets.readers import Multiome
-
         with mudata.set_options(pull_on_update=False):
             mdata = mudata.read_h5mu(path)
-        if set(mdata.mod) == {"rna", "atac"}:
-            return Multiome(mdata.mod["rna"], mdata.mod["atac"])
-        return mdata
+        cls = named_type(mdata.uns.get("artifact"), named, "from_mudata")
+        return cls.from_mudata(mdata) if cls else mdata
     if path.suffix == ".npz":
         return sp.load_npz(path).tocsr()
     if path.suffix == ".pt":
@@ -365,17 +280,14 @@ def _read_local_artifact(path: Path, named: Path):
 
 
 def _read_typed_artifact(path: Path, named: Path):
-    import pickle
-
     import torch
-
-    import multiome_assets.grn.artifacts  # noqa: F401  (registers the GRN artifact types)
 
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         saved = None  # pickled objects: written by an older version of this code
-    if not isinstance(saved, dict) or saved.get("artifact") not in ARTIFACT_TYPES:
+    cls = named_type(saved.get("artifact"), named, "from_state") if isinstance(saved, dict) else None
+    if cls is None:
         raise ValueError(f"{named}: not an artifact this version reads (written by an older version?); "
                          f"rematerialize asset {named.parent.name!r}")
-    return ARTIFACT_TYPES[saved["artifact"]].from_state(saved["state"])
+    return cls.from_state(saved["state"])

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 from click.testing import CliRunner
 
-from multiome_assets import warehouse
+from multiome_assets import files, warehouse
 from multiome_assets.cli import main as cli
 from multiome_assets.grn.artifacts import GeneEmbeddings
 from multiome_assets.models import resume
@@ -78,7 +78,7 @@ def remote_root(request, monkeypatch):
         url = f"memory://warehouse-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("MULTIOME_WAREHOUSE", url)
     root = warehouse.warehouse_dir()
-    assert warehouse.is_remote(root) and str(root) == url
+    assert files.is_remote(root) and str(root) == url
     return root
 
 
@@ -108,7 +108,7 @@ def test_every_artifact_kind_round_trips(remote_root, bmmc):
     import matplotlib.pyplot as plt
 
     figure = remote_root / "artifacts/curves/d1.png"
-    warehouse.save_figure(plt.figure(figsize=(4, 3)), figure)
+    files.save_figure(plt.figure(figsize=(4, 3)), figure)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # a training checkpoint saved to and resumed from the store
@@ -122,7 +122,7 @@ def test_every_artifact_kind_round_trips(remote_root, bmmc):
     assert resume.resume(checkpoint, model=fresh, opt=torch.optim.Adam(fresh.parameters()),
                          sched=torch.optim.lr_scheduler.StepLR(opt, 1), **streams) == {"epoch": 3}
     assert torch.equal(fresh.weight, model.weight)
-    warehouse.remove(checkpoint)
+    files.remove(checkpoint)
     assert not checkpoint.exists()
     assert not any(p.name.startswith(".") for p in remote_root.rglob("*"))  # no temp object was published
 
@@ -174,7 +174,7 @@ def test_dagster_materializes_into_the_bucket_and_sql_reads_it(data_root, s3_env
     assert result.success
     meta = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
     assert meta["multiome"]["path"].value == f"s3://{bucket}/warehouse/artifacts/multiome/bmmc_starter.h5mu"
-    assert meta["multiome"]["sha256"].value == warehouse.sha256(meta["multiome"]["path"].value)
+    assert meta["multiome"]["sha256"].value == files.sha256(meta["multiome"]["path"].value)
     assert not (tmp_path / "warehouse").exists()  # nothing went to a local folder
     out = CliRunner().invoke(cli, ["sql", "select dataset, count(*) as n from prior_edges group by 1", "--csv"])
     assert out.exit_code == 0, out.output

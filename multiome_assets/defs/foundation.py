@@ -10,7 +10,8 @@ from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS, versioned
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.inputs import file_sha256
-from multiome_assets.warehouse import atomic_path, read_parquet
+from multiome_assets.files import atomic_path
+from multiome_assets.warehouse import read_parquet
 from multiome_assets.defs.partitions import dataset_partitions, needs
 from multiome_assets.defs.resources import DatasetCatalog
 from multiome_assets.preprocess import preprocess

@@ -3,7 +3,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from multiome_assets import warehouse
+from multiome_assets import files, warehouse
 
 
 class WarehouseIOManager(dg.ConfigurableIOManager):
@@ -12,7 +12,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     root: str = ""  # a folder or an fsspec URL (s3://bucket/prefix); empty: $MULTIOME_WAREHOUSE or data/warehouse
 
     def _root(self) -> Path:
-        return warehouse.as_path(self.root) if self.root else warehouse.warehouse_dir()
+        return files.as_path(self.root) if self.root else warehouse.warehouse_dir()
 
     def directory(self) -> Path:
         """The warehouse folder (for assets that read another partition's results)."""
@@ -35,7 +35,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             path = warehouse.write_artifact(name, key, obj, self._root())
             meta = {}
         context.add_output_metadata(
-            {**meta, "path": dg.MetadataValue.path(str(path)), "sha256": warehouse.sha256(path),
+            {**meta, "path": dg.MetadataValue.path(str(path)), "sha256": files.sha256(path),
              "bytes": path.stat().st_size}
         )
 
@@ -44,4 +44,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         table = warehouse.table_path(name, key, self._root())
         if table.exists():
             return warehouse.read_parquet(table).drop(columns=["dataset"])
-        return warehouse.read_artifact(warehouse.find_artifact(name, key, self._root()))
+        artifact = warehouse.read_artifact(warehouse.find_artifact(name, key, self._root()))
+        wanted = context.dagster_type.typing_type
+        if type(artifact).__name__ == "MuData" and hasattr(wanted, "from_mudata"):  # a file from before files named their type
+            artifact = wanted.from_mudata(artifact)
+        return artifact

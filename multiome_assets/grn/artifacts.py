@@ -14,7 +14,6 @@ import pandas as pd
 import torch
 
 from multiome_assets.models.checkpoint import Checkpoint
-from multiome_assets.warehouse import register_artifact
 
 BACKBONES = ("full", "rna_only", "random_candidates")  # the Stage 1 variants (ablations)
 
@@ -84,7 +83,6 @@ def _history(state: dict) -> pd.DataFrame:
     return pd.DataFrame({c: v.numpy() for c, v in state.items()})
 
 
-@register_artifact
 @dataclass
 class Backbone:
     """A pretrained Stage 1 backbone: the best-validation weights and how training went."""
@@ -114,7 +112,6 @@ class Backbone:
                    s["best_epoch"], s["best_val_loss"], s["nb_target"], _history(s["history"]), s["profile"])
 
 
-@register_artifact
 @dataclass
 class GeneEmbeddings:
     """Per-gene embeddings per head input and cell set (`all`, and each cell type with labels)."""
@@ -143,7 +140,6 @@ class GeneEmbeddings:
                    s["profile"])
 
 
-@register_artifact
 @dataclass
 class EdgeHeads:
     """Stage 2 heads, one per (input, objective, split), over every TF of the TF list."""
@@ -169,7 +165,6 @@ class EdgeHeads:
         return cls(np.asarray(s["regulators"], dtype=object), heads, history, s["config"])
 
 
-@register_artifact
 @dataclass
 class BaselineScores:
     """Expression baselines' (R, G) scores over every TF of the TF list × every gene."""

@@ -71,7 +71,7 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
     else:
         backbone, _ = pretrain_backbone(**inputs, device=device, log=log)
     if checkpoint is not None:
-        from multiome_assets.warehouse import remove
+        from multiome_assets.files import remove
 
         remove(checkpoint)
     return replace(backbone, profile=profile)

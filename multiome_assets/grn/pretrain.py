@@ -36,7 +36,7 @@ from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransforme
 from multiome_assets.models.precision import autocast, training_amp
 from multiome_assets.models.progress import TrainingLog
 from multiome_assets.preprocess import nb_targets
-from multiome_assets.warehouse import as_path
+from multiome_assets.files import as_path
 
 __all__ = ["PretrainConfig", "PROFILES", "pretrain_backbone", "svd_identity_init", "load_backbone", "gene_embeddings"]
 

@@ -17,7 +17,7 @@ def link_figures(links, validation, path: str | os.PathLike, title: str = "") ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from multiome_assets.warehouse import save_figure
+    from multiome_assets.files import save_figure
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
     (ax_d, ax_v), (ax_e, unused) = axes

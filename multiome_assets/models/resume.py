@@ -24,7 +24,7 @@ def fingerprint(*arrays) -> str:
 def save(path: Path, *, model, opt, sched, rng: np.random.Generator, configs: dict, data: str, state: dict,
          generators: dict[str, torch.Generator] | None = None) -> None:
     """Write the training's whole state to `path`, atomically."""
-    from multiome_assets.warehouse import atomic_path
+    from multiome_assets.files import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save({"configs": configs, "data": data, "weights": model.state_dict(), "optimizer": opt.state_dict(),
@@ -37,7 +37,7 @@ def resume(path: Path, *, model, opt, sched, rng: np.random.Generator, configs: 
            generators: dict[str, torch.Generator] | None = None) -> dict:
     """Restore what `save` wrote into these objects; return the loop's state. Refused (naming the
     file and what differs) when it is a training of another configuration or other data."""
-    from multiome_assets.warehouse import local_file
+    from multiome_assets.files import local_file
 
     with local_file(path) as local:
         saved = torch.load(local, map_location="cpu", weights_only=True)

@@ -447,7 +447,7 @@ def simulate_dataset(out: Path, n_cells: int, n_genes: int, n_peaks: int, *, chu
     import yaml
     from tqdm import tqdm
 
-    from multiome_assets.warehouse import atomic_path
+    from multiome_assets.files import atomic_path
 
     out = Path(out)
     model = plan_simulation(n_cells, n_genes, n_peaks, **plan)
@@ -479,7 +479,7 @@ def simulate_dataset(out: Path, n_cells: int, n_genes: int, n_peaks: int, *, chu
 
 
 def _write_csv(path: Path, table: pd.DataFrame) -> None:
-    from multiome_assets.warehouse import atomic_path
+    from multiome_assets.files import atomic_path
 
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)

@@ -49,14 +49,14 @@ def require_source(spec: DatasetSpec, source_spec: DatasetSpec) -> None:
 
 def check_translators(translators: Translators, spec: DatasetSpec, source: str) -> None:
     """Refuse translators trained on other vocabularies or another genome than `spec` is mapped to."""
+    if SOURCE_SCENARIO not in translators.checkpoints:
+        raise DatasetError(f"the {translators.direction} translators of {source!r} have no {SOURCE_SCENARIO!r} "
+                           "scenario to translate other datasets with")
     try:
         translators.checkpoints[SOURCE_SCENARIO].require_features(vocabularies=vocabularies(spec.genome))
     except CheckpointMismatch as e:
         raise DatasetError(f"{spec.yaml_path}: the {translators.direction} translators of {source!r} cannot "
                            f"translate {spec.key!r}: {e}") from None
-    if SOURCE_SCENARIO not in translators.checkpoints:
-        raise DatasetError(f"the {translators.direction} translators of {source!r} have no {SOURCE_SCENARIO!r} "
-                           "scenario to translate other datasets with")
 
 
 def translate(direction: str, source: Source, cells: VocabCells, cell_names: pd.Index, device: str):

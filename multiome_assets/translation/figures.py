@@ -19,7 +19,7 @@ def umap_measured_vs_translated(measured: np.ndarray, translated: np.ndarray, la
     import umap
     from sklearn.decomposition import PCA
 
-    from multiome_assets.warehouse import save_figure
+    from multiome_assets.files import save_figure
 
     both = np.vstack([measured, translated]).astype(np.float32)
     both = (both - both.mean(0)) / (both.std(0) + 1e-6)

@@ -22,7 +22,7 @@ from multiome_assets.translation.predict import translate_atac, translate_rna
 from multiome_assets.translation.splits import rows_of, translation_splits
 from multiome_assets.translation.tokens import VocabCells, vocab_cells
 from multiome_assets.translation.train import TRAINING, TrainConfig, train_translator
-from multiome_assets.warehouse import register_artifact, remove
+from multiome_assets.files import remove
 
 DIRECTIONS = ("rna2atac", "atac2rna")
 # the cpu profile's training: the paper's optimizer and schedule, a larger rate (tiny models sit
@@ -78,7 +78,6 @@ def splits(mo: Multiome, batch_column: str | None, cell_type_column: str | None,
     return translation_splits(mo.rna.obs, batch_column=batch_column, cell_type_column=cell_type_column, seed=seed)
 
 
-@register_artifact
 @dataclass
 class Translators:
     """One trained translator per scenario of a dataset, with how training went."""

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 from click.testing import CliRunner
 
-from multiome_assets import warehouse
+from multiome_assets import files, warehouse
 from multiome_assets.cli import main as cli
 from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.definitions import ASSETS, RESOURCES, defs
@@ -47,7 +47,7 @@ def test_foundation_assets_land_in_sql(data_root):
     # artifacts carry a content hash that matches the file on disk
     event = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "peak_vocab_matrix"][0]
     meta = event.materialization.metadata
-    assert meta["sha256"].value == warehouse.sha256(meta["path"].value)
+    assert meta["sha256"].value == files.sha256(meta["path"].value)
     # the views file answers plain duckdb too
     import duckdb
 

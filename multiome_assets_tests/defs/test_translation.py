@@ -142,6 +142,9 @@ def test_translators_refuse_another_genome_or_vocabulary(built):
     translators.checkpoints["random"].features["vocabularies"][1] = "genes=another"
     with pytest.raises(DatasetError, match="vocabularies"):
         cross.check_translators(translators, spec, "bmmc_starter")
+    del translators.checkpoints["random"]  # translators without the scenario other datasets are translated by
+    with pytest.raises(DatasetError, match="have no 'random' scenario"):
+        cross.check_translators(translators, spec, "bmmc_starter")
 
 
 def test_a_single_modality_source_is_refused(built):

@@ -13,7 +13,7 @@ from multiome_assets.models.edge_head import EdgeHeadConfig
 
 def _round_trip(obj, tmp_path):
     path = warehouse.write_artifact("some_asset", "toy", obj, root=tmp_path)
-    assert torch.load(path, weights_only=True)["artifact"] == type(obj).__name__
+    assert torch.load(path, weights_only=True)["artifact"] == f"{type(obj).__module__}:{type(obj).__qualname__}"
     return warehouse.read_artifact(path)
 
 

@@ -266,7 +266,7 @@ def test_a_backbone_survives_the_warehouse_as_plain_data(trained, tmp_path):
 
     backbone = trained[0]
     path = warehouse.write_artifact("grn_backbone", "toy", backbone, root=tmp_path)
-    assert torch.load(path, weights_only=True)["artifact"] == "Backbone"
+    assert torch.load(path, weights_only=True)["artifact"] == "multiome_assets.grn.artifacts:Backbone"
     back = warehouse.read_artifact(path)
     assert all(torch.equal(back.checkpoint.weights[k], v) for k, v in backbone.checkpoint.weights.items())
     assert back.history.equals(backbone.history) and back.best_epoch == backbone.best_epoch
@@ -284,6 +284,11 @@ def test_a_backbone_survives_the_warehouse_as_plain_data(trained, tmp_path):
     torch.save({"model": backbone.checkpoint.weights, "history": backbone.history}, pickled)  # the old format
     with pytest.raises(ValueError, match="rematerialize asset 'grn_backbone'"):
         warehouse.read_artifact(pickled)
+    # a file may only name a type of this package that rebuilds itself: never another module's callable
+    for named in ("os:system", "multiome_assets.files:as_path", "Backbone"):
+        torch.save({"artifact": named, "state": {}}, pickled)
+        with pytest.raises(ValueError, match="rematerialize asset 'grn_backbone'"):
+            warehouse.read_artifact(pickled)
 
 
 KILLED = """
