@@ -80,10 +80,11 @@ def _register(instance, key: str, spec) -> list[str]:
     """Add the partition, record the versions of its input files and settings; the names of the
     inputs that changed since last recorded."""
     from multiome_assets.defs.inputs import changed_inputs
+    from multiome_assets.warehouse import warehouse_dir
 
     if key not in instance.get_dynamic_partitions("dataset"):
         instance.add_dynamic_partitions("dataset", [key])
-    changed = changed_inputs(instance, key, spec)
+    changed = changed_inputs(instance, key, spec, warehouse_dir())
     for observation in changed:
         instance.report_runless_asset_event(observation)
     return [o.asset_key.path[-1] for o in changed]

@@ -30,6 +30,8 @@ class DatasetError(ValueError):
 
 
 def data_dir() -> Path:
+    """The default data folder: $MULTIOME_DATA_DIR, else the project's data/. Read here only: the
+    Dagster resources default to it, and everything below them is handed its folder."""
     return Path(os.environ.get("MULTIOME_DATA_DIR", PROJECT_ROOT / "data")).resolve()
 
 
@@ -77,6 +79,11 @@ class DatasetSpec:
     genome_fasta: Path | None = None  # for motif enrichment of cell-type-specific cCREs
     enrichment_beds: dict[str, Path] = field(default_factory=dict)  # name -> BED of regions (ChIP-seq peaks)
     fine_mapped_variants: Path | None = None  # chrom, pos, pip (tab-separated)
+    data_dir: Path | None = None  # the data folder the spec was read from: its reference/ files serve this dataset
+
+    def reference(self, name: str) -> Path:
+        """A bundled reference file (REFERENCE_FILES) of the data folder this dataset lives in."""
+        return reference_path(name, self.data_dir)
 
     @property
     def yaml_path(self) -> Path:
@@ -181,6 +188,7 @@ def load_spec(key: str, root: Path | None = None) -> DatasetSpec:
         genome_fasta=_optional_file(path, folder, root, raw.get("genome_fasta")),
         enrichment_beds=_file_mapping(path, folder, root, "enrichment_beds", raw.get("enrichment_beds")),
         fine_mapped_variants=_optional_file(path, folder, root, raw.get("fine_mapped_variants")),
+        data_dir=root,
     )
 
 

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from multiome_assets.dataset import DatasetSpec, reference_path
+from multiome_assets.dataset import DatasetSpec
 from multiome_assets.files import sha256
 from multiome_assets.warehouse import find_artifact
 
@@ -26,7 +26,7 @@ class InputVersion:
                 "settings": self.settings}
 
 
-def input_versions(spec: DatasetSpec) -> dict[str, InputVersion]:
+def input_versions(spec: DatasetSpec, warehouse_root: Path) -> dict[str, InputVersion]:
     """One entry per input, split so that an edit reruns only what reads it: a new prior reruns the
     heads, not the backbones; a new window reruns candidates and the full backbone, not the RNA-only one."""
     parts = {
@@ -38,24 +38,24 @@ def input_versions(spec: DatasetSpec) -> dict[str, InputVersion]:
         "tf_list": ({"tf_list": spec.tf_list}, {}),
         "candidate_window": ({}, {"candidate_window": spec.candidate_window}),
         "cell_type_column": ({}, {"cell_type_column": spec.cell_type_column}),
-        "ccre_vocabulary": ({"ccre_vocabulary": reference_path("ccre_hg38")}, {}),
-        "gene_vocabulary": ({"gene_vocabulary": reference_path("gene_vocab_38244")}, {}),
-        "translator_from": (_translators_of(spec.translator_from), {"translator_from": spec.translator_from}),
+        "ccre_vocabulary": ({"ccre_vocabulary": spec.reference("ccre_hg38")}, {}),
+        "gene_vocabulary": ({"gene_vocabulary": spec.reference("gene_vocab_38244")}, {}),
+        "translator_from": (_translators_of(spec.translator_from, warehouse_root), {"translator_from": spec.translator_from}),
         "link_window": ({}, {"link_window": spec.link_window}),
         "enrichment_files": ({**{f"bed:{k}": v for k, v in spec.enrichment_beds.items()},
                               **({"fine_mapped_variants": spec.fine_mapped_variants} if spec.fine_mapped_variants else {}),
                               **({"genome_fasta": spec.genome_fasta} if spec.genome_fasta else {}),
-                              "motifs": reference_path("jaspar2024")}, {}),
+                              "motifs": spec.reference("jaspar2024")}, {}),
     }
     return {name: InputVersion(_digest(files, settings), dict(files), settings) for name, (files, settings) in parts.items()}
 
 
-def _translators_of(source: str | None) -> dict[str, Path]:
+def _translators_of(source: str | None, warehouse_root: Path) -> dict[str, Path]:
     """The source dataset's trained translators, where materialized: retrained, they are new input."""
     found = {}
     for asset in ("translator_rna2atac", "translator_atac2rna") if source else ():
         try:
-            found[asset] = find_artifact(asset, source)
+            found[asset] = find_artifact(asset, source, warehouse_root)
         except FileNotFoundError:
             pass
     return found

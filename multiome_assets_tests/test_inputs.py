@@ -6,10 +6,11 @@ import yaml
 
 from multiome_assets.dataset import load_spec
 from multiome_assets.inputs import input_versions
+from multiome_assets.warehouse import warehouse_dir
 
 
 def _versions(key):
-    return {name: v.version for name, v in input_versions(load_spec(key)).items()}
+    return {name: v.version for name, v in input_versions(load_spec(key), warehouse_dir()).items()}
 
 
 def _edit_yaml(folder, **settings):

@@ -5,7 +5,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from multiome_assets import annotation, intervals, priors
-from multiome_assets.dataset import reference_path
 from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS, versioned
 from multiome_assets.defs.io_manager import WarehouseIOManager
@@ -72,9 +71,10 @@ def randomized_candidate_sets(config: SplitConfig, multiome: Multiome, candidate
 
 
 @dg.asset(**ASSET_ARGS, deps=[INPUTS["ccre_vocabulary"]], code_version="1", tags=needs("any"), kinds={"scipy"})
-def peak_vocab_matrix(context: dg.AssetExecutionContext, multiome: Multiome) -> dg.Output[sp.csr_matrix]:
+def peak_vocab_matrix(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
+                      multiome: Multiome) -> dg.Output[sp.csr_matrix]:
     """Cisformer's input: cells × 1,033,239 cCREs, True where an accessible peak overlaps the cCRE (≥1 bp)."""
-    vocab = intervals.read_ccre_bed(reference_path("ccre_hg38"))
+    vocab = intervals.read_ccre_bed(datasets.spec(context.partition_key).reference("ccre_hg38"))
     peak_vocab = intervals.peak_to_vocab(multiome.atac.var, vocab)
     matrix = intervals.binarize_to_vocab(multiome.atac.X, peak_vocab)
     context.add_output_metadata({
@@ -86,9 +86,10 @@ def peak_vocab_matrix(context: dg.AssetExecutionContext, multiome: Multiome) -> 
 
 
 @dg.asset(**ASSET_ARGS, deps=[INPUTS["gene_vocabulary"]], code_version="1", tags=needs("any"), kinds={"parquet"})
-def gene_vocab_map(context: dg.AssetExecutionContext, gene_annotation: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def gene_vocab_map(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
+                   gene_annotation: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Dataset genes → Cisformer's fixed 38,244-gene vocabulary (by Ensembl id, else symbol)."""
-    vocab = annotation.read_gene_vocab(reference_path("gene_vocab_38244"))
+    vocab = annotation.read_gene_vocab(datasets.spec(context.partition_key).reference("gene_vocab_38244"))
     mapping = annotation.map_to_vocab(gene_annotation, vocab)
     context.add_output_metadata({"in_vocab": int(mapping.vocab_index.notna().sum()), "genes": len(mapping)})
     return versioned(mapping)

@@ -5,10 +5,12 @@ version is their content: edit a prior and Dagster marks `prior_edges` and what 
 Versions are recorded by `dataset_folder_sensor` (every 30 s under `make ui`) and by
 `multiome-assets build`/`register` before they run; `dataset_inputs` observes them in a run."""
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
 from multiome_assets.dataset import DatasetSpec
+from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import DatasetCatalog
 from multiome_assets.inputs import input_versions
@@ -45,9 +47,9 @@ def versioned(value) -> dg.Output:
         return dg.Output(value, data_version=dg.DataVersion(content_hash(value)))
 
 
-def _observe(context, datasets: DatasetCatalog):
+def _observe(context, datasets: DatasetCatalog, warehouse: dg.ResourceParam[WarehouseIOManager]):
     """Hashes each input of the dataset."""
-    for name, current in input_versions(datasets.spec(context.partition_key)).items():
+    for name, current in input_versions(datasets.spec(context.partition_key), warehouse.directory()).items():
         yield dg.ObserveResult(asset_key=INPUTS[name], data_version=dg.DataVersion(current.version),
                                metadata={"content": dg.MetadataValue.json(current.describe())})
 
@@ -60,10 +62,11 @@ with warnings.catch_warnings():  # beta in Dagster 1.13, and the one way to obse
     )(_observe)
 
 
-def changed_inputs(instance: dg.DagsterInstance, key: str, spec: DatasetSpec) -> list[dg.AssetObservation]:
+def changed_inputs(instance: dg.DagsterInstance, key: str, spec: DatasetSpec,
+                   warehouse_root: Path) -> list[dg.AssetObservation]:
     """An observation of each input of dataset `key` whose version differs from the last one recorded."""
     events = []
-    for name, current in input_versions(spec).items():
+    for name, current in input_versions(spec, warehouse_root).items():
         record = instance.get_latest_data_version_record(INPUTS[name], is_source=True, partition_key=key)
         last = record.event_log_entry.asset_observation.tags.get(DATA_VERSION_TAG) if record else None
         if last != current.version:

@@ -41,7 +41,7 @@ def _train(context, direction: str, config: TranslatorTraining, compute: Compute
     translators = pipeline.train(direction, cells, multiome.rna.obs_names, splits, profile=config.profile,
                                  device=compute.torch_device(), seed=config.seed, max_epochs=config.max_epochs,
                                  checkpoint_dir=resume, log=context.log.info, processes=compute.processes,
-                                 vocabularies=pipeline.vocabularies(datasets.spec(context.partition_key).genome))
+                                 vocabularies=pipeline.vocabularies(datasets.spec(context.partition_key)))
     context.add_output_metadata({
         "rna_counts": counts_from, "profile": config.profile,
         **{f"training_{s}": dg.MetadataValue.md(h.to_markdown(index=False, floatfmt=".4f"))
@@ -70,30 +70,33 @@ def translator_atac2rna(context: dg.AssetExecutionContext, config: TranslatorTra
                   translation_splits)
 
 
-def _translated(context, compute, multiome, gene_vocab_map, peak_vocab_matrix, splits, translators) -> mudata.MuData:
-    cells, _ = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix)
-    profiles = pipeline.translated(translators, cells, multiome.rna.obs_names, splits, compute.torch_device())
+def _translated(context, compute, datasets, multiome, gene_vocab_map, peak_vocab_matrix, splits,
+                translators) -> mudata.MuData:
+    spec = datasets.spec(context.partition_key)
+    cells, _ = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, spec)
+    profiles = pipeline.translated(translators, cells, multiome.rna.obs_names, splits, compute.torch_device(),
+                                   spec.reference("gene_vocab_38244"))
     context.add_output_metadata({s: f"{a.n_obs} cells x {a.n_vars} features" for s, a in profiles.mod.items()})
     return profiles
 
 
 @dg.asset(**ARGS, pool="gpu", code_version="1", kinds={"anndata"})
-def translated_atac(context: dg.AssetExecutionContext, compute: ComputeDevice, multiome: Multiome,
+def translated_atac(context: dg.AssetExecutionContext, compute: ComputeDevice, datasets: DatasetCatalog, multiome: Multiome,
                     gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix, translation_splits: pd.DataFrame,
                     translator_rna2atac: Translators) -> mudata.MuData:
     """Held-out cells' accessibility translated from their RNA: probabilities and calibrated calls
     over the covered cCREs, one modality per scenario."""
-    return _translated(context, compute, multiome, gene_vocab_map, peak_vocab_matrix, translation_splits,
+    return _translated(context, compute, datasets, multiome, gene_vocab_map, peak_vocab_matrix, translation_splits,
                        translator_rna2atac)
 
 
 @dg.asset(**ARGS, pool="gpu", code_version="1", kinds={"anndata"})
-def translated_rna(context: dg.AssetExecutionContext, compute: ComputeDevice, multiome: Multiome,
+def translated_rna(context: dg.AssetExecutionContext, compute: ComputeDevice, datasets: DatasetCatalog, multiome: Multiome,
                    gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix, translation_splits: pd.DataFrame,
                    translator_atac2rna: Translators) -> mudata.MuData:
     """Held-out cells' expression translated from their ATAC: expected log1p expression over the
     dataset's vocabulary genes, one modality per scenario."""
-    return _translated(context, compute, multiome, gene_vocab_map, peak_vocab_matrix, translation_splits,
+    return _translated(context, compute, datasets, multiome, gene_vocab_map, peak_vocab_matrix, translation_splits,
                        translator_atac2rna)
 
 
@@ -166,7 +169,7 @@ def cross_translation_metrics(context: dg.AssetExecutionContext, datasets: Datas
     """A paired dataset translated by another dataset's translators, scored against what it measured,
     beside the simple translators fitted on the same source cells (columns as `translation_metrics`)."""
     spec = datasets.spec(context.partition_key)
-    table = cross.metrics_from(spec, multiome, gene_vocab_map, peak_vocab_matrix,
+    table = cross.metrics_from(spec, datasets.spec(spec.translator_from), multiome, gene_vocab_map, peak_vocab_matrix,
                                {"rna2atac": cross_translated_atac, "atac2rna": cross_translated_rna},
                                warehouse.directory(), cell_labels(multiome.rna.obs, spec.cell_type_column))
     context.add_output_metadata(_summary(table))

@@ -7,12 +7,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from multiome_assets.cells import cell_labels, cell_sets
-from multiome_assets.dataset import DatasetSpec, reference_path
+from multiome_assets.dataset import DatasetSpec
 from multiome_assets.intervals import read_ccre_bed
 from multiome_assets.preprocess import log_normalize
 from multiome_assets.readers import Multiome
 from multiome_assets.links import analysis, enrichment, extract
-from multiome_assets.translation.pipeline import Translators, _vocab_genes, load_cells, training_config
+from multiome_assets.translation.pipeline import Translators, load_cells, vocab_genes, training_config
 
 SCENARIO = "random"  # the translator whose attention is read: trained on 80% of the cells
 NO_CELL_TYPES = "no cell_type_column: one cell set, `all`; no cell-type-specific cCREs or enrichment"
@@ -21,7 +21,7 @@ NO_CELL_TYPES = "no cell_type_column: one cell set, `all`; no cell-type-specific
 def _cells_and_pairs(mo: Multiome, gene_vocab_map, gene_annotation, peak_vocab_matrix, spec: DatasetSpec):
     cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec)
     genes = gene_vocab_map.merge(gene_annotation[["gene", "chrom", "tss"]], on="gene")
-    pairs = extract.window_pairs(cells, genes, read_ccre_bed(reference_path("ccre_hg38")), spec.link_window)
+    pairs = extract.window_pairs(cells, genes, read_ccre_bed(spec.reference("ccre_hg38")), spec.link_window)
     return cells, pairs
 
 
@@ -54,7 +54,7 @@ def gene_link_scores(translators: Translators, mo: Multiome, gene_vocab_map: pd.
     config = training_config("rna2atac", translators.profile, 0)
     scores = extract.gene_link_scores(translators.model(SCENARIO, device), cells, sets, cre_chunk=config.n_queries,
                                     max_genes=config.max_source, device=device)
-    vocab = _vocab_genes(cells.genes)
+    vocab = vocab_genes(cells.genes, spec.reference("gene_vocab_38244"))
     table = pd.DataFrame({"cell_type": scores.cell_set.to_numpy(), "gene": vocab.symbol.to_numpy()[scores.gene_pos],
                           "gene_id": vocab.index.to_numpy()[scores.gene_pos], "score": scores.score.to_numpy(),
                           "attention_sum": scores.raw.to_numpy()})
@@ -112,5 +112,5 @@ def enrichment_table(cre_gene_links: pd.DataFrame, specific: pd.DataFrame, prior
     if spec.fine_mapped_variants:
         rows += enrichment.causal_variants(cres, sets, spec.fine_mapped_variants)
     if spec.genome_fasta:
-        rows += enrichment.motif_enrichment(cres, sets, spec.genome_fasta, reference_path("jaspar2024"))
+        rows += enrichment.motif_enrichment(cres, sets, spec.genome_fasta, spec.reference("jaspar2024"))
     return enrichment.with_fdr(rows)

@@ -7,6 +7,7 @@ translators fitted on the same source cells, over the features both datasets hav
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -16,7 +17,7 @@ import scipy.sparse as sp
 from multiome_assets.dataset import DatasetError, DatasetSpec
 from multiome_assets.models.checkpoint import CheckpointMismatch
 from multiome_assets.translation import metrics
-from multiome_assets.translation.pipeline import (Translators, _baselines, _vocab_genes, config_json, load_cells,
+from multiome_assets.translation.pipeline import (Translators, _baselines, vocab_genes, config_json, load_cells,
                                                   training_config, translated_mudata, vocabularies)
 from multiome_assets.translation.predict import translate_atac, translate_rna
 from multiome_assets.translation.splits import rows_of
@@ -53,13 +54,14 @@ def check_translators(translators: Translators, spec: DatasetSpec, source: str) 
         raise DatasetError(f"the {translators.direction} translators of {source!r} have no {SOURCE_SCENARIO!r} "
                            "scenario to translate other datasets with")
     try:
-        translators.checkpoints[SOURCE_SCENARIO].require_features(vocabularies=vocabularies(spec.genome))
+        translators.checkpoints[SOURCE_SCENARIO].require_features(vocabularies=vocabularies(spec))
     except CheckpointMismatch as e:
         raise DatasetError(f"{spec.yaml_path}: the {translators.direction} translators of {source!r} cannot "
                            f"translate {spec.key!r}: {e}") from None
 
 
-def translate(direction: str, source: Source, cells: VocabCells, cell_names: pd.Index, device: str):
+def translate(direction: str, source: Source, cells: VocabCells, cell_names: pd.Index, device: str,
+              gene_vocabulary: Path):
     """A MuData with one modality, `from_<source>`: every cell translated over the source's features."""
     translators = source.translators[direction]
     model = translators.model(SOURCE_SCENARIO, device)
@@ -74,7 +76,7 @@ def translate(direction: str, source: Source, cells: VocabCells, cell_names: pd.
         onto = replace(cells, genes=source.cells.genes)
         x = translate_rna(model, onto, rows, translators.uppers[SOURCE_SCENARIO], device=device,
                           gene_chunk=config.n_queries, max_cres=config.max_source)
-        var, layers = _vocab_genes(onto.genes), {}
+        var, layers = vocab_genes(onto.genes, gene_vocabulary), {}
     scenario = scenario_name(source.key)
     profile = ad.AnnData(x, obs=pd.DataFrame(index=cell_names), var=var, layers=layers,
                          uns={"direction": direction, "scenario": scenario, "source": source.key})
@@ -119,9 +121,11 @@ def evaluate(direction: str, profiles, source: Source, cells: VocabCells, labels
     return pd.DataFrame(rows, columns=["direction", "scenario", "method", "metric", "value", "n_cells"])
 
 
-def load_source(source: str, root, directions=tuple(NEEDS)) -> Source:
+def load_source(source_spec: DatasetSpec, root, directions=tuple(NEEDS)) -> Source:
     """A paired dataset's cells, splits and translators (of `directions`) from the warehouse at `root`."""
     from multiome_assets import warehouse
+
+    source = source_spec.key
 
     def artifact(asset: str):
         try:
@@ -138,7 +142,7 @@ def load_source(source: str, root, directions=tuple(NEEDS)) -> Source:
     except FileNotFoundError as e:
         raise DatasetError(f"translating with the translators of {source!r} needs its tables ({e}): "
                            f"multiome-assets build --dataset {source}") from None
-    cells, _ = load_cells(mo, vocab_map, artifact("peak_vocab_matrix"))
+    cells, _ = load_cells(mo, vocab_map, artifact("peak_vocab_matrix"), source_spec)
     names = mo.rna.obs_names
     return Source(source, cells, rows_of(splits, names, SOURCE_SCENARIO, "train"),
                   rows_of(splits, names, SOURCE_SCENARIO, "validation"), translators)
@@ -148,17 +152,17 @@ def translated_from(direction: str, spec: DatasetSpec, source_spec: DatasetSpec,
                     peak_vocab_matrix, root, device: str):
     """The `cross_translated_*` assets: dataset `spec` translated by `source_spec`'s translators."""
     require_source(spec, source_spec)
-    source = load_source(source_spec.key, root, (direction,))
+    source = load_source(source_spec, root, (direction,))
     check_translators(source.translators[direction], spec, source_spec.key)
     cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec, need=(NEEDS[direction],))
-    return translate(direction, source, cells, mo.rna.obs_names, device)
+    return translate(direction, source, cells, mo.rna.obs_names, device, spec.reference("gene_vocab_38244"))
 
 
-def metrics_from(spec: DatasetSpec, mo, gene_vocab_map: pd.DataFrame, peak_vocab_matrix, profiles: dict, root,
+def metrics_from(spec: DatasetSpec, source_spec: DatasetSpec, mo, gene_vocab_map: pd.DataFrame, peak_vocab_matrix, profiles: dict, root,
                  labels: np.ndarray | None) -> pd.DataFrame:
     """The `cross_translation_metrics` asset: both directions' cross-dataset translations of a paired
     dataset scored against its measured profiles, beside the simple translators."""
-    source = load_source(spec.translator_from, root)
+    source = load_source(source_spec, root)
     cells, counts_from = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec)
     config = config_json(source.translators["rna2atac"].profile, counts_from, spec.translator_from)
     return pd.concat([evaluate(d, profiles[d], source, cells, labels) for d in NEEDS],

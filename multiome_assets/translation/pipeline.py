@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from multiome_assets.dataset import DatasetError, DatasetSpec, reference_path
+from multiome_assets.dataset import DatasetError, DatasetSpec
 from multiome_assets.inputs import file_sha256
 from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.cisformer import PROFILES, Translator, TranslatorConfig
@@ -39,14 +39,14 @@ def training_config(direction: str, profile: str, seed: int) -> TrainConfig:
     return replace(CPU_TRAINING[direction] if profile == "cpu" else TRAINING[direction], seed=seed)
 
 
-def vocabularies(genome: str) -> list[str]:
+def vocabularies(spec: DatasetSpec) -> list[str]:
     """What a translator's inputs and outputs mean: the genome and the two vocabularies' content."""
-    return [f"genome={genome}", f"genes={file_sha256(reference_path('gene_vocab_38244'))[:16]}",
-            f"cres={file_sha256(reference_path('ccre_hg38'))[:16]}"]
+    return [f"genome={spec.genome}", f"genes={file_sha256(spec.reference('gene_vocab_38244'))[:16]}",
+            f"cres={file_sha256(spec.reference('ccre_hg38'))[:16]}"]
 
 
 def load_cells(mo: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
-               spec: DatasetSpec | None = None, need: tuple[str, ...] = ("rna", "atac")) -> tuple[VocabCells, str]:
+               spec: DatasetSpec, need: tuple[str, ...] = ("rna", "atac")) -> tuple[VocabCells, str]:
     """The cells in the fixed vocabularies, and where the RNA counts came from (the counts layer,
     or counts recovered from the normalized values, `preprocess.nb_targets`). Refused when a
     modality in `need` is absent or misses the vocabulary."""
@@ -54,11 +54,11 @@ def load_cells(mo: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp
     from multiome_assets.preprocess import nb_targets
 
     def where(modality: str) -> str:
-        return str(spec.file_of(modality)) if spec else "dataset"
+        return str(spec.file_of(modality))
 
     absent = [m for m in need if m not in mo.modalities]
     if absent:
-        raise DatasetError(f"{spec.yaml_path if spec else 'dataset'}: has no {' and no '.join(absent).upper()}; "
+        raise DatasetError(f"{spec.yaml_path}: has no {' and no '.join(absent).upper()}; "
                            "this needs it")
     counts, counts_from = nb_targets(mo.rna.X, mo.rna.layers.get("counts")) if mo.rna.n_vars else (mo.rna.X, "absent")
     index = gene_vocab_map.set_index("gene").vocab_index.reindex(mo.rna.var_names).astype("float64").to_numpy()
@@ -67,7 +67,7 @@ def load_cells(mo: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp
     if "atac" in need and peak_vocab_matrix.nnz == 0:
         raise DatasetError(f"{where('atac')}: no peak overlaps a cCRE of the vocabulary (peaks e.g. "
                            f"{list(mo.atac.var_names[:3])}; hg38 coordinates?)")
-    n_vocab = len(read_gene_vocab(reference_path("gene_vocab_38244")))
+    n_vocab = len(read_gene_vocab(spec.reference("gene_vocab_38244")))
     return vocab_cells(counts, index, n_vocab, peak_vocab_matrix), counts_from
 
 
@@ -148,11 +148,12 @@ def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: 
 
 
 def translated(translators: Translators, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
-               device: str):
+               device: str, gene_vocabulary: Path):
     """A MuData, one modality per scenario, of the held-out cells' translated profiles: accessibility
     probabilities (X) and calls (layers['calls']) over the covered cCREs, or expected log1p
     expression over the dataset's vocabulary genes."""
-    return translated_mudata(_translated(translators, cells, cell_names, split_table, device), translators.profile)
+    return translated_mudata(_translated(translators, cells, cell_names, split_table, device, gene_vocabulary),
+                             translators.profile)
 
 
 def translated_mudata(profiles: dict[str, ad.AnnData], profile: str):
@@ -169,7 +170,7 @@ def translated_mudata(profiles: dict[str, ad.AnnData], profile: str):
 
 
 def _translated(translators: Translators, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
-                device: str) -> dict[str, ad.AnnData]:
+                device: str, gene_vocabulary: Path) -> dict[str, ad.AnnData]:
     out = {}
     for scenario in translators.checkpoints:
         rows = rows_of(split_table, cell_names, scenario, "test")
@@ -182,18 +183,18 @@ def _translated(translators: Translators, cells: VocabCells, cell_names: pd.Inde
         else:
             x = translate_rna(model, cells, rows, translators.uppers[scenario], device=device, gene_chunk=config.n_queries,
                               max_cres=config.max_source)
-            var = _vocab_genes(cells.genes)
+            var = vocab_genes(cells.genes, gene_vocabulary)
             layers = {}
         out[scenario] = ad.AnnData(x, obs=pd.DataFrame(index=cell_names[rows]), var=var, layers=layers,
                                    uns={"direction": translators.direction, "scenario": scenario})
     return out
 
 
-def _vocab_genes(vocab_index: np.ndarray) -> pd.DataFrame:
+def vocab_genes(vocab_index: np.ndarray, gene_vocabulary: Path) -> pd.DataFrame:
     """Vocabulary genes by Ensembl id (unique), with their symbol and index."""
     from multiome_assets.annotation import read_gene_vocab
 
-    vocab = read_gene_vocab(reference_path("gene_vocab_38244")).iloc[vocab_index]
+    vocab = read_gene_vocab(gene_vocabulary).iloc[vocab_index]
     return pd.DataFrame({"symbol": vocab.symbol.to_numpy(), "vocab_index": vocab_index}, index=vocab.gene_id.to_numpy())
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from multiome_assets.dataset import load_spec
 from multiome_assets.defs.inputs import changed_inputs
+from multiome_assets.warehouse import warehouse_dir
 from multiome_assets.definitions import defs
 from multiome_assets_tests.conftest import two_priors_data_dir
 
@@ -35,7 +36,7 @@ def _observe(instance) -> list[str]:
     """What the folder sensor and the nightly observation record: a new data version per changed input."""
     changed = []
     for key in ("bmmc_starter", "bmmc_collectri"):
-        for event in changed_inputs(instance, key, load_spec(key)):
+        for event in changed_inputs(instance, key, load_spec(key), warehouse_dir()):
             instance.report_runless_asset_event(event)
             changed.append(f"{event.asset_key.to_user_string()}:{key}")
     return changed
@@ -63,7 +64,7 @@ def test_an_edited_shared_prior_reruns_what_reads_it_in_the_datasets_that_use_it
     assert _requested(result) == {(asset, "bmmc_starter") for asset in FOLLOW_THE_PRIOR}  # no backbone, no QC
 
     # the same content observed again is no update
-    for event in changed_inputs(instance, "bmmc_starter", load_spec("bmmc_starter")):
+    for event in changed_inputs(instance, "bmmc_starter", load_spec("bmmc_starter"), warehouse_dir()):
         pytest.fail(f"{event} recorded again")
     same = instance.get_latest_data_version_record(dg.AssetKey(["input", "prior"]), is_source=True,
                                                    partition_key="bmmc_starter")

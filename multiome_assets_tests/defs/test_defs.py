@@ -328,3 +328,36 @@ def test_two_builds_at_once_while_a_sql_session_reads(tmp_path, monkeypatch):
     final = {(t, d, len(warehouse.read_table(t, d))) for t in ("gene_annotation", "prior_edges", "candidate_sets")
              for d in ("bmmc_starter", "bmmc_collectri")}
     assert observed["reads"] > 6 and {tuple(s) for s in observed["seen"]} == final
+
+
+def test_the_resources_alone_say_where_data_and_results_live(tmp_path, monkeypatch):
+    """Set on the resources, the data folder and the warehouse serve every read and write; the
+    environment variables (here pointing nowhere) are only the resources' defaults."""
+    import shutil
+
+    from multiome_assets.defs.io_manager import WarehouseIOManager
+    from multiome_assets.defs.resources import DatasetCatalog
+    from multiome_assets.defs.sensors import dataset_folder_sensor
+
+    from ..conftest import BUNDLED
+
+    data, results = tmp_path / "elsewhere", tmp_path / "results"
+    (data / "datasets").mkdir(parents=True)
+    (data / "reference").symlink_to(BUNDLED / "reference")
+    shutil.copytree(BUNDLED / "datasets" / "bmmc_starter", data / "datasets" / "bmmc_starter")
+    monkeypatch.setenv("MULTIOME_DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("MULTIOME_WAREHOUSE", str(tmp_path / "not_here"))
+    resources = {**RESOURCES, "datasets": DatasetCatalog(data_dir=str(data)),
+                 "warehouse": WarehouseIOManager(root=str(results))}
+    instance = dg.DagsterInstance.ephemeral()
+    # the folder sensor finds the dataset in the catalog's folder and hashes its inputs there
+    found = dataset_folder_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    assert [r.partition_key for r in found.run_requests] == ["bmmc_starter"]
+    assert {e.asset_key.path[-1] for e in found.asset_events} >= {"cells", "prior", "ccre_vocabulary"}
+    instance.add_dynamic_partitions("dataset", ["bmmc_starter"])
+    result = dg.materialize(ASSETS, partition_key="bmmc_starter", instance=instance, resources=resources,
+                            selection="group:foundation")
+    assert result.success
+    assert warehouse.query("select count(*) n from gene_vocab_map", root=results).n[0] > 0
+    assert (results / "artifacts" / "peak_vocab_matrix" / "bmmc_starter.npz").is_file()
+    assert not (tmp_path / "not_here").exists() and not (tmp_path / "nowhere").exists()

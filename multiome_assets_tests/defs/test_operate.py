@@ -44,6 +44,7 @@ def _prepare(base: Path) -> dict:
     and the GRN assets built, as `make demo` would leave them."""
     from multiome_assets.dataset import load_spec
     from multiome_assets.defs.inputs import changed_inputs
+    from multiome_assets.warehouse import warehouse_dir
     from multiome_assets.definitions import ASSETS, RESOURCES, defs
 
     home, warehouse, data = base / "dagster_home", base / "warehouse", base / "data"
@@ -57,7 +58,7 @@ def _prepare(base: Path) -> dict:
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance.add_dynamic_partitions("dataset", list(DATASETS))
             for key in DATASETS:
-                for event in changed_inputs(instance, key, load_spec(key)):
+                for event in changed_inputs(instance, key, load_spec(key), warehouse_dir()):
                     instance.report_runless_asset_event(event)
             result = dg.materialize(
                 ASSETS, partition_key="bmmc_starter", instance=instance, resources=RESOURCES,
