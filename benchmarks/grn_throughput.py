@@ -123,7 +123,8 @@ def worker(spec: dict) -> dict:
     if "jemalloc" in os.environ.get("LD_PRELOAD", "") and "jemalloc" not in Path("/proc/self/maps").read_text():
         sys.exit("--allocator jemalloc: libjemalloc.so.2 was not loaded (Debian/Ubuntu: apt install libjemalloc2)")
     sys.path.insert(0, str(ROOT))
-    from multiome_assets.grn.pretrain import PROFILES, gene_embeddings, nb_targets
+    from multiome_assets.grn.pretrain import PROFILES, gene_embeddings
+    from multiome_assets.preprocess import nb_targets
     from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 
     if spec["threads"]:

@@ -181,12 +181,13 @@ def time_links(dataset: str) -> dict:
     from multiome_assets import annotation
     from multiome_assets.dataset import load_spec, reference_path
     from multiome_assets.intervals import binarize_to_vocab, peak_to_vocab, read_ccre_bed
-    from multiome_assets.models.cisformer import PROFILES, Translator, TranslatorConfig
+    from multiome_assets.models.cisformer import Translator
     from multiome_assets.preprocess import preprocess
     from multiome_assets.readers import read_dataset
     from multiome_assets.links import extract
     from multiome_assets.cells import cell_labels, cell_sets
-    from multiome_assets.translation.pipeline import load_cells, training_config
+    from multiome_assets.translation.pipeline import load_cells
+    from multiome_assets.translation.train import training_config, translator_config
 
     spec = load_spec(dataset)
     mo, _ = preprocess(read_dataset(spec), spec.qc, spec.rna_values)
@@ -200,7 +201,7 @@ def time_links(dataset: str) -> dict:
     out = {"dataset": dataset, "sets": len(sets), "cells": int(sum(len(r) for r in sets.values())),
            "genes": len(cells.genes), "cres": len(cells.cres), "pairs": len(pairs)}
     for direction in ("atac2rna", "rna2atac"):
-        model = Translator(TranslatorConfig(direction, **PROFILES["cpu"][direction]))
+        model = Translator(translator_config(direction, "cpu"))
         config = training_config(direction, "cpu", 0)
         t = time.perf_counter()
         if direction == "atac2rna":

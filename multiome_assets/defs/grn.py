@@ -18,13 +18,14 @@ from multiome_assets.grn import baselines, pipeline
 from multiome_assets.grn.artifacts import Backbone, BaselineScores, EdgeHeads, GeneEmbeddings
 from multiome_assets.models.edge_head import EdgeHeadConfig
 from multiome_assets.grn.pretrain import PretrainConfig
+from multiome_assets.models.profiles import Profile
 from multiome_assets.readers import Multiome
 
 GRN_ARGS = dict(partitions_def=dataset_partitions, io_manager_key="warehouse", group_name="grn")
 
 
 class BackboneConfig(dg.Config):
-    profile: str = "cpu"  # cpu: sized for 2 CPU cores; paper: the paper's defaults, for a GPU
+    profile: Profile = "cpu"  # cpu: sized for 2 CPU cores; paper: the paper's defaults, for a GPU
     seed: int = PretrainConfig.seed
     max_epochs: int | None = None  # None: the profile's
     svd_solver: str | None = None  # None: the profile's ("randomized"); "arpack": the exact SVD start

@@ -11,6 +11,7 @@ from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.metadata import png_markdown
 from multiome_assets.defs.partitions import dataset_partitions, needs
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
+from multiome_assets.models.profiles import Profile
 from multiome_assets.readers import Multiome
 from multiome_assets.translation import cross, pipeline
 from multiome_assets.translation.pipeline import Translators
@@ -19,7 +20,7 @@ ARGS = dict(partitions_def=dataset_partitions, io_manager_key="warehouse", group
 
 
 class TranslatorTraining(dg.Config):
-    profile: str = "cpu"  # cpu: small, the bundled datasets in minutes on 2 cores; paper: the paper's sizes, for a GPU
+    profile: Profile = "cpu"  # cpu: small, the bundled datasets in minutes on 2 cores; paper: the paper's sizes, for a GPU
     seed: int = 0
     max_epochs: int | None = None  # None: the profile's
 

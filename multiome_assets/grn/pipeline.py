@@ -52,9 +52,9 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
 
     from multiome_assets.grn.pretrain import PROFILES, pretrain_backbone
     from multiome_assets.models.grn_transformer import GRNTransformerConfig
+    from multiome_assets.models.profiles import check_profile
 
-    if profile not in PROFILES:
-        raise ValueError(f"profile {profile!r} is not one of {sorted(PROFILES)}")
+    check_profile(profile, PROFILES)
     model_overrides, train_config = PROFILES[profile]
     model_config = GRNTransformerConfig(n_genes=mo.rna.n_vars, n_peaks=mo.atac.n_vars,
                                         **{**model_overrides, "use_atac": candidates is not None})

@@ -34,6 +34,7 @@ from multiome_assets.models import distributed, resume
 from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 from multiome_assets.models.precision import autocast, training_amp
+from multiome_assets.models.profiles import Profile
 from multiome_assets.models.progress import TrainingLog
 from multiome_assets.preprocess import nb_targets
 from multiome_assets.files import as_path
@@ -59,7 +60,7 @@ class PretrainConfig:
 
 
 # name -> (GRNTransformerConfig overrides, training config)
-PROFILES: dict[str, tuple[dict, PretrainConfig]] = {
+PROFILES: dict[Profile, tuple[dict, PretrainConfig]] = {
     "paper": ({}, PretrainConfig()),  # d=256, 6 layers, 8 heads: meant for a GPU
     # bundled SNARE-seq (385 cells x 8,595 genes) in a few minutes on 2 CPU cores. The cost there
     # is sparse attention and kNN over 8,595 genes, not matmuls: d is cut, the method's k and K are kept;

@@ -12,7 +12,8 @@ from multiome_assets.intervals import read_ccre_bed
 from multiome_assets.preprocess import log_normalize
 from multiome_assets.readers import Multiome
 from multiome_assets.links import analysis, enrichment, extract
-from multiome_assets.translation.pipeline import Translators, load_cells, vocab_genes, training_config
+from multiome_assets.translation.pipeline import Translators, load_cells, vocab_genes
+from multiome_assets.translation.train import training_config
 
 SCENARIO = "random"  # the translator whose attention is read: trained on 80% of the cells
 NO_CELL_TYPES = "no cell_type_column: one cell set, `all`; no cell-type-specific cCREs or enrichment"

@@ -149,13 +149,3 @@ class Translator(nn.Module):
         else:
             per = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         return (per * query_mask).sum() / query_mask.sum().clamp_min(1)
-
-
-PROFILES = {
-    # the paper's sizes, for a GPU
-    "paper": {"rna2atac": dict(d_model=210, n_layers=6, n_heads=6, head_dim=128),
-              "atac2rna": dict(d_model=280, n_layers=4, n_heads=7, head_dim=140)},
-    # the bundled datasets in minutes on 2 CPU cores
-    "cpu": {"rna2atac": dict(d_model=56, n_layers=2, n_heads=4, head_dim=16),
-            "atac2rna": dict(d_model=56, n_layers=2, n_heads=4, head_dim=16)},
-}

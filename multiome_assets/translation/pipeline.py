@@ -15,30 +15,17 @@ import torch
 from multiome_assets.dataset import DatasetError, DatasetSpec
 from multiome_assets.inputs import file_sha256
 from multiome_assets.models.checkpoint import Checkpoint
-from multiome_assets.models.cisformer import PROFILES, Translator, TranslatorConfig
+from multiome_assets.models.cisformer import Translator, TranslatorConfig
 from multiome_assets.readers import Multiome
 from multiome_assets.translation import baselines, metrics
 from multiome_assets.translation.predict import translate_atac, translate_rna
 from multiome_assets.translation.splits import rows_of, translation_splits
 from multiome_assets.translation.tokens import VocabCells, vocab_cells
-from multiome_assets.translation.train import TRAINING, TrainConfig, train_translator
+from multiome_assets.models.profiles import Profile
+from multiome_assets.translation.train import train_translator, training_config, translator_config
 from multiome_assets.files import remove
 
 DIRECTIONS = ("rna2atac", "atac2rna")
-# the cpu profile's training: the paper's optimizer and schedule, a larger rate (tiny models sit
-# longer on the uniform-attention plateau) and fewer epochs, so the bundled datasets train in minutes
-# and fewer tokens per cell (attention cost grows with queries x keys; ATAC→RNA's gene self-attention
-# with their square)
-CPU_TRAINING = {"rna2atac": replace(TRAINING["rna2atac"], lr=3e-3, resamples=1, max_epochs=12, max_source=512,
-                                    n_queries=512),
-                "atac2rna": replace(TRAINING["atac2rna"], lr=1e-2, batch_size=32, max_epochs=12, patience=3,
-                                    max_source=2_000, n_queries=1_000)}
-
-
-def training_config(direction: str, profile: str, seed: int) -> TrainConfig:
-    return replace(CPU_TRAINING[direction] if profile == "cpu" else TRAINING[direction], seed=seed)
-
-
 def vocabularies(spec: DatasetSpec) -> list[str]:
     """What a translator's inputs and outputs mean: the genome and the two vocabularies' content."""
     return [f"genome={spec.genome}", f"genes={file_sha256(spec.reference('gene_vocab_38244'))[:16]}",
@@ -107,15 +94,13 @@ class Translators:
                    s["uppers"], s["thresholds"], s["profile"])
 
 
-def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame, *, profile: str,
+def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame, *, profile: Profile,
           device: str, seed: int = 0, max_epochs: int | None = None, checkpoint_dir=None, log=None,
           vocabularies: list[str] = (), processes: int = 1) -> Translators:
     """A translator per scenario, trained on its training cells, early-stopped on its validation cells.
     `processes` > 1: each trained by that many processes under torchrun (DDP), each on its shard of
     every batch."""
-    if profile not in PROFILES:
-        raise ValueError(f"translator profile {profile!r} is not one of {sorted(PROFILES)}")
-    model_config = TranslatorConfig(direction, **PROFILES[profile][direction])
+    model_config = translator_config(direction, profile)
     config = training_config(direction, profile, seed)
     config = config if max_epochs is None else replace(config, max_epochs=max_epochs)
     checkpoints, histories, thresholds, uppers = {}, {}, {}, {}

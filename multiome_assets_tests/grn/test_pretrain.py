@@ -171,7 +171,12 @@ def test_nb_targets_recover_counts_from_log_transforms():
 
 
 def test_profiles():
-    assert set(PROFILES) >= {"paper", "cpu"}
+    from multiome_assets.models.profiles import PROFILE_NAMES
+    from multiome_assets.translation import train as translation
+
+    assert set(PROFILES) == set(translation.PROFILES) == set(PROFILE_NAMES) == {"paper", "cpu"}  # one row per profile, both models
+    assert translation.translator_config("atac2rna", "paper").d_model == 280  # the paper's ATAC→RNA size
+    assert translation.training_config("rna2atac", "cpu", seed=3).seed == 3
     overrides, train = PROFILES["paper"]
     paper = GRNTransformerConfig(n_genes=1, n_peaks=1, **overrides)
     assert (paper.d_model, paper.n_layers, paper.n_heads, paper.top_k, paper.k_neighbors) == (256, 6, 8, 8, 16)
