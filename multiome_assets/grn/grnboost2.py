@@ -14,6 +14,23 @@ import numpy as np
 
 from multiome_assets.grn.expression import Expression, dense_expression
 
+# arboreto.core's settings (arboreto 0.1.6), the few lines of it this module used: stochastic
+# gradient boosting, and early stopping when the mean OOB improvement over a window is negative
+SGBM_KWARGS = dict(learning_rate=0.01, n_estimators=5000, max_features=0.1, subsample=0.9)
+EARLY_STOP_WINDOW_LENGTH = 25
+
+
+class _ArboretoMonitor:
+    """arboreto's ``EarlyStopMonitor``: stop once the mean ``oob_improvement_`` of the last
+    `window` rounds is negative."""
+
+    def __init__(self, window: int):
+        self.window = window
+
+    def __call__(self, i: int, regressor, env) -> bool:
+        return i >= self.window - 1 and np.mean(regressor.oob_improvement_[i - self.window + 1: i + 1]) < 0
+
+
 class _SameSampleOOBMonitor:
     """arboreto's early stopping on the OOB improvement measured on one OOB sample.
 
@@ -74,7 +91,6 @@ def _fit_targets(
     target_expr: np.ndarray, self_col: np.ndarray, seed: int, early_stopping: str
 ) -> np.ndarray:
     """Importances (R, t) of all regulators for t targets; a regulator never explains itself."""
-    from arboreto.core import EARLY_STOP_WINDOW_LENGTH, SGBM_KWARGS, EarlyStopMonitor
     from sklearn.ensemble import GradientBoostingRegressor
 
     tf_matrix = _REGULATOR_MATRIX
@@ -85,7 +101,7 @@ def _fit_targets(
             continue  # constant target: every importance is 0, no need to boost 5000 rounds
         keep = np.arange(n_reg) != self_col[t]  # arboreto.core.clean
         monitor = (
-            EarlyStopMonitor(EARLY_STOP_WINDOW_LENGTH)
+            _ArboretoMonitor(EARLY_STOP_WINDOW_LENGTH)
             if early_stopping == "arboreto"
             else _SameSampleOOBMonitor(EARLY_STOP_WINDOW_LENGTH)
         )
@@ -130,7 +146,7 @@ def grnboost2_scores(
     early_stopping
         - ``"same_sample_oob"``: arboreto's rule on the OOB improvement of each round
           measured on that round's OOB cells (see :class:`_SameSampleOOBMonitor`).
-        - ``"arboreto"``: arboreto's ``EarlyStopMonitor`` as installed; with
+        - ``"arboreto"``: arboreto's ``EarlyStopMonitor`` as arboreto wrote it; with
           scikit-learn ≥ 1.3 it stops after ~25-30 trees for every target.
 
     Notes

@@ -138,7 +138,13 @@ def test_grnboost2_ranks_planted_regulator_first():
 
 
 def test_grnboost2_arboreto_mode_equals_infer_partial_network():
+    """The lines taken over from arboreto (its settings and early stopping) give its own numbers."""
+    arboreto = pytest.importorskip("arboreto.core")  # in the dev extras only: the package itself does not need it
     from arboreto.core import SGBM_KWARGS, infer_partial_network
+
+    from multiome_assets.grn import grnboost2
+
+    assert grnboost2.SGBM_KWARGS == SGBM_KWARGS and grnboost2.EARLY_STOP_WINDOW_LENGTH == arboreto.EARLY_STOP_WINDOW_LENGTH
 
     X, genes, regs, _ = planted(seed=1)
     scores = grnboost2_scores(X, genes, regs, n_workers=1, early_stopping="arboreto", seed=7)
