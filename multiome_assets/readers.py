@@ -89,10 +89,51 @@ def _one_modality(adata: ad.AnnData, modality: str) -> tuple[ad.AnnData, ad.AnnD
     return (adata, absent) if modality == "rna" else (absent, adata)
 
 
+GENE_ID_COLUMNS = ("gene_ids", "gene_id")  # where 10x (and scanpy's read_10x_*) and others keep Ensembl ids
+
+
+def gene_ids(var: pd.DataFrame) -> pd.Series | None:
+    """The genes' Ensembl ids, where the file has them."""
+    return next((var[c] for c in GENE_ID_COLUMNS if c in var), None)
+
+
+def unique_gene_names(rna: ad.AnnData, source: Path) -> ad.AnnData:
+    """Genes named by symbol, unique. A symbol shared by several Ensembl ids (Cell Ranger ARC's
+    GRCh38-2020-A reference has ten: TBCE, MATR3, HSPA14, POLR2J3, ...) stays the name of the id
+    with the most counts in this file (ties: the first in the file); the others are named
+    `SYMBOL_ENSG...`. So priors and TF lists, which name symbols, match the copy that is expressed,
+    and every gene keeps its id (var `gene_ids`) and symbol (var `symbol`). Refused: duplicate
+    names without a gene id column, and duplicate ids."""
+    names = rna.var_names
+    if not names.has_duplicates:
+        return rna
+    duplicated = names[names.duplicated()].unique()
+    ids = gene_ids(rna.var)
+    if ids is None:
+        raise DatasetError(f"{source}: {len(duplicated)} duplicate gene names, e.g. {list(duplicated[:3])}, and no "
+                           f"gene id column ({' or '.join(GENE_ID_COLUMNS)}) to tell them apart")
+    ids = ids.astype(str)
+    if ids.duplicated().any():
+        raise DatasetError(f"{source}: duplicate gene ids in var[{ids.name!r}], e.g. "
+                           f"{list(ids[ids.duplicated()].unique()[:3])}")
+    genes = pd.DataFrame({"name": names.to_numpy(), "id": ids.to_numpy(),
+                          "total": np.asarray(rna.X.sum(axis=0)).ravel(), "position": np.arange(rna.n_vars)})
+    shared = genes[genes.name.isin(duplicated)].sort_values(["name", "total", "position"], ascending=[True, False, True])
+    renamed = shared.position[shared.name.duplicated()].to_numpy()  # all but the first of each symbol
+    new_names = genes.name.to_numpy().copy()
+    new_names[renamed] = genes.name.to_numpy()[renamed] + "_" + genes.id.to_numpy()[renamed]
+    rna.var["symbol"] = names.to_numpy()
+    rna.var_names = pd.Index(new_names.astype(str))
+    rna.uns["renamed_duplicate_symbols"] = list(new_names[renamed].astype(str))
+    return rna
+
+
 def pair_modalities(rna: ad.AnnData, atac: ad.AnnData, rna_source: Path, atac_source: Path,
                     modalities: tuple[str, ...] = ("rna", "atac")) -> Multiome:
     """Check the dataset's modalities (the absent one of a single-modality dataset is featureless),
     keep the barcodes they share (in RNA order), parse peaks."""
+    if "rna" in modalities:
+        rna = unique_gene_names(rna, rna_source)
     rna, atac = (_clean(m, source, what) if name in modalities else m
                  for name, m, source, what in (("rna", rna, rna_source, "genes"), ("atac", atac, atac_source, "peaks")))
     if "rna" in modalities:

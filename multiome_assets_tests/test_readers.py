@@ -124,15 +124,91 @@ def test_all_zero_rna_says_no_cell_has_a_count(data_root, bmmc):
         read_dataset(load_spec("zeros"))
 
 
-def test_duplicate_gene_names(data_root, bmmc):
+def test_duplicate_gene_names_without_ids_or_with_duplicate_ids_are_refused(data_root, bmmc):
     rna, atac = bmmc
     rna = rna.copy()
     names = list(rna.var_names)
     names[1] = names[0]
     rna.var_names = names
+    write_dataset(data_root, "dupids", rna.copy(), atac, rna_counts_layer="counts")  # still one id per gene
+    assert read_dataset(load_spec("dupids")).rna.n_vars == rna.n_vars
+    ids = list(rna.var["gene_ids"])
+    ids[1] = ids[0]
+    rna.var["gene_ids"] = ids
+    write_dataset(data_root, "dupids", rna.copy(), atac)
+    with pytest.raises(DatasetError, match=rf"rna\.h5ad: duplicate gene ids in var\['gene_ids'\], e\.g\. \['{ids[0]}'\]"):
+        read_dataset(load_spec("dupids"))
+    del rna.var["gene_ids"]
     write_dataset(data_root, "dupgenes", rna, atac)
-    with pytest.raises(DatasetError, match=rf"rna\.h5ad: 1 duplicate gene names, e\.g\. \['{names[0]}'\]"):
+    with pytest.raises(DatasetError, match=rf"rna\.h5ad: 1 duplicate gene names, e\.g\. \['{names[0]}'\], and no gene id column"):
         read_dataset(load_spec("dupgenes"))
+
+
+# Symbols that Cell Ranger ARC's GRCh38-2020-A reference gives to two Ensembl ids each (8 of its 10;
+# the ids as in the bundled Ensembl 93 annotation, which has both of each)
+SHARED_SYMBOLS = {"TBCE": ("ENSG00000285053", "ENSG00000284770"), "MATR3": ("ENSG00000280987", "ENSG00000015479"),
+                  "HSPA14": ("ENSG00000284024", "ENSG00000187522"), "POLR2J3": ("ENSG00000168255", "ENSG00000285437"),
+                  "CYB561D2": ("ENSG00000114395", "ENSG00000271858"), "LINC01238": ("ENSG00000237940", "ENSG00000261186"),
+                  "LINC01505": ("ENSG00000234323", "ENSG00000234229"), "TMSB15B": ("ENSG00000158427", "ENSG00000269226")}
+
+
+def _with_shared_symbols(rna, rng):
+    """`rna` plus both copies of each shared symbol, in Cell Ranger's order (by id as listed); the
+    second copy of each gets more counts than the first."""
+    import anndata as ad
+    import pandas as pd
+
+    n = rna.n_obs
+    counts = np.column_stack([rng.poisson(lam, n) for _ in SHARED_SYMBOLS for lam in (0.5, 3.0)]).astype(np.float32)
+    extra = ad.AnnData(sp.csr_matrix(counts), obs=rna.obs[[]],
+                       var=pd.DataFrame({"gene_ids": [i for pair in SHARED_SYMBOLS.values() for i in pair]},
+                                        index=[s for s in SHARED_SYMBOLS for _ in range(2)]))
+    extra.layers["counts"] = extra.X.copy()
+    both = ad.concat([rna[:, :].copy(), extra], axis=1, merge="first")
+    both.obs = rna.obs.copy()
+    return both
+
+
+def test_a_cell_ranger_arc_file_with_shared_symbols_builds_the_foundation(data_root, bmmc):
+    """A filtered_feature_bc_matrix.h5 as Cell Ranger ARC writes it, with the reference's shared
+    symbols: read, each symbol named once (its expressed copy), the other copy kept under its id;
+    annotated by id; prior edges naming the symbol reach the expressed copy."""
+    import dagster as dg
+    import pandas as pd
+    import yaml
+
+    from multiome_assets.definitions import ASSETS, RESOURCES
+    from multiome_assets import warehouse
+
+    rna, atac = bmmc
+    rna = _with_shared_symbols(rna, np.random.default_rng(0))
+    folder = data_root / "datasets" / "arc"
+    folder.mkdir()
+    _write_10x_h5(folder / "filtered_feature_bc_matrix.h5", rna, atac)
+    tf = "SPI1" if "SPI1" in rna.var_names else rna.var_names[0]
+    pd.DataFrame({"source": [tf] * 3, "target": ["TBCE", "MATR3", rna.var_names[5]]}).to_csv(folder / "prior.csv", index=False)
+    (folder / "tfs.txt").write_text(f"{tf}\n")
+    (folder / "dataset.yaml").write_text(yaml.safe_dump({
+        "format": "10x_h5", "files": {"h5": "filtered_feature_bc_matrix.h5"}, "prior": "prior.csv", "tf_list": "tfs.txt",
+        "qc": {"min_cells_per_gene": 1, "min_cells_per_peak": 1, "min_genes_per_cell": 1, "min_peaks_per_cell": 1}}))
+
+    mo = read_dataset(load_spec("arc"))
+    for symbol, (first, second) in SHARED_SYMBOLS.items():
+        assert mo.rna.var.loc[symbol, "gene_ids"] == second  # the copy with more counts keeps the symbol
+        assert mo.rna.var.loc[f"{symbol}_{first}", "symbol"] == symbol
+    assert mo.rna.var_names.is_unique and sorted(mo.rna.uns["renamed_duplicate_symbols"]) == sorted(
+        f"{s}_{ids[0]}" for s, ids in SHARED_SYMBOLS.items())
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("dataset", ["arc"])
+    assert dg.materialize(ASSETS, partition_key="arc", instance=instance, resources=RESOURCES,
+                          selection="group:foundation").success
+    genes = warehouse.read_table("gene_annotation", "arc").set_index("gene")
+    for symbol, (first, second) in SHARED_SYMBOLS.items():
+        assert genes.loc[symbol, "gene_id"] == second and genes.loc[f"{symbol}_{first}", "gene_id"] == first
+        assert genes.loc[symbol, "matched_by"] == "ensembl_id"
+    edges = warehouse.read_table("prior_edges", "arc")
+    assert {"TBCE", "MATR3"} <= set(edges.target)
 
 
 def test_truncated_h5_file(data_root, bmmc):

@@ -14,7 +14,7 @@ from multiome_assets.warehouse import read_parquet
 from multiome_assets.defs.partitions import dataset_partitions, needs
 from multiome_assets.defs.resources import DatasetCatalog
 from multiome_assets.preprocess import preprocess
-from multiome_assets.readers import Multiome, read_dataset
+from multiome_assets.readers import Multiome, gene_ids, read_dataset
 
 ASSET_ARGS = dict(partitions_def=dataset_partitions, io_manager_key="warehouse", group_name="foundation")
 
@@ -44,8 +44,7 @@ def gene_annotation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
     """Each dataset gene's TSS/strand/body; `matched_by = 'unmatched'` lists what the annotation lacks."""
     spec = datasets.spec(context.partition_key)
     var = multiome.rna.var
-    genes = annotation.match_genes(var.index, var["gene_ids"] if "gene_ids" in var else None,
-                                   annotation.read_annotation(spec.annotation))
+    genes = annotation.match_genes(var.index, gene_ids(var), annotation.read_annotation(spec.annotation))
     context.add_output_metadata({"matched": int((genes.matched_by != "unmatched").sum()),
                                  "unmatched": int((genes.matched_by == "unmatched").sum())})
     return versioned(genes)

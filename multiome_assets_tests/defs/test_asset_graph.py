@@ -59,3 +59,12 @@ def test_asset_graph_matches_the_snapshot():
                                             f"{SNAPSHOT.name} (committed)", "current definitions"))
         pytest.fail(f"the asset graph differs from {SNAPSHOT}:\n{diff}\n"
                     f"If the change is intended, regenerate the snapshot and commit it:\n    {REGENERATE}", pytrace=False)
+
+
+def test_the_readme_lineage_is_the_definitions():
+    from multiome_assets.dataset import PROJECT_ROOT
+    from multiome_assets.defs.lineage import readme_with_lineage
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert readme == readme_with_lineage(readme, defs), \
+        "README.md's lineage differs from the Definitions: python -m multiome_assets.defs.lineage --write"
