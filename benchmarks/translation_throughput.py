@@ -137,12 +137,12 @@ def worker(spec: dict) -> dict:
         q_mask = torch.ones(B, n_query, dtype=torch.bool, device=device)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             if direction == "atac2rna":
-                logits = model(src, src_mask, query, q_mask)
+                logits, _ = model(src, src_mask, query, q_mask)
                 target = torch.randint(0, N_BINS, (B, n_query), device=device)
                 loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), target.flatten())
             else:
                 value = torch.randint(1, MAX_COUNT + 1, (B, width), device=device)
-                logits = model(src, src_mask, query, q_mask, value)
+                logits, _ = model(src, src_mask, query, q_mask, value)
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), torch.rand_like(logits.float()).round())
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from multiome_assets.grn.pairs import as_pairs, forbidden_flat_index, sample_unlabeled
 from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.edge_head import EdgeHead, EdgeHeadConfig
+from multiome_assets.models.trainer import Schedule, Step, fit, seeded
 
 __all__ = [
     "nnpu_risk",
@@ -152,9 +153,7 @@ def train_edge_head(
 
     rng = np.random.default_rng(config.seed)
     reg = torch.from_numpy(regulator_index).to(device)
-    records = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with seeded(config.seed):
         head = EdgeHead(d, config).to(device)
         if config.degree_features:
             degree = {"out": np.bincount(regulator_index[pos_rows], minlength=G), "in": np.bincount(pos_cols, minlength=G)}
@@ -165,45 +164,42 @@ def train_edge_head(
                                            dtype=torch.float32, device=device))  # (P, n_degrees) without the own edge
         zt = head.gene_inputs(torch.from_numpy(z).to(device))  # (G, width)
         optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        head.train()
         n_steps = max(1, min(math.ceil(n_pos * (1 + config.neg_ratio) / config.batch_size), n_pos))  # per epoch
         n_epochs = max(config.epochs, math.ceil(config.min_steps / n_steps)) if config.epochs else 0
-        for epoch in range(n_epochs):
+
+        def batches(rng):  # fresh unlabeled pairs every epoch, split as evenly as the positives
             unl_pairs = sample_unlabeled(config.neg_ratio * n_pos, R, G, forbidden, rng)  # (U, 2)
             pos_batches = np.array_split(rng.permutation(n_pos), n_steps)
             unl_batches = np.array_split(rng.permutation(len(unl_pairs)), n_steps)
-            sums = np.zeros(4)  # loss, risk_pos, risk_neg, corrected
-            for p_idx, u_idx in zip(pos_batches, unl_batches):
-                pairs = torch.from_numpy(np.concatenate([pos_pairs[p_idx], unl_pairs[u_idx]])).to(device)
-                n_p = len(p_idx)
-                x_tf, x_target = zt[reg[pairs[:, 0]]], zt[pairs[:, 1]]  # (B, width) each, fresh copies
-                if config.degree_features:
-                    own = loo[torch.from_numpy(p_idx).to(device)]
-                    for j, kind in enumerate(config.degree_features):  # the TF side's out-degree, the target's in-degree
-                        (x_tf if kind == "out" else x_target)[:n_p, d + j] = own[:, j]
-                if config.objective == "bce":
-                    labels = torch.zeros(len(pairs), device=device)
-                    labels[:n_p] = 1.0
-                    _, objective = head(x_tf, x_target, labels)
-                    sums[0] += objective.item()
-                else:
-                    logits, _ = head(x_tf, x_target)  # (B,)
-                    objective, risk = nnpu_risk(
-                        logits[:n_p], logits[n_p:], config.prior_pi, config.nnpu_beta,
-                        config.nnpu_gamma, loss=config.nnpu_loss,
-                    )
-                    r_pos, r_neg = _pu_parts(logits[:n_p].detach(), logits[n_p:].detach(), config.prior_pi, config.nnpu_loss)
-                    sums += [risk.item(), r_pos.item(), r_neg.item(), float(r_neg.item() < -config.nnpu_beta)]
-                optimizer.zero_grad(set_to_none=True)
-                objective.backward()
-                optimizer.step()
-            row = {"epoch": epoch, "loss": sums[0] / n_steps}
-            if config.objective == "nnpu":
-                row.update(risk_pos=sums[1] / n_steps, risk_neg=sums[2] / n_steps, corrected=sums[3] / n_steps)
-            records.append(row)
+            return [(p_idx, unl_pairs[u_idx]) for p_idx, u_idx in zip(pos_batches, unl_batches)]
+
+        def step(net, batch) -> Step:
+            p_idx, unlabeled = batch
+            pairs = torch.from_numpy(np.concatenate([pos_pairs[p_idx], unlabeled])).to(device)
+            n_p = len(p_idx)
+            x_tf, x_target = zt[reg[pairs[:, 0]]], zt[pairs[:, 1]]  # (B, width) each, fresh copies
+            if config.degree_features:
+                own = loo[torch.from_numpy(p_idx).to(device)]
+                for j, kind in enumerate(config.degree_features):  # the TF side's out-degree, the target's in-degree
+                    (x_tf if kind == "out" else x_target)[:n_p, d + j] = own[:, j]
+            if config.objective == "bce":
+                labels = torch.zeros(len(pairs), device=device)
+                labels[:n_p] = 1.0
+                _, objective = net(x_tf, x_target, labels)
+                return Step(objective, rows=len(pairs), weight=1, total=1)
+            logits, _ = net(x_tf, x_target)  # (B,)
+            objective, risk = nnpu_risk(logits[:n_p], logits[n_p:], config.prior_pi, config.nnpu_beta,
+                                        config.nnpu_gamma, loss=config.nnpu_loss)
+            r_pos, r_neg = _pu_parts(logits[:n_p].detach(), logits[n_p:].detach(), config.prior_pi, config.nnpu_loss)
+            return Step(objective, rows=len(pairs), weight=1, total=1, value=risk.item(),
+                        extra={"risk_pos": r_pos.item(), "risk_neg": r_neg.item(),
+                               "corrected": float(r_neg.item() < -config.nnpu_beta)})
+
+        history, _ = fit(head, optimizer, None, rng, Schedule(n_epochs), batches=batches, step=step)
     head.eval()
     columns = ["epoch", "loss"] + (["risk_pos", "risk_neg", "corrected"] if config.objective == "nnpu" else [])
-    return head, pd.DataFrame.from_records(records, columns=columns)
+    history = history.rename(columns={"train_loss": "loss"}).assign(epoch=lambda h: h.epoch - 1) if len(history) else history
+    return head, history.reindex(columns=columns)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 from multiome_assets.models.precision import autocast, training_amp
 from multiome_assets.models.profiles import Profile
-from multiome_assets.models.progress import TrainingLog
+from multiome_assets.models.trainer import Schedule, Step, cpu_weights, fit, seeded
 from multiome_assets.preprocess import nb_targets
 from multiome_assets.files import as_path
 
@@ -194,11 +194,9 @@ def pretrain_backbone(
     bs = tc.batch_size
     steps_per_epoch = math.ceil(len(train_idx) / bs)
     total_steps = min(tc.max_epochs * steps_per_epoch, tc.max_steps or math.inf)
-    state = {"epoch": 0, "step": 0, "history": [], "best": math.inf, "best_epoch": 0, "best_state": None, "stale": 0}
     configs = {"model_config": asdict(cfg), "train_config": asdict(tc)}
     data = resume.fingerprint(rna.indptr, rna.indices, rna.data, atac.indptr, atac.indices, targets.data, candidates)
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(tc.seed)
+    with seeded(tc.seed, dev):
         model = GRNTransformer(cfg, torch.from_numpy(candidates), grad_checkpointing=tc.grad_checkpointing)
         for name, init, x in (("gene_id", tc.gene_id_init, rna), ("peak_id", tc.peak_id_init, atac)):
             if init not in ("svd", "random"):
@@ -210,72 +208,34 @@ def pretrain_backbone(
         opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
         mask_gen = torch.Generator().manual_seed(tc.seed)
-        streams = dict(model=model, opt=opt, sched=sched, rng=rng, configs=configs, data=data,
-                       generators={"masks": mask_gen})
         val_masks = _masks(len(val_idx), n_genes, cfg.mask_fraction, torch.Generator().manual_seed(tc.seed + 1))
-        if checkpoint is not None and checkpoint.exists():
-            state = resume.resume(checkpoint, **streams)
-        else:
-            val_loss = _validate(model, rna, atac, targets, val_idx, val_masks, bs, dev, amp)
-            state["history"].append({"epoch": 0, "train_loss": math.nan, "val_loss": val_loss})  # the untrained model
-            if len(val_idx) and math.isfinite(val_loss):
-                state.update(best=val_loss, best_state=_cpu_copy(model))
-        rank, _ = distributed.world()
-        net = distributed.parallel(model)  # DDP under torchrun: each process trains on its shard of every batch
-        progress = TrainingLog(log if rank == 0 else None, "backbone")
-        done = state["stale"] >= tc.patience or state["step"] >= total_steps
-        for epoch in range(state["epoch"] + 1, tc.max_epochs + 1):
-            if done:
-                break
-            model.train()
+
+        def batches(rng):
             order = train_idx[rng.permutation(len(train_idx))]
-            nll_sum, n_masked = 0.0, 0
-            progress.start_epoch(epoch, min(steps_per_epoch, total_steps - state["step"]))
-            for start in range(0, len(order), bs):
-                batch = order[start : start + bs]
-                batch_mask = _masks(len(batch), n_genes, cfg.mask_fraction, mask_gen)  # the global batch's
-                mine = distributed.shard(len(batch))
-                n_mine, masked = len(batch[mine]), int(batch_mask[mine].sum())
-                run = distributed.stand_in(mine, len(batch))  # weighted 0 when this process has no rows
-                rows, mask = batch[run], batch_mask[run].to(dev)
-                with autocast(dev, amp):
-                    _, loss = net(_dense(rna, rows, dev), _dense(atac, rows, dev), mask, _dense(targets, rows, dev))
-                opt.zero_grad(set_to_none=True)
-                (loss * distributed.shard_weight(masked, int(batch_mask.sum()))).backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                opt.step()
-                sched.step()
-                nll_sum, n_masked = nll_sum + loss.item() * masked, n_masked + masked
-                progress.step(n_mine, loss.item())
-                state["step"] += 1
-                if state["step"] >= total_steps:
-                    break
-            val_loss = _validate(model, rna, atac, targets, val_idx, val_masks, bs, dev, amp)
-            nll_sum, n_masked = distributed.total(nll_sum, n_masked)
-            state["history"].append({"epoch": epoch, "train_loss": nll_sum / max(1, n_masked), "val_loss": val_loss})
-            progress.end_epoch(state["history"][-1]["train_loss"], val_loss)
-            score = val_loss if len(val_idx) else -epoch  # no validation cells: keep the last epoch
-            if score < state["best"]:
-                state.update(best=score, best_epoch=epoch, stale=0, best_state=_cpu_copy(model))
-            else:
-                state["stale"] += 1
-            state["epoch"] = epoch
-            done = state["stale"] >= tc.patience or state["step"] >= total_steps
-            if checkpoint is not None and rank == 0:
-                resume.save(checkpoint, state=state, **streams)
-    history, best, best_epoch, best_state = state["history"], state["best"], state["best_epoch"], state["best_state"]
-    if best_state is None:  # validation loss never finite: keep the last weights
-        best_state = _cpu_copy(model)
+            return [order[start:start + bs] for start in range(0, len(order), bs)]
+
+        def step(net, batch) -> Step:
+            batch_mask = _masks(len(batch), n_genes, cfg.mask_fraction, mask_gen)  # the global batch's
+            mine = distributed.shard(len(batch))
+            run = distributed.stand_in(mine, len(batch))  # weighted 0 when this process has no rows
+            rows, mask = batch[run], batch_mask[run].to(dev)
+            with autocast(dev, amp):
+                _, loss = net(_dense(rna, rows, dev), _dense(atac, rows, dev), mask, _dense(targets, rows, dev))
+            return Step(loss, rows=len(batch[mine]), weight=int(batch_mask[mine].sum()), total=int(batch_mask.sum()))
+
+        def validate() -> float:
+            return _validate(model, rna, atac, targets, val_idx, val_masks, bs, dev, amp)
+
+        history, state = fit(model, opt, sched, rng, Schedule(tc.max_epochs, tc.patience, total_steps, tc.grad_clip),
+                             batches=batches, step=step, validate=validate if len(val_idx) else None,
+                             validate_untrained=True, checkpoint=checkpoint, configs=configs, data=data,
+                             generators={"masks": mask_gen}, log=log, name="backbone")
     features = {name: list(map(str, names)) for name, names in (("genes", gene_names), ("peaks", peak_names))
                 if names is not None}
-    history = pd.DataFrame.from_records(history, columns=["epoch", "train_loss", "val_loss"])
-    backbone = Backbone(Checkpoint("grn_backbone", asdict(cfg), best_state, features), asdict(tc), candidates,
-                        best_epoch, float(best) if len(val_idx) else float("nan"), nb_target, history)
+    history = history.reindex(columns=["epoch", "train_loss", "val_loss"])
+    backbone = Backbone(Checkpoint("grn_backbone", asdict(cfg), cpu_weights(model), features), asdict(tc), candidates,
+                        state["best_epoch"], float(state["best"]) if len(val_idx) else float("nan"), nb_target, history)
     return backbone, history
-
-
-def _cpu_copy(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 @torch.no_grad()

@@ -110,9 +110,8 @@ def attention_links(model, cells: VocabCells, pairs: pd.DataFrame, sets: dict[st
             for g0 in range(0, len(order), gene_chunk):
                 columns = torch.as_tensor(order[g0:g0 + gene_chunk])
                 genes = torch.as_tensor(cells.genes)[columns].expand(len(batch), -1)
-                _, layers = model(ci.to(device), cm.to(device), genes.to(device),
-                                  torch.ones_like(genes, dtype=torch.bool, device=device), need_weights=True,
-                                  only_last=True)
+                _, layers = model.attention(ci.to(device), cm.to(device), genes.to(device),
+                                            torch.ones_like(genes, dtype=torch.bool, device=device), only_last=True)
                 weights[:, :, columns] = layers[-1].mean(1).float().transpose(1, 2).cpu()
             score = rank_normalize(weights, cm)
             # each cell's key position of every covered cCRE (-1: not among its keys)
@@ -146,9 +145,8 @@ def gene_link_scores(model, cells: VocabCells, sets: dict[str, np.ndarray], *, c
             received = torch.zeros(gi.shape, dtype=torch.float64)
             for c0 in range(0, len(cells.cres), cre_chunk):
                 cres = torch.as_tensor(cells.cres[c0:c0 + cre_chunk]).expand(len(batch), -1)
-                _, layers = model(gi.to(device), gm.to(device), cres.to(device),
-                                  torch.ones_like(cres, dtype=torch.bool, device=device), value, need_weights=True,
-                                  only_last=True)
+                _, layers = model.attention(gi.to(device), gm.to(device), cres.to(device),
+                                            torch.ones_like(cres, dtype=torch.bool, device=device), value, only_last=True)
                 received += layers[-1].mean(1).sum(1).double().cpu()  # (B, keys): summed over cCRE queries
             b, k = torch.nonzero(gm, as_tuple=True)
             total.index_add_(0, torch.as_tensor(np.searchsorted(cells.genes, gi[b, k].numpy())), received[b, k])

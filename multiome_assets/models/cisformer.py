@@ -102,8 +102,8 @@ class DecoderLayer(nn.Module):
 
 class Translator(nn.Module):
     """Both directions; `config.direction` says which. Inputs are padded index tensors with masks
-    (True = real token); `forward` returns logits at the query tokens and, when asked, each layer's
-    cross-attention weights (B, H, queries, keys) as the model computed them."""
+    (True = real token); `forward` returns the logits at the query tokens and, given targets, the
+    loss; `attention` returns the logits and each layer's cross-attention weights."""
 
     def __init__(self, config: TranslatorConfig):
         super().__init__()
@@ -128,10 +128,23 @@ class Translator(nn.Module):
     def embed_queries(self, index):
         return self.cre(index) if self.config.direction == "rna2atac" else self.gene(index)
 
-    def forward(self, source_index, source_mask, query_index, query_mask, source_value=None,
-                need_weights: bool = False, only_last: bool = False):
+    def forward(self, source_index, source_mask, query_index, query_mask, source_value=None, targets=None):
         """rna2atac: source = expressed genes (index, count), queries = CREs -> (B, Lq) logits.
-        atac2rna: source = active CREs, queries = genes -> (B, Lq, 8) bin logits."""
+        atac2rna: source = active CREs, queries = genes -> (B, Lq, 8) bin logits.
+        -> (logits, loss): with `targets` (B, Lq) the mean BCE (rna2atac, 0/1) or cross-entropy
+        over bins (atac2rna) on real queries, in fp32; else None."""
+        logits, _ = self._run(source_index, source_mask, query_index, query_mask, source_value, need_weights=False)
+        loss = None if targets is None else self._loss(logits.float(), targets, query_mask)
+        return logits, loss
+
+    def attention(self, source_index, source_mask, query_index, query_mask, source_value=None,
+                  only_last: bool = False):
+        """-> (logits, weights): each layer's cross-attention weights (B, H, queries, keys) as the
+        model computed them; with `only_last`, the other layers' are None (not computed)."""
+        return self._run(source_index, source_mask, query_index, query_mask, source_value, True, only_last)
+
+    def _run(self, source_index, source_mask, query_index, query_mask, source_value, need_weights: bool,
+             only_last: bool = False):
         source = self.embed_source(source_index, source_value)
         x = self.embed_queries(query_index)
         weights = []
@@ -140,10 +153,9 @@ class Translator(nn.Module):
             weights.append(w)
         logits = self.head(x)
         logits = logits.squeeze(-1) if self.config.direction == "rna2atac" else logits + self.gene_bias(query_index)
-        return (logits, weights) if need_weights else logits
+        return logits, weights
 
-    def loss(self, logits, targets, query_mask):
-        """Mean BCE (rna2atac, targets 0/1) or cross-entropy over bins (atac2rna) on real queries."""
+    def _loss(self, logits, targets, query_mask):
         if self.config.direction == "rna2atac":
             per = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
         else:

@@ -56,4 +56,7 @@ def resume(path: Path, *, model, opt, sched, rng: np.random.Generator, configs: 
     torch.set_rng_state(saved["torch_rng"])
     for name, generator in (generators or {}).items():
         generator.set_state(saved["generators"][name])
-    return saved["state"]
+    state = saved["state"]
+    if "best_state" in state:  # written before the backbone and the translators shared models/trainer.py
+        state["best_weights"] = state.pop("best_state")
+    return {"step": 0, "best_epoch": 0, **state}

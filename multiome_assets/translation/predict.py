@@ -34,7 +34,7 @@ def translate_rna(model: Translator, cells: VocabCells, rows: np.ndarray, upper:
         for g0 in range(0, len(order), gene_chunk):
             columns = order[g0:g0 + gene_chunk]
             genes = torch.from_numpy(cells.genes[columns]).expand(len(batch_rows), -1)
-            logits = model(ci.to(device), cm.to(device), genes.to(device), torch.ones_like(genes, dtype=torch.bool, device=device))
+            logits, _ = model(ci.to(device), cm.to(device), genes.to(device), torch.ones_like(genes, dtype=torch.bool, device=device))
             out[start:start + len(batch_rows), columns] = (logits.softmax(-1) @ centres).cpu().numpy()
     return out
 
@@ -52,6 +52,6 @@ def translate_atac(model: Translator, cells: VocabCells, rows: np.ndarray, *, ba
         value = gv.round().long().clamp(0, MAX_COUNT).to(device)
         for c0 in range(0, len(cells.cres), cre_chunk):
             cres = torch.from_numpy(cells.cres[c0:c0 + cre_chunk]).expand(len(batch_rows), -1)
-            logits = model(gi.to(device), gm.to(device), cres.to(device), torch.ones_like(cres, dtype=torch.bool, device=device), value)
+            logits, _ = model(gi.to(device), gm.to(device), cres.to(device), torch.ones_like(cres, dtype=torch.bool, device=device), value)
             out[start:start + len(batch_rows), c0:c0 + cres.shape[1]] = torch.sigmoid(logits).cpu().numpy()
     return out

@@ -4,7 +4,6 @@ RNG and early-stopping state) from which an interrupted training resumes to the 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from multiome_assets.models import distributed, resume
 from multiome_assets.models.cisformer import Translator, TranslatorConfig
 from multiome_assets.models.precision import autocast, training_amp
 from multiome_assets.models.profiles import Profile, check_profile
-from multiome_assets.models.progress import TrainingLog
+from multiome_assets.models.trainer import Schedule, Step, fit, seeded
 from multiome_assets.translation.tokens import VocabCells, atac2rna_batch, length_buckets, rna2atac_batch
 
 
@@ -96,9 +95,10 @@ def validation_loss(model: Translator, cells: VocabCells, rows: np.ndarray, conf
     for start in range(0, len(rows), config.batch_size):
         batch = make_batch(model.config.direction, cells, rows[start:start + config.batch_size], rng, upper, config).to(device)
         with autocast(device, training_amp(device)):
-            logits = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
+            _, loss = model(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask,
+                            batch.source_value, targets=batch.targets)
         k = int(batch.query_mask.sum())
-        total, n = total + float(model.loss(logits.float(), batch.targets, batch.query_mask)) * k, n + k
+        total, n = total + float(loss) * k, n + k
     return total / max(n, 1)
 
 
@@ -110,54 +110,30 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
     (log1p of the training maximum). `log(line)` hears of every epoch, and of long epochs' progress."""
     direction = model_config.direction
     amp = training_amp(device)
-    torch.manual_seed(config.seed)
-    model = Translator(model_config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.step_epochs, gamma=config.gamma)
     rng = np.random.default_rng(config.seed)
-    state = {"epoch": 0, "best": math.inf, "best_weights": None, "stale": 0, "history": []}
-    last = None if checkpoint_dir is None else checkpoint_dir / "last.pt"
     # what a training learns from: its cells, the data they hold, the bins' upper edge
     data = resume.fingerprint(train_rows, val_rows, cells.rna.indptr, cells.rna.indices, cells.rna.data,
                               cells.atac.indptr, cells.atac.indices, cells.cres, np.array([upper]))
     configs = {"model_config": asdict(model_config), "train_config": asdict(config)}
-    if last is not None and last.exists():
-        state = resume.resume(last, model=model, opt=opt, sched=sched, rng=rng, configs=configs, data=data)
-    rank, _ = distributed.world()
-    net = distributed.parallel(model)  # DDP under torchrun: each process trains on its shard of every batch
-    progress = TrainingLog(log if rank == 0 else None, direction)
-    while state["epoch"] < config.max_epochs and state["stale"] < config.patience:
-        model.train()
-        losses = []  # per batch, this process's share of the batch's mean loss
-        batches = _epoch_batches(direction, cells, train_rows, config, rng)
-        progress.start_epoch(state["epoch"] + 1, len(batches))
-        for rows in batches:
+    with seeded(config.seed, device):
+        model = Translator(model_config).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.step_epochs, gamma=config.gamma)
+
+        def step(net, rows) -> Step:
             whole = make_batch(direction, cells, rows, rng, upper, config)  # every process draws the global batch
             part = distributed.shard(len(rows))
-            n_mine, mine, queries = len(rows[part]), int(whole.query_mask[part].sum()), int(whole.query_mask.sum())
             batch = whole.rows(distributed.stand_in(part, len(rows))).to(device)  # weighted 0 when this process has no rows
             with autocast(device, amp):  # bf16 only on a GPU that computes it natively
-                logits = net(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask, batch.source_value)
-            loss = model.loss(logits.float(), batch.targets, batch.query_mask)
-            opt.zero_grad(set_to_none=True)
-            (loss * distributed.shard_weight(mine, queries)).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            opt.step()
-            losses.append(loss.item() * mine / max(queries, 1))
-            progress.step(n_mine, loss.item())
-        losses = distributed.total(*losses)  # each batch's mean loss over all processes
-        sched.step()
-        val = validation_loss(model, cells, val_rows, config, upper, device)
-        state["epoch"] += 1
-        row = {"epoch": state["epoch"], "train_loss": float(np.mean(losses)), "val_loss": val}
-        state["history"].append(row)
-        if val < state["best"]:
-            state.update(best=val, stale=0, best_weights={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-        else:
-            state["stale"] += 1
-        if last is not None and rank == 0:
-            resume.save(last, model=model, opt=opt, sched=sched, rng=rng, configs=configs, data=data, state=state)
-        progress.end_epoch(row["train_loss"], val)
-    if state["best_weights"] is not None:
-        model.load_state_dict(state["best_weights"])
-    return model.eval(), pd.DataFrame(state["history"], columns=["epoch", "train_loss", "val_loss"])
+                _, loss = net(batch.source_index, batch.source_mask, batch.query_index, batch.query_mask,
+                              batch.source_value, targets=batch.targets)
+            return Step(loss, rows=len(rows[part]), weight=int(whole.query_mask[part].sum()),
+                        total=int(whole.query_mask.sum()))
+
+        history, _ = fit(model, opt, sched, rng,
+                         Schedule(config.max_epochs, config.patience, grad_clip=config.grad_clip, scheduler_per="epoch"),
+                         batches=lambda rng: _epoch_batches(direction, cells, train_rows, config, rng), step=step,
+                         validate=lambda: validation_loss(model, cells, val_rows, config, upper, device) if len(val_rows) else None,
+                         checkpoint=None if checkpoint_dir is None else checkpoint_dir / "last.pt",
+                         configs=configs, data=data, log=log, name=direction)
+    return model.eval(), history.reindex(columns=["epoch", "train_loss", "val_loss"])

@@ -44,8 +44,8 @@ def _slow_links(model, cells, pairs, rows, max_cres):
         keys = sample_per_row(cells.atac, np.array([row]), max_cres, rng).indices
         source = torch.as_tensor(keys)[None]
         genes = torch.as_tensor(cells.genes)[None]
-        _, layers = model(source, torch.ones_like(source, dtype=torch.bool), genes,
-                          torch.ones_like(genes, dtype=torch.bool), need_weights=True)
+        _, layers = model.attention(source, torch.ones_like(source, dtype=torch.bool), genes,
+                                    torch.ones_like(genes, dtype=torch.bool))
         a = layers[-1][0].mean(0).detach().numpy()  # (genes, keys)
         within_cre = np.apply_along_axis(rankdata, 0, a) - 1
         within_gene = np.apply_along_axis(rankdata, 1, within_cre) - 1
@@ -73,7 +73,7 @@ def test_padded_keys_get_no_attention_and_change_no_link(tiny):
     assert (~cm).any()  # some cells are padded in this batch
     genes = torch.as_tensor(cells.genes).expand(len(rows), -1)
     with torch.no_grad():
-        _, layers = model(ci, cm, genes, torch.ones_like(genes, dtype=torch.bool), need_weights=True)
+        _, layers = model.attention(ci, cm, genes, torch.ones_like(genes, dtype=torch.bool))
     for weights in layers:
         assert (weights.masked_select(~cm[:, None, None, :].expand_as(weights)) == 0).all()
     one_by_one = extract.attention_links(model, cells, pairs, {"all": rows}, gene_chunk=N_GENES, max_cres=N_CRES,

@@ -43,25 +43,29 @@ def test_padded_tokens_change_no_output(direction):
     n_query = 2_000 if direction == "rna2atac" else 50
     src, qry = torch.randint(0, n_source, (1, 5)), torch.randint(0, n_query, (1, 4))
     value = torch.randint(1, 80, (1, 5)) if direction == "rna2atac" else None
-    alone = model(src, torch.ones(1, 5, dtype=torch.bool), qry, torch.ones(1, 4, dtype=torch.bool), value)
+    alone, _ = model(src, torch.ones(1, 5, dtype=torch.bool), qry, torch.ones(1, 4, dtype=torch.bool), value)
     # the same cell padded with 3 source and 2 query slots holding other tokens
     src_pad = torch.cat([src, torch.randint(0, n_source, (1, 3))], 1)
     qry_pad = torch.cat([qry, torch.randint(0, n_query, (1, 2))], 1)
     value_pad = None if value is None else torch.cat([value, torch.randint(1, 80, (1, 3))], 1)
     src_mask, qry_mask = torch.arange(8) < 5, torch.arange(6) < 4
-    padded = model(src_pad, src_mask[None], qry_pad, qry_mask[None], value_pad)
+    padded, _ = model(src_pad, src_mask[None], qry_pad, qry_mask[None], value_pad)
     torch.testing.assert_close(padded[:, :4], alone)
     expected = (1, 4) if direction == "rna2atac" else (1, 4, N_BINS)
     assert alone.shape == expected
 
 
 def test_loss_ignores_padded_queries():
-    model = _small("atac2rna")
-    logits = model(torch.randint(0, 2_000, (2, 6)), torch.ones(2, 6, dtype=torch.bool),
-                   torch.randint(0, 50, (2, 5)), torch.ones(2, 5, dtype=torch.bool))
+    model = _small("atac2rna").eval()
+    source, queries = torch.randint(0, 2_000, (2, 6)), torch.randint(0, 50, (2, 5))
     targets = torch.randint(0, N_BINS, (2, 5))
     mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
     other = targets.clone()
     other[1, 2:] = (other[1, 2:] + 1) % N_BINS
-    assert model.loss(logits, targets, mask) == model.loss(logits, other, mask)
-    assert model.loss(logits, targets, torch.ones_like(mask)) != model.loss(logits, other, torch.ones_like(mask))
+
+    def loss(targets, mask):
+        return model(source, torch.ones(2, 6, dtype=torch.bool), queries, mask, targets=targets)[1]
+
+    assert loss(targets, mask) == loss(other, mask)
+    assert loss(targets, torch.ones_like(mask)) != loss(other, torch.ones_like(mask))
+    assert model(source, torch.ones(2, 6, dtype=torch.bool), queries, mask)[1] is None  # no targets, no loss
