@@ -1,6 +1,8 @@
 """Genomic intervals: candidate peaks near each gene's TSS, and peaks → the fixed cCRE vocabulary."""
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +85,17 @@ def candidate_matrix(candidates: pd.DataFrame, genes: pd.Index, max_candidates: 
 
 
 def read_ccre_bed(path: Path) -> pd.DataFrame:
-    """The fixed cCRE vocabulary (chrom, start, end); row number = vocabulary index."""
+    """The fixed cCRE vocabulary (chrom, start, end); row number = vocabulary index. Parsed once per
+    process and file version (a million rows: ~2 s), every asset that reads it gets its own copy."""
+    try:
+        stat = os.stat(path)
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot be read as a BED file ({e})") from None
+    return _parsed_bed(str(path), stat.st_size, stat.st_mtime_ns).copy()
+
+
+@functools.lru_cache(maxsize=2)
+def _parsed_bed(path: str, size: int, mtime_ns: int) -> pd.DataFrame:
     try:
         bed = pd.read_csv(path, sep="\t", header=None, usecols=[0, 1, 2], names=["Chromosome", "Start", "End"],
                           dtype={"Chromosome": str, "Start": np.int64, "End": np.int64})

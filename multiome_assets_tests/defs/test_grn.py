@@ -189,7 +189,19 @@ def test_no_pretraining_input_is_the_backbones_start(built):
     np.testing.assert_allclose(embeddings.embeddings["svd"]["all"], start.checkpoint.weights["gene_id.weight"].numpy())
 
 
-def test_backbone_trained_by_two_processes_under_torchrun(built):
+def _own_warehouse(tmp_path) -> tuple[dict, object]:
+    """Resources writing to a copy of the module's warehouse: a test that rematerializes a shared
+    asset leaves the others' results alone, whatever order they run in."""
+    import shutil
+
+    from multiome_assets.defs.io_manager import WarehouseIOManager
+
+    root = tmp_path / "warehouse"
+    shutil.copytree(warehouse.warehouse_dir(), root)
+    return {**RESOURCES, "warehouse": WarehouseIOManager(root=str(root))}, root
+
+
+def test_backbone_trained_by_two_processes_under_torchrun(built, tmp_path):
     """`compute: {processes: 2}`: the step launches torchrun, two gloo processes train on their shards
     of every batch, process 0's progress reaches the run log. Dropout draws a stream per process, so
     the weights differ from one process's in rounding and dropout only (exact agreement without
@@ -198,33 +210,34 @@ def test_backbone_trained_by_two_processes_under_torchrun(built):
 
     instance, _ = built
     one = warehouse.read_artifact(warehouse.find_artifact("grn_backbone", "bmmc_starter"))
+    resources, root = _own_warehouse(tmp_path)
     result = dg.materialize(ASSETS, partition_key="bmmc_starter", instance=instance,
-                            resources={**RESOURCES, "compute": ComputeDevice(device="cpu", processes=2)},
+                            resources={**resources, "compute": ComputeDevice(device="cpu", processes=2)},
                             selection=["grn_backbone"], run_config={"ops": {"grn_backbone": SMALL["grn_backbone"]}})
     assert result.success
     event = result.get_asset_materialization_events()[0].materialization
     assert event.metadata["processes"].value == 2
     logs = [e.message for e in instance.all_logs(result.run_id) if e.message]
     assert any("epoch 1" in m and "loss" in m for m in logs)  # process 0's progress line, through torchrun
-    two = warehouse.read_artifact(warehouse.find_artifact("grn_backbone", "bmmc_starter"))
+    two = warehouse.read_artifact(warehouse.find_artifact("grn_backbone", "bmmc_starter", root))
     assert two.history.epoch.tolist() == one.history.epoch.tolist()
     assert two.history.val_loss.iloc[0] == pytest.approx(one.history.val_loss.iloc[0], rel=1e-5)  # the same start
     assert two.best_val_loss == pytest.approx(one.best_val_loss, rel=0.02)
-    assert not list((warehouse.warehouse_dir() / "artifacts/backbone_checkpoints").glob("*"))
+    assert not list((root / "artifacts/backbone_checkpoints").glob("*"))
 
 
-def test_exact_svd_start_from_the_launchpad(built):
-    # last in this module: it rematerializes the shared backbone with another start
+def test_exact_svd_start_from_the_launchpad(built, tmp_path):
     from multiome_assets.grn.pretrain import svd_identity_init
 
     instance, _ = built
+    resources, root = _own_warehouse(tmp_path)
     chain = ["grn_backbone", "grn_embeddings"]
     config = {"grn_backbone": {"config": {"max_epochs": 1, "svd_solver": "arpack"}}}
-    assert dg.materialize(ASSETS, partition_key="bmmc_starter", instance=instance, resources=RESOURCES,
+    assert dg.materialize(ASSETS, partition_key="bmmc_starter", instance=instance, resources=resources,
                           selection=chain, run_config={"ops": config}).success
-    mo = warehouse.read_artifact(warehouse.find_artifact("multiome", "bmmc_starter"))
-    backbone = warehouse.read_artifact(warehouse.find_artifact("grn_backbone", "bmmc_starter"))
-    embeddings = warehouse.read_artifact(warehouse.find_artifact("grn_embeddings", "bmmc_starter"))
+    mo = warehouse.read_artifact(warehouse.find_artifact("multiome", "bmmc_starter", root))
+    backbone = warehouse.read_artifact(warehouse.find_artifact("grn_backbone", "bmmc_starter", root))
+    embeddings = warehouse.read_artifact(warehouse.find_artifact("grn_embeddings", "bmmc_starter", root))
     assert backbone.train_config["svd_solver"] == "arpack"
     exact = svd_identity_init(mo.rna.X, backbone.d_model, seed=0, solver="arpack")
     np.testing.assert_array_equal(embeddings.embeddings["svd"]["all"], exact)  # the svd head reads that start
