@@ -124,6 +124,7 @@ class Progress:
     elapsed_s: float
     failed: int = 0
     finished: bool = False  # the run has ended (steps after a failed one never start)
+    detail: str | None = None  # the running step's newest log line (training: epoch, step, time left)
 
 
 def materialize_partition(defs: dg.Definitions, keys: list[dg.AssetKey], partition: str,
@@ -131,14 +132,15 @@ def materialize_partition(defs: dg.Definitions, keys: list[dg.AssetKey], partiti
                           every_s: float = 1.0) -> dg.ExecuteInProcessResult:
     """Materialize `keys` of `partition` in-process; a failed step fails the result, not the call.
     `progress`, if given, hears about the run every `every_s` seconds and once at its end, from a
-    thread that reads the run's step events from `instance`.
+    thread that reads the run's events from `instance`.
 
     Raises `dg.DagsterInvalidConfigError` when `run_config` does not fit the steps.
     """
     tags = {"multiome/build": uuid.uuid4().hex}  # finds this run in the instance
     finished = threading.Event()
     total = sum(1 for made in steps(defs).values() if made & set(keys))
-    watcher = threading.Thread(target=_watch, args=(instance, tags, total, progress, finished, every_s), daemon=True)
+    watcher = threading.Thread(target=_watch, args=(RunWatcher(instance, tags, total), progress, finished, every_s),
+                               daemon=True)
     if progress is not None:
         watcher.start()
     try:
@@ -150,32 +152,53 @@ def materialize_partition(defs: dg.Definitions, keys: list[dg.AssetKey], partiti
             watcher.join()
 
 
-def _watch(instance, tags, total, progress, finished: threading.Event, every_s: float) -> None:
-    started, run_id = time.monotonic(), None
+def _watch(watcher: "RunWatcher", progress, finished: threading.Event, every_s: float) -> None:
+    started = time.monotonic()
     while True:
         last = finished.wait(every_s)
-        if run_id is None:
-            runs = instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1)
-            run_id = runs[0].run_id if runs else None
-        progress(_progress(instance, run_id, total, time.monotonic() - started, finished=last))
+        progress(watcher.progress(time.monotonic() - started, finished=last))
         if last:
             return
 
 
-def _progress(instance, run_id: str | None, total: int, elapsed_s: float, finished: bool) -> Progress:
-    if run_id is None:  # not started yet
-        return Progress(0, total, None, elapsed_s, finished=finished)
-    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
-    started, ended, failed = [], set(), 0
-    for entry in instance.all_logs(run_id, of_type=kinds):
-        event = entry.dagster_event
-        if event.event_type == dg.DagsterEventType.STEP_START:
-            started.append(event.step_key)
-        else:
-            ended.add(event.step_key)
-            failed += event.event_type == dg.DagsterEventType.STEP_FAILURE
-    running = [step for step in started if step not in ended]
-    return Progress(len(ended), total, running[-1] if running else None, elapsed_s, failed, finished)
+class RunWatcher:
+    """Reads a run's new events from the instance on each call (a cursor, not the whole log again)."""
+
+    STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+
+    def __init__(self, instance: dg.DagsterInstance, tags: dict, total: int):
+        self.instance, self.tags, self.total = instance, tags, total
+        self.run_id, self.cursor = None, None
+        self.started, self.ended, self.failed = [], set(), 0
+        self.said: dict[str, str] = {}  # step -> its newest user log line
+
+    def progress(self, elapsed_s: float, finished: bool = False) -> Progress:
+        if self.run_id is None:
+            runs = self.instance.get_runs(filters=dg.RunsFilter(tags=self.tags), limit=1)
+            self.run_id = runs[0].run_id if runs else None
+        if self.run_id is not None:
+            self._read()
+        running = [step for step in self.started if step not in self.ended]
+        step = running[-1] if running else None
+        return Progress(len(self.ended), self.total, step, elapsed_s, self.failed, finished, self.said.get(step))
+
+    def _read(self) -> None:
+        while True:
+            page = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, limit=1000)
+            for record in page.records:
+                entry = record.event_log_entry
+                event = entry.dagster_event
+                if event is None:
+                    if entry.step_key and entry.user_message:
+                        self.said[entry.step_key] = entry.user_message
+                elif event.event_type == dg.DagsterEventType.STEP_START:
+                    self.started.append(event.step_key)
+                elif event.event_type in self.STEP_EVENTS:
+                    self.ended.add(event.step_key)
+                    self.failed += event.event_type == dg.DagsterEventType.STEP_FAILURE
+            self.cursor = page.cursor
+            if not page.has_more:
+                return
 
 
 def root_errors(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:

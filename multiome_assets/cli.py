@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -180,8 +181,9 @@ def build(keys, select, config_file, stale, verbose):
 
 
 class ProgressLine:
-    """`key [done/total steps] running STEP · elapsed`: redrawn in place on a terminal; elsewhere
-    (a log file, CI) a line each time a step starts or ends."""
+    """`key [done/total steps] running STEP · elapsed · what the step said last` (a training step:
+    epoch, step, time left): redrawn in place on a terminal, cut to its width; elsewhere (a log
+    file, CI) a line each time that changes."""
 
     def __init__(self, key: str):
         self.key, self.shown, self.tty = key, None, sys.stdout.isatty()
@@ -191,11 +193,13 @@ class ProgressLine:
         failed = f", {p.failed} failed" if p.failed else ""
         step = "finished" if p.finished else f"running {p.running}" if p.running else "starting"
         line = f"{self.key} [{p.done}/{p.total} steps{failed}] {step}"
+        detail = f" · {p.detail}" if p.detail and not p.finished else ""
         if self.tty:
-            click.echo(f"\r\033[K{line} · {minutes}m{seconds:02d}s", nl=False)
-        elif line != self.shown:
-            click.echo(f"{line} · {minutes}m{seconds:02d}s")
-        self.shown = line
+            width = shutil.get_terminal_size().columns - 1
+            click.echo(f"\r\033[K{(line + f' · {minutes}m{seconds:02d}s' + detail)[:width]}", nl=False)
+        elif line + detail != self.shown:
+            click.echo(f"{line} · {minutes}m{seconds:02d}s{detail}")
+        self.shown = line + detail
 
     def close(self) -> None:
         if self.tty and self.shown is not None:

@@ -87,7 +87,8 @@ def test_root_errors_name_the_file_not_the_wrappers():
 
 def test_progress_counts_steps_and_names_the_running_one():
     @dg.asset(partitions_def=PARTS)
-    def slow() -> None:
+    def slow(context: dg.AssetExecutionContext) -> None:
+        context.log.info("epoch 1/3 step 2/9: ~7 s left in the epoch")  # as a training step reports itself
         time.sleep(0.5)
 
     @dg.asset(deps=[slow], partitions_def=PARTS)
@@ -104,6 +105,8 @@ def test_progress_counts_steps_and_names_the_running_one():
                                    every_s=0.05)
     assert not result.success
     assert any(p.running == "slow" and p.done == 0 for p in seen)  # heard while the first step ran
+    # where the running step is inside itself: its newest log line
+    assert any(p.running == "slow" and p.detail == "epoch 1/3 step 2/9: ~7 s left in the epoch" for p in seen)
     assert [p.done for p in seen] == sorted(p.done for p in seen)
     assert seen[-1] == Progress(done=2, total=3, running=None, elapsed_s=seen[-1].elapsed_s, failed=1, finished=True)
     assert not any(p.finished for p in seen[:-1])

@@ -1,15 +1,24 @@
 """Training progress for a run log: one line per epoch and, inside a long epoch, at most one line
-every `every_s` seconds (epoch, step, mean loss so far, cells/s), so a CPU epoch of many minutes is
-not silent and a GPU epoch of a second does not flood the log."""
+every `every_s` seconds (epoch, step, mean loss so far, cells/s, time left), so a CPU epoch of many
+minutes is not silent and a GPU epoch of a second does not flood the log. `multiome-assets build`
+shows the newest of these lines on its progress line."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
 
+def duration(seconds: float) -> str:
+    """`42 s`, `7 min`, `2.3 h`."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 class TrainingLog:
-    def __init__(self, log: Callable[[str], None] | None, name: str, every_s: float = 30.0):
-        self.log, self.name, self.every_s = log, name, every_s
+    def __init__(self, log: Callable[[str], None] | None, name: str, every_s: float = 15.0,
+                 max_epochs: int | None = None):
+        self.log, self.name, self.every_s, self.max_epochs = log, name, every_s, max_epochs
         self.epoch = 0
 
     def start_epoch(self, epoch: int, steps: int) -> None:
@@ -25,8 +34,20 @@ class TrainingLog:
         now = self.last_step = time.perf_counter()
         if self.log is not None and now - self.last_line >= self.every_s:
             self.last_line = now
-            self.log(f"{self.name} epoch {self.epoch} step {self.step_n}/{self.steps}: "
-                     f"loss {self.loss_sum / self.cells:.4f}, {self.cells_per_s():.1f} cells/s")
+            self.log(f"{self.name} epoch {self.epoch}{self._of_epochs()} step {self.step_n}/{self.steps}: "
+                     f"loss {self.loss_sum / self.cells:.4f}, {self.cells_per_s():.1f} cells/s, {self._left()}")
+
+    def _of_epochs(self) -> str:
+        return f"/{self.max_epochs}" if self.max_epochs else ""
+
+    def _left(self) -> str:
+        """Time left in this epoch, and at most in all (early stopping may end sooner)."""
+        per_step = (self.last_step - self.started) / max(self.step_n, 1)
+        epoch_left = per_step * (self.steps - self.step_n)
+        text = f"~{duration(epoch_left)} left in the epoch"
+        if self.max_epochs and self.max_epochs > self.epoch:
+            text += f", ≤ {duration(epoch_left + per_step * self.steps * (self.max_epochs - self.epoch))} in all"
+        return text
 
     def cells_per_s(self) -> float:
         """Training cells per second of this epoch's steps (validation not counted)."""

@@ -80,7 +80,7 @@ def fit(model: torch.nn.Module, opt, sched, rng: np.random.Generator, schedule: 
             state.update(best=val_loss, best_weights=cpu_weights(model))
     rank, _ = distributed.world()
     net = distributed.parallel(model)  # DDP under torchrun: each process trains on its shard of every batch
-    progress = TrainingLog(log if rank == 0 else None, name)
+    progress = TrainingLog(log if rank == 0 else None, name, max_epochs=schedule.max_epochs)
     while state["epoch"] < schedule.max_epochs and state["stale"] < schedule.patience \
             and state["step"] < schedule.max_steps:
         epoch = state["epoch"] + 1

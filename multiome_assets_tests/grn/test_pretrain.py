@@ -90,14 +90,16 @@ def test_training_reports_each_epoch_with_its_loss_and_speed(data):
 
 def test_within_a_long_epoch_progress_is_reported_at_the_chosen_rate():
     lines = []
-    every_step, epoch_only = TrainingLog(lines.append, "x", every_s=0.0), TrainingLog(lines.append, "y", every_s=3600)
+    every_step = TrainingLog(lines.append, "x", every_s=0.0, max_epochs=4)
+    epoch_only = TrainingLog(lines.append, "y", every_s=3600)
     for log in (every_step, epoch_only):
         log.start_epoch(1, steps=3)
         for loss in (3.0, 2.0, 1.0):
             log.step(cells=4, loss=loss)
     # every step for "x"; none for "y", whose next line is due in an hour
-    assert [line.split(":")[0] for line in lines] == ["x epoch 1 step 1/3", "x epoch 1 step 2/3", "x epoch 1 step 3/3"]
-    assert lines[-1].startswith("x epoch 1 step 3/3: loss 2.0000,")  # the mean over the epoch's cells so far
+    assert [line.split(":")[0] for line in lines] == ["x epoch 1/4 step 1/3", "x epoch 1/4 step 2/3", "x epoch 1/4 step 3/3"]
+    assert lines[-1].startswith("x epoch 1/4 step 3/3: loss 2.0000,")  # the mean over the epoch's cells so far
+    assert re.search(r"~\d+ s left in the epoch, ≤ \d+ s in all$", lines[0])  # what is left, at most
     assert epoch_only.cells_per_s() > 0
 
 
