@@ -23,14 +23,17 @@ preloads libjemalloc (``apt install libjemalloc2``) and never purges: freed page
 neither kept in fragmented heaps nor zeroed again, so it is as fast as glibc and nearly as lean as
 ``hugepage-mmap`` (on SNARE-seq's ``cpu`` profile, 2x faster than glibc).
 
-The reference's own numbers on this machine kind (measured by the project: 21 s per cell for
-forward + backward, 7.8 GB peak) are printed alongside for the speedup columns.
+"vs reference" divides by the reference implementation's step measured in the same run, on the
+same machine: ``--reference DIR`` (a checkout of tianyang-x/EpiAwareNet_pub, see
+../shared/bench/README.md) runs ../shared/bench/ref_epiaware_step.py first. Without it, no ratio
+is printed.
 
     python benchmarks/grn_throughput.py                       # both configs, auto dtype, grad ckpt on
     python benchmarks/grn_throughput.py --dtypes fp32 bf16 --checkpointing both   # the former default
     python benchmarks/grn_throughput.py --configs reference --dtypes fp32 --batch 2 4
     python benchmarks/grn_throughput.py --configs reference --dtypes bf16 --batch 2 4 8 \
-        --checkpointing on --allocator glibc hugepage-mmap jemalloc --steps 3   # the table of docs/performance.md
+        --checkpointing on --allocator glibc hugepage-mmap jemalloc --steps 3 \
+        --reference /tmp/EpiAwareNet_pub   # the table of docs/performance.md
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
-REF_S_PER_CELL, REF_PEAK_GB = 21.0, 7.8  # reference implementation, fwd+bwd, this machine kind
+REFERENCE_STEP = ROOT.parent / "shared" / "bench" / "ref_epiaware_step.py"
 ALLOCATORS = {  # name -> environment of the worker process
     "glibc": {},
     "hugepage-mmap": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576"},
@@ -223,12 +226,19 @@ def resolve_dtypes(requested: list[str], device: str) -> list[str]:
     return list(dict.fromkeys(probe["auto"] if d == "auto" else d for d in requested))
 
 
-def format_row(r: dict) -> str:
-    speed = f"{r['s_per_cell']:.2f} | {r['cells_per_s']:.3f} | {REF_S_PER_CELL / r['s_per_cell']:.1f}x"
-    mem = f"{r['peak_gb']:.2f} (setup {r['setup_gb']:.2f}) | {r['peak_gb'] / REF_PEAK_GB:.2f}x"
-    if r["config"] != "reference":  # no reference numbers to divide by
-        speed = f"{r['s_per_cell']:.3f} | {r['cells_per_s']:.2f} | -"
-        mem = f"{r['peak_gb']:.2f} (setup {r['setup_gb']:.2f}) | -"
+def reference_step(checkout: str, steps: int, env: dict) -> dict:
+    """The reference implementation's training step, timed now on this machine (s_per_cell, peak_rss_gb)."""
+    out = subprocess.run([sys.executable, str(REFERENCE_STEP), "--steps", str(steps)], env={**env, "REF": checkout},
+                         capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"the reference step failed ({REFERENCE_STEP}, REF={checkout}):\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def format_row(r: dict, ref: dict | None) -> str:
+    ratios = ref is not None and r["config"] == "reference"  # the reference's sizes: the only rows to divide
+    speed = f"{r['s_per_cell']:.3f} | {r['cells_per_s']:.3f} | " + (f"{ref['s_per_cell'] / r['s_per_cell']:.1f}x" if ratios else "-")
+    mem = f"{r['peak_gb']:.2f} (setup {r['setup_gb']:.2f}) | " + (f"{r['peak_gb'] / ref['peak_rss_gb']:.2f}x" if ratios else "-")
     return (f"| {r['config']} | {r['batch']} | {r['dtype']} | {'on' if r['checkpointing'] else 'off'} | {r['allocator']} | "
             f"{speed} | {mem} | {r['gflop_train']:.0f} | {r['gflop_train'] / r['s_per_cell']:.0f} | "
             f"{r['embed_s']:.1f} s / {r['embed_cells']} cells ({r['embed_s'] / r['embed_cells']:.2f} s/cell) | "
@@ -258,6 +268,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--allocator", nargs="+", default=["glibc"], choices=list(ALLOCATORS), help="see the module docstring")
+    p.add_argument("--reference", metavar="DIR", help="a checkout of EpiAwareNet_pub: time its step in this run "
+                   "and print the ratios against it (../shared/bench/README.md); without it, no ratio")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -266,6 +278,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES")}  # `make` may preload jemalloc
     env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # no spinning on a shared box
     dtypes = resolve_dtypes(args.dtypes, args.device)
+    ref = reference_step(args.reference, args.steps, env) if args.reference else None
     print(f"\n{TABLE_HEADER}", flush=True)
     for spec in tqdm(list(specs(args, dtypes)), desc="configurations", file=sys.stderr):
         out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env={**env, **ALLOCATORS[spec["allocator"]]},
@@ -273,9 +286,13 @@ def main() -> None:
         if out.returncode:
             tqdm.write(f"{spec['config']} batch {spec['batch']} {spec['dtype']} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
             continue
-        tqdm.write(format_row(json.loads(out.stdout.strip().splitlines()[-1])), file=sys.stdout)
+        tqdm.write(format_row(json.loads(out.stdout.strip().splitlines()[-1]), ref), file=sys.stdout)
     print(f"\nload average at end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}")
-    print(f"reference implementation (same machine kind): {REF_S_PER_CELL} s/cell fwd+bwd, {REF_PEAK_GB} GB peak")
+    if ref is None:
+        print("no reference ratios: pass --reference DIR to time the reference's step in this run")
+    else:
+        print(f"reference implementation, this run, this machine: {ref['s_per_cell']:.2f} s/cell fwd+bwd, "
+              f"{ref['peak_rss_gb']:.2f} GB peak")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,11 @@ Rows (each in a fresh subprocess, so its peak RSS is its own; on CUDA the peak i
 
 FLOPs are counted from the shapes a step computes (padding included: that is the work done),
 2 per multiply-add, backward = 2x forward; "of peak" divides the achieved rate by this machine's
-measured fp32 (or the chosen dtype's) matmul rate. The reference's own numbers on the AVX2-only
-EPYC (its flash-attn replaced by SDPA, fp32) are printed for the speed-up columns.
+measured fp32 (or the chosen dtype's) matmul rate. "vs reference" divides by the reference
+implementation's step measured in the same run on the same machine: ``--reference DIR`` (a
+checkout of qihang-zou/Cisformer; ``--reference-deps DIR``: its extra packages, see
+../shared/bench/README.md) runs ../shared/bench/ref_cisformer_step.py per direction first.
+Without it, no ratio is printed.
 
     python benchmarks/translation_throughput.py                    # every row, auto dtype
     python benchmarks/translation_throughput.py --rows real:bmmc_starter real:snareseq_hesc
@@ -43,10 +46,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = {  # measured on the AVX2-only AMD EPYC, 2 cores: s per cell (per 2,048-CRE sample), peak GB
-    "atac2rna": (27.5, 2.2),
-    "rna2atac": (3.6, 1.3),
-}
+REFERENCE_STEP = ROOT.parent / "shared" / "bench" / "ref_cisformer_step.py"
 SIZES = {  # the reference's defaults: source slots, query slots, model
     "atac2rna": (10_000, 3_000, dict(d_model=280, n_layers=4, n_heads=7, head_dim=140)),
     "rna2atac": (2_048, 2_048, dict(d_model=210, n_layers=6, n_heads=6, head_dim=128)),
@@ -223,10 +223,23 @@ HEADER = ("| direction | lengths | batch | dtype | source tokens (mean) | s/cell
           "| TFLOP/cell | GFLOP/s | of matmul peak |\n" + "|---" * 12 + "|")
 
 
-def row(r: dict) -> str:
-    ref_s, _ = REFERENCE[r["direction"]]
+def reference_steps(checkout: str, deps: str | None, directions, steps: int) -> dict[str, dict]:
+    """The reference's training step per direction, timed now on this machine (s_per_cell, peak_rss_gb)."""
+    env = {**os.environ, "REF": checkout, **({"PYTHONPATH": deps} if deps else {})}
+    out = {}
+    for direction in directions:
+        done = subprocess.run([sys.executable, str(REFERENCE_STEP), {"atac2rna": "a2r", "rna2atac": "r2a"}[direction],
+                               "--steps", str(steps)], env=env, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"the reference step failed ({REFERENCE_STEP} {direction}):\n{done.stderr[-3000:]}")
+        out[direction] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def row(r: dict, ref: dict[str, dict] | None) -> str:
+    ratio = f"{ref[r['direction']]['s_per_cell'] / r['s_per_cell']:.1f}x" if ref else "-"
     return (f"| {r['direction']} | {r['row']} | {r['batch']} | {r['dtype']} | {r['mean_source_tokens']:,.0f} "
-            f"| {r['s_per_cell']:.3g} | {r['cells_per_s']:.3g} | {ref_s / r['s_per_cell']:.1f}x | {r['peak_gb']:.2f} "
+            f"| {r['s_per_cell']:.3g} | {r['cells_per_s']:.3g} | {ratio} | {r['peak_gb']:.2f} "
             f"| {r['tflop_per_cell']:.3g} | {r['gflops']:.0f} | {100 * r['gflops'] / r['matmul_gflops']:.0f}% |")
 
 
@@ -265,6 +278,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", help="also write the rows as JSON here")
     p.add_argument("--links", action="store_true", help="time link extraction on the bundled datasets instead")
+    p.add_argument("--reference", metavar="DIR", help="a checkout of Cisformer: time its step in this run and print "
+                   "the ratios against it (../shared/bench/README.md); without it, no ratio")
+    p.add_argument("--reference-deps", metavar="DIR", help="where the reference's extra packages were installed")
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
@@ -286,8 +302,12 @@ def main(argv=None):
             lengths[name[5:]] = {"atac2rna": cres.tolist(), "rna2atac": genes.tolist()}
     dtypes = resolve(args.dtypes, args.device)
     print(f"machine: {_machine(args.device)}")
-    print(f"reference (AVX2 EPYC, fp32, SDPA): ATAC->RNA {REFERENCE['atac2rna'][0]} s/cell, "
-          f"RNA->ATAC {REFERENCE['rna2atac'][0]} s/sample\n")
+    ref = reference_steps(args.reference, args.reference_deps, args.directions, args.steps) if args.reference else None
+    if ref is None:
+        print("no reference ratios: pass --reference DIR to time the reference's step in this run\n")
+    else:
+        print("reference, this run, this machine (fp32, SDPA): " + ", ".join(
+            f"{d} {r['s_per_cell']:.2f} s/cell, {r['peak_rss_gb']:.2f} GB" for d, r in ref.items()) + "\n")
     print(HEADER, flush=True)
     rows = []
     todo = list(itertools.product(args.directions, dtypes, args.rows))
@@ -302,7 +322,7 @@ def main(argv=None):
             tqdm.write(f"| {direction} | {name} | failed: {out.stderr.strip().splitlines()[-1]} |", file=sys.stdout)
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        tqdm.write(row(rows[-1]), file=sys.stdout)
+        tqdm.write(row(rows[-1], ref), file=sys.stdout)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
