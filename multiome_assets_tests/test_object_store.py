@@ -144,6 +144,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.slow  # real processes and a materialization
 def test_readers_see_whole_tables_while_another_process_rewrites_one_on_s3(s3_env, monkeypatch):
     monkeypatch.setenv("MULTIOME_WAREHOUSE", f"s3://{_bucket()}/warehouse")
     rows = 300_000
@@ -162,6 +163,7 @@ def test_readers_see_whole_tables_while_another_process_rewrites_one_on_s3(s3_en
     assert warehouse.read_table("scores", "d2").score.unique().tolist() == [8.0]
 
 
+@pytest.mark.slow  # real processes and a materialization
 def test_dagster_materializes_into_the_bucket_and_sql_reads_it(data_root, s3_env, monkeypatch, tmp_path):
     from multiome_assets.definitions import ASSETS, RESOURCES
 

@@ -11,6 +11,8 @@ from multiome_assets.warehouse import warehouse_dir
 from multiome_assets.definitions import defs
 from multiome_assets_tests.conftest import two_priors_data_dir
 
+pytestmark = pytest.mark.slow  # whole asset groups really materialized: minutes
+
 # what reads the prior, directly or not (the expression baselines read the TF list, not the prior)
 FOLLOW_THE_PRIOR = {"prior_edges", "prior_versions", "grn_head", "edge_scores", "grn_metrics", "grn_regulator_enrichment",
                     "grn_metrics_history", "enrichment"}

@@ -299,6 +299,7 @@ print(json.dumps({"seen": sorted(seen), "reads": reads}), flush=True)
 """
 
 
+@pytest.mark.slow  # two build processes of every asset
 def test_two_builds_at_once_while_a_sql_session_reads(tmp_path, monkeypatch):
     """Two `multiome-assets build` processes, one dataset each, at the same time (one Dagster
     instance), while a third process holds a DuckDB session open and queries: both builds succeed,

@@ -15,6 +15,8 @@ from multiome_assets.grn.edge_space import EdgeSpace
 from multiome_assets.grn.metrics import evaluate
 from multiome_assets.priors import read_tf_list
 
+pytestmark = pytest.mark.slow  # whole asset groups really materialized: minutes
+
 GRN_CHAIN = ["grn_backbone", "grn_backbone_rna_only", "grn_backbone_random_candidates", "grn_embeddings",
              "grn_head", "edge_scores"]
 SMALL = {

@@ -31,7 +31,7 @@ from multiome_assets_tests.ui_helpers import (
     write_instance_yaml,
 )
 
-pytestmark = pytest.mark.ui
+pytestmark = [pytest.mark.ui, pytest.mark.slow]
 sync_api = require_browser()
 expect = sync_api.expect
 

@@ -15,6 +15,8 @@ from multiome_assets.definitions import ASSETS, RESOURCES, defs
 from multiome_assets.translation import cross
 from multiome_assets_tests.conftest import BUNDLED
 
+pytestmark = pytest.mark.slow  # whole asset groups really materialized: minutes
+
 ONE_EPOCH = {name: {"config": {"max_epochs": 1}} for name in ("translator_rna2atac", "translator_atac2rna")}
 SNARE = yaml.safe_load((BUNDLED / "datasets/snareseq_hesc/dataset.yaml").read_text())
 CROSS = {  # SNARE-seq translated by BMMC's translators: paired (scored), RNA only, ATAC only

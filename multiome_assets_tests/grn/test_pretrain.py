@@ -312,6 +312,7 @@ pretrain_backbone(rna, atac, cand, counts=counts, model_config=replace(CFG, drop
 RESUMED = PretrainConfig(lr=1e-2, batch_size=16, max_epochs=3, patience=3, seed=3)
 
 
+@pytest.mark.slow  # real processes
 def test_a_training_killed_mid_epoch_resumes_to_the_weights_of_one_never_killed(tmp_path):
     """A real process, a real SIGKILL in the middle of epoch 2: rerun, the training resumes from the
     end of epoch 1 (model, optimizer, scheduler, data order, masks, dropout stream) and ends where an
@@ -366,6 +367,7 @@ dist.destroy_process_group()
 DDP_TRAIN = PretrainConfig(lr=1e-2, batch_size=16, max_epochs=2, max_steps=15, patience=2, seed=5)
 
 
+@pytest.mark.slow  # real processes
 def test_two_processes_under_torchrun_take_the_steps_of_one_with_the_same_global_batch(tmp_path):
     """torchrun, 2 CPU processes, gloo: each trains on half of every batch of 16 cells (the last
     batch of an epoch is odd-sized); after 15 steps the weights are those of one process."""

@@ -11,7 +11,7 @@ from multiome_assets.translation.predict import translate_atac, translate_rna
 from multiome_assets.translation.tokens import vocab_cells
 from multiome_assets.translation.train import TrainConfig, train_translator
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 N_CELLS, N_GENES, N_CRES = 240, 30, 600
 
 

@@ -63,6 +63,7 @@ def test_an_interrupted_training_on_other_splits_is_not_resumed(cells, tmp_path)
         train_translator(MODEL, TRAIN, cells, np.arange(8, 40), np.arange(8), upper=4.0, checkpoint_dir=tmp_path)
 
 
+@pytest.mark.slow  # real processes under torchrun
 def test_two_processes_under_torchrun_take_the_steps_of_one(cells):
     """`distributed.launch`: torchrun, 2 CPU processes, gloo, each on half of every batch of 8 cells
     (25 cells: the last batch is one cell, process 1 has none and must still keep DDP's collectives in
