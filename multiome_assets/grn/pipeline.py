@@ -253,21 +253,37 @@ def export_scores(embeddings: GeneEmbeddings, heads: EdgeHeads, baselines: Basel
                   top: int | None, device: str) -> pd.DataFrame:
     """Every evaluated method's GRN over every TF of the TF list × every gene, trained on every
     prior edge: the heads on each cell set's embeddings; the degree-only heads and the expression
-    and degree baselines, which read no cell set, in `all`. Each TF's `top` targets."""
+    and degree baselines, which read no cell set, in `all`. Each TF's `top` targets; a head's
+    scores are made a block of TFs at a time and cut to their top targets there, never as the
+    whole TF × gene matrix."""
     genes = np.asarray(embeddings.genes, dtype=object)
     space = EdgeSpace.from_edges(heads.regulators, genes, prior_edges, prior_edges.iloc[:0])
     with_embedding = tuple(x for x in HEAD_INPUTS if x.embedding is not None)
-    per_set = {cell_set: head_scores(space, "all", embeddings, heads, device, with_embedding, cell_set=cell_set)
-               for cell_set in embeddings.cell_sets}
     degrees_only = tuple(x for x in HEAD_INPUTS if x.embedding is None)
-    per_set["all"] |= head_scores(space, "all", embeddings, heads, device, degrees_only)
-    per_set["all"] |= baseline_scores(space, baselines, [])
-    tables = [top_targets(scores, heads.regulators, genes, top).assign(context=cell_set, method=method,
-                                                                        kind=method_kind(method))
-              for cell_set, methods in per_set.items() for method, scores in methods.items()
-              if method not in NOT_EXPORTED]
+    tables = []
+    for cell_set in embeddings.cell_sets:
+        for x in with_embedding + (degrees_only if cell_set == "all" else ()):
+            for objective in OBJECTIVES:
+                table = _head_top_targets(heads, HeadKey(x, objective, "all"), embeddings.of(x, cell_set), genes,
+                                          top, device)
+                tables.append(table.assign(context=cell_set, method=x.method(objective), kind=method_kind(x.method(objective))))
+        if cell_set == "all":
+            tables += [top_targets(scores, heads.regulators, genes, top).assign(context="all", method=method,
+                                                                                 kind=method_kind(method))
+                       for method, scores in baseline_scores(space, baselines, []).items() if method not in NOT_EXPORTED]
     out = pd.concat(tables, ignore_index=True)
     return out[["context", "method", "kind", "tf", "target", "score", "rank"]]
+
+
+def _head_top_targets(heads: EdgeHeads, key: HeadKey, z: np.ndarray, genes: np.ndarray, top: int | None,
+                      device: str) -> pd.DataFrame:
+    from multiome_assets.grn.head import load_edge_head, score_blocks
+
+    head = load_edge_head(heads.heads[key], device=device)
+    regulators = np.asarray(heads.regulators, dtype=object)
+    blocks = score_blocks(head, z, pd.Index(genes).get_indexer(regulators), device=device)
+    return pd.concat([top_targets(block, regulators[i:i + len(block)], genes, top) for i, block in blocks],
+                     ignore_index=True)
 
 
 EXTERNAL_COLUMNS = ("source_col", "target_col", "score_col")

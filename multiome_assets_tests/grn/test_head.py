@@ -1,5 +1,6 @@
 """Stage 2 edge head: nnPU correction, unlabeled sampling, export, seeding, recovery."""
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -11,6 +12,7 @@ from multiome_assets.grn.head import (
     load_edge_head,
     nnpu_risk,
     score_all_pairs,
+    score_blocks,
     train_edge_head,
 )
 from multiome_assets.grn.pairs import forbidden_flat_index, sample_unlabeled
@@ -156,6 +158,24 @@ def test_score_all_pairs_matches_forward_on_explicit_pairs(chunk, gene_chunk):
     with torch.no_grad():
         expected, _ = head(zt[regulator_index[rr.ravel()]], zt[gg.ravel()])
     np.testing.assert_allclose(scores, expected.numpy().reshape(R, G), rtol=1e-5, atol=1e-5)
+
+
+def test_top_targets_by_blocks_equal_those_of_the_whole_matrix():
+    """The export cuts each block of TFs to its top targets: the same table as from all scores at once."""
+    from multiome_assets.grn.pipeline import top_targets
+
+    G, d, R = 301, 8, 70
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(G, d)).astype(np.float32)
+    genes = np.array([f"g{i}" for i in range(G)], dtype=object)
+    reg_index = rng.choice(G, size=R, replace=False)
+    torch.manual_seed(1)
+    head = EdgeHead(d, EdgeHeadConfig(hidden=16)).eval()
+    whole = top_targets(score_all_pairs(head, z, reg_index), genes[reg_index], genes, 5)
+    blocks = pd.concat([top_targets(block, genes[reg_index][i:i + len(block)], genes, 5)
+                        for i, block in score_blocks(head, z, reg_index, chunk=32)], ignore_index=True)
+    pd.testing.assert_frame_equal(blocks, whole)
+    assert len(whole) == R * 5 and not (whole.tf == whole.target).any()
 
 
 # --------------------------------------------------------------------------------- training
