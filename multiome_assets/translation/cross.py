@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from multiome_assets.dataset import DatasetError, DatasetSpec
 from multiome_assets.models.checkpoint import CheckpointMismatch
 from multiome_assets.translation import metrics
-from multiome_assets.translation.pipeline import (Translators, _baselines, vocab_genes, config_json, load_cells,
+from multiome_assets.translation.pipeline import (Translators, _baselines, calls, vocab_genes, config_json, load_cells,
                                                   training_config, translated_mudata, vocabularies)
 from multiome_assets.translation.predict import translate_atac, translate_rna
 from multiome_assets.translation.splits import rows_of
@@ -71,7 +71,7 @@ def translate(direction: str, source: Source, cells: VocabCells, cell_names: pd.
         onto = replace(cells, cres=source.cells.cres)
         x = translate_atac(model, onto, rows, device=device, cre_chunk=config.n_queries, max_genes=config.max_source)
         var = pd.DataFrame({"cre_index": onto.cres}, index=[f"cCRE{i}" for i in onto.cres])
-        layers = {"calls": (x >= translators.thresholds[SOURCE_SCENARIO]).astype(np.float32)}
+        layers = {"calls": calls(x, translators.thresholds[SOURCE_SCENARIO])}
     else:
         onto = replace(cells, genes=source.cells.genes)
         x = translate_rna(model, onto, rows, translators.uppers[SOURCE_SCENARIO], device=device,

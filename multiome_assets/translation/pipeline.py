@@ -164,7 +164,7 @@ def _translated(translators: Translators, cells: VocabCells, cell_names: pd.Inde
         if translators.direction == "rna2atac":
             x = translate_atac(model, cells, rows, device=device, cre_chunk=config.n_queries, max_genes=config.max_source)
             var = pd.DataFrame({"cre_index": cells.cres}, index=[f"cCRE{i}" for i in cells.cres])
-            layers = {"calls": (x >= translators.thresholds[scenario]).astype(np.float32)}
+            layers = {"calls": calls(x, translators.thresholds[scenario])}
         else:
             x = translate_rna(model, cells, rows, translators.uppers[scenario], device=device, gene_chunk=config.n_queries,
                               max_cres=config.max_source)
@@ -173,6 +173,12 @@ def _translated(translators: Translators, cells: VocabCells, cell_names: pd.Inde
         out[scenario] = ad.AnnData(x, obs=pd.DataFrame(index=cell_names[rows]), var=var, layers=layers,
                                    uns={"direction": translators.direction, "scenario": scenario})
     return out
+
+
+def calls(scores: np.ndarray, threshold: float) -> sp.csr_matrix:
+    """Accessible (1) where a translated score reaches the calibrated threshold: sparse, as
+    accessibility is (a few % of cCREs per cell)."""
+    return sp.csr_matrix(scores >= threshold, dtype=np.float32)
 
 
 def vocab_genes(vocab_index: np.ndarray, gene_vocabulary: Path) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import dagster as dg
+import pytest
 import numpy as np
 import scipy.sparse as sp
 from click.testing import CliRunner
