@@ -59,4 +59,4 @@ def resume(path: Path, *, model, opt, sched, rng: np.random.Generator, configs: 
     state = saved["state"]
     if "best_state" in state:  # written before the backbone and the translators shared models/trainer.py
         state["best_weights"] = state.pop("best_state")
-    return {"step": 0, "best_epoch": 0, **state}
+    return state

@@ -72,7 +72,7 @@ def fit(model: torch.nn.Module, opt, sched, rng: np.random.Generator, schedule: 
     state = {"epoch": 0, "step": 0, "history": [], "best": math.inf, "best_epoch": 0, "best_weights": None, "stale": 0}
     streams = dict(model=model, opt=opt, sched=sched, rng=rng, configs=configs or {}, data=data, generators=generators)
     if checkpoint is not None and checkpoint.exists():
-        state = resume.resume(checkpoint, **streams)
+        state |= resume.resume(checkpoint, **streams)  # a translator's file from before has no step or best_epoch
     elif validate_untrained:
         val_loss = validate() if validate else math.nan
         state["history"].append({"epoch": 0, "train_loss": math.nan, "val_loss": val_loss})

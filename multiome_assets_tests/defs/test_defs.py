@@ -107,7 +107,7 @@ def test_sensor_registers_new_dataset_folders(data_root):
     (data_root / "datasets/broken").mkdir()  # a valid key whose files are missing: it hides no other
     (data_root / "datasets/broken/dataset.yaml").write_text("format: h5ad_pair\nfiles: {rna: rna.h5ad, atac: atac.h5ad}\n")
     instance = dg.DagsterInstance.ephemeral()
-    result = dataset_folder_sensor(dg.build_sensor_context(instance=instance))
+    result = dataset_folder_sensor(dg.build_sensor_context(instance=instance, resources=RESOURCES))
     # the broken folder is registered too: its run fails with the message that names the file
     assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["bmmc_starter", "broken"]]
     assert [r.partition_key for r in result.run_requests] == ["bmmc_starter", "broken"]
@@ -117,11 +117,11 @@ def test_sensor_registers_new_dataset_folders(data_root):
     instance.add_dynamic_partitions("dataset", ["bmmc_starter", "broken"])
     for event in result.asset_events:  # as the daemon does
         instance.report_runless_asset_event(event)
-    again = dataset_folder_sensor(dg.build_sensor_context(instance=instance))
+    again = dataset_folder_sensor(dg.build_sensor_context(instance=instance, resources=RESOURCES))
     assert not again.run_requests and not again.dynamic_partitions_requests and not again.asset_events
     yaml_path = data_root / "datasets/bmmc_starter/dataset.yaml"
     yaml_path.write_text(yaml_path.read_text().replace("candidate_window: 100000", "candidate_window: 50000"))
-    edited = dataset_folder_sensor(dg.build_sensor_context(instance=instance))
+    edited = dataset_folder_sensor(dg.build_sensor_context(instance=instance, resources=RESOURCES))
     assert [e.asset_key.to_user_string() for e in edited.asset_events] == ["input/candidate_window"]
     assert not edited.run_requests
 
