@@ -63,7 +63,9 @@ def test_metrics_table_compares_every_method_on_both_splits(built):
                 "epiawarenet_bce_random_candidates", "mlp_svd_bce", "epiawarenet_bce_degree",
                 "mlp_degree_bce", "pearson", "spearman", "wgcna",
                 "degree_tf_out", "degree_target_in", "degree_product", "external_collectri"} <= methods
-    assert got.auroc.between(0, 1).all()
+    # popularity in the prior alone ranks held-out edges of the random split well (docs/results.md: 0.83)
+    by_method = got[got.split == "random"].set_index("method").auroc
+    assert by_method["degree_product"] > 0.75 and by_method["degree_product"] > by_method["pearson"]
     # p = (1 + #nulls at least as good) / (n_random + 1): the launchpad's n_random reaches the metric
     n_random = SMALL["grn_evaluation"]["config"]["n_random"]
     for p in (got.random_network_pvalue_auprc, got.rewired_network_pvalue_auprc):
