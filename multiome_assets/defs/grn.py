@@ -155,7 +155,8 @@ def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, dat
     """Expression baselines (GRNBoost2, Pearson, Spearman, WGCNA-TOM) over every TF × gene."""
     genes = np.asarray(multiome.rna.var_names)
     regulators = _regulators(datasets, context.partition_key, multiome)
-    scores = baselines.expression_baselines(config.methods, multiome.rna.X, genes, regulators, seed=config.seed)
+    scores = baselines.expression_baselines(config.methods, multiome.rna.X, genes, regulators, seed=config.seed,
+                                            log=context.log.info)
     context.add_output_metadata({"regulators": len(regulators), "methods": ", ".join(scores)})
     return BaselineScores(regulators, genes, scores)
 

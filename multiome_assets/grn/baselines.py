@@ -279,10 +279,10 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
 """Expression baselines by method name: ``fn(X, genes, regulators, **kwargs) -> (R, G)``."""
 
 
-def expression_baselines(names, X: Expression, genes, regulators, *, seed: int = 0) -> dict[str, np.ndarray]:
-    """float32 (R, G) scores of each named baseline; `seed` goes to the stochastic one (GRNBoost2)."""
+def expression_baselines(names, X: Expression, genes, regulators, *, seed: int = 0, log=None) -> dict[str, np.ndarray]:
+    """float32 (R, G) scores of each named baseline; `seed` and `log` (progress lines) go to GRNBoost2."""
     unknown = sorted(set(names) - set(BASELINES))
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES)}")
-    return {name: BASELINES[name](X, genes, regulators, **({"seed": seed} if name == "grnboost2" else {}))
+    return {name: BASELINES[name](X, genes, regulators, **({"seed": seed, "log": log} if name == "grnboost2" else {}))
             .astype(np.float32) for name in names}

@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 
 from multiome_assets.grn.expression import Expression, dense_expression
+from multiome_assets.models.progress import ChunkLog
 
 # arboreto.core's settings (arboreto 0.1.6), the few lines of it this module used: stochastic
 # gradient boosting, and early stopping when the mean OOB improvement over a window is negative
@@ -121,6 +122,7 @@ def grnboost2_scores(
     n_workers: int = 2,
     max_targets: int | None = None,
     early_stopping: Literal["same_sample_oob", "arboreto"] = "same_sample_oob",
+    log=None,
 ) -> np.ndarray:
     """GRNBoost2 importances: one gradient-boosting regression per target on all regulators.
 
@@ -143,6 +145,8 @@ def grnboost2_scores(
     max_targets
         Fit only the `max_targets` most variable genes; the other columns are ``-inf``
         (no score), which the metrics rank last.
+    log
+        ``log(line)`` hears how many target blocks are done and the time left.
     early_stopping
         - ``"same_sample_oob"``: arboreto's rule on the OOB improvement of each round
           measured on that round's OOB cells (see :class:`_SameSampleOOBMonitor`).
@@ -176,10 +180,13 @@ def grnboost2_scores(
 
     chunks = [c for c in np.array_split(targets, min(len(targets), 8 * n_workers)) if len(c)]
     jobs = [(Xd[:, c], col_of_reg[c], seed, early_stopping) for c in chunks]
+    progress, blocks = ChunkLog(log, "grnboost2", len(targets), "targets"), []
     if n_workers == 1:
         _set_regulator_matrix(tf_matrix)
         try:
-            blocks = [_fit_targets(*job) for job in jobs]
+            for job in jobs:
+                blocks.append(_fit_targets(*job))
+                progress.advance(job[0].shape[1])
         finally:
             _set_regulator_matrix(None)
     else:
@@ -187,7 +194,9 @@ def grnboost2_scores(
             n_workers, mp_context=get_context("spawn"),
             initializer=_init_worker, initargs=(tf_matrix, os.getpid()),
         ) as pool:
-            blocks = list(pool.map(_fit_targets, *zip(*jobs)))
+            for block in pool.map(_fit_targets, *zip(*jobs)):
+                blocks.append(block)
+                progress.advance(block.shape[1])
 
     scores = np.full((len(reg_idx), n_genes), -np.inf)
     scores[:, np.concatenate(chunks)] = np.concatenate(blocks, axis=1)

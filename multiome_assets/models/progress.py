@@ -57,3 +57,22 @@ class TrainingLog:
         if self.log is not None:
             self.log(f"{self.name} epoch {self.epoch}: train loss {train_loss:.4f}, val {val_loss:.4f}, "
                      f"{self.cells_per_s():.1f} cells/s, {time.perf_counter() - self.started:.0f} s")
+
+
+class ChunkLog:
+    """A long loop over chunks (targets, cells, cCREs): `name: i/n what, ~T left` at most every
+    `every_s` seconds, so the step's progress shows in the run log and on build's progress line."""
+
+    def __init__(self, log: Callable[[str], None] | None, name: str, total: int, what: str = "chunks",
+                 every_s: float = 15.0):
+        self.log, self.name, self.total, self.what, self.every_s = log, name, total, what, every_s
+        self.done = 0
+        self.started = self.last_line = time.perf_counter()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self.log is not None and now - self.last_line >= self.every_s and self.done < self.total:
+            self.last_line = now
+            left = (now - self.started) / self.done * (self.total - self.done)
+            self.log(f"{self.name}: {self.done}/{self.total} {self.what}, ~{duration(left)} left")

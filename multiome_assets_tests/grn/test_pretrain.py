@@ -103,6 +103,17 @@ def test_within_a_long_epoch_progress_is_reported_at_the_chosen_rate():
     assert epoch_only.cells_per_s() > 0
 
 
+def test_a_long_loop_over_chunks_reports_what_is_done_and_left():
+    from multiome_assets.models.progress import ChunkLog
+
+    lines = []
+    log = ChunkLog(lines.append, "grnboost2", 300, "targets", every_s=0.0)
+    for _ in range(3):
+        log.advance(100)
+    assert [line.split(",")[0] for line in lines] == ["grnboost2: 100/300 targets", "grnboost2: 200/300 targets"]
+    assert all(re.search(r"~\d+ s left$", line) for line in lines)
+
+
 def test_same_seed_same_checkpoint_other_seed_differs(data):
     rna, atac, counts, cand = data
     rna, atac, counts = rna[:64], atac[:64], counts[:64]
