@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from multiome_assets.defs.partitions import NEEDS_TAG, TRANSLATOR_FROM_TAG
+
 
 def steps(defs: dg.Definitions) -> dict[str, frozenset[dg.AssetKey]]:
     """Each step (op) name and the asset keys it makes, e.g. `grn_evaluation` -> `grn_metrics`,
@@ -43,8 +45,6 @@ def applicable(defs: dg.Definitions, keys: Iterable[dg.AssetKey], spec) -> list[
     """Of `keys`, the assets that apply to dataset `spec` (a `dataset.DatasetSpec`), by their tags
     (`defs.partitions.needs`): a single-modality dataset gets those reading what it has; the
     cross-dataset ones only a dataset that names `translator_from`."""
-    from multiome_assets.defs.partitions import NEEDS_TAG, TRANSLATOR_FROM_TAG
-
     graph = defs.resolve_asset_graph()
 
     def applies(key: dg.AssetKey) -> bool:
@@ -89,8 +89,13 @@ def _not_fresh(instance: dg.DagsterInstance, graph, keys: list[dg.AssetKey], par
     the sensor daemon, not an in-process run), so this is the one place that imports its private
     resolver; rebuilding it from materialization tags would copy more private detail, not less.
     """
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-    from dagster._core.loader import LoadingContextForTest  # a plain loader cache, nothing test-specific
+    from dagster._core.definitions.data_version import (
+        CachingStaleStatusResolver,
+        StaleStatus,
+    )
+    from dagster._core.loader import (
+        LoadingContextForTest,  # a plain loader cache, nothing test-specific
+    )
 
     status = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
     return [k for k in keys if status.get_status(k, partition) != StaleStatus.FRESH]

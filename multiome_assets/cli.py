@@ -8,8 +8,14 @@ from pathlib import Path
 
 import click
 
-from multiome_assets.dataset import (PROJECT_ROOT, DatasetError, dataset_folders, list_dataset_keys, load_spec,
-                                     reference_path)
+from multiome_assets.dataset import (
+    PROJECT_ROOT,
+    DatasetError,
+    dataset_folders,
+    list_dataset_keys,
+    load_spec,
+    reference_path,
+)
 
 
 def _instance():
@@ -121,8 +127,16 @@ def build(keys, select, config_file, stale, verbose):
     import dagster as dg
     import yaml
 
-    from multiome_assets.build import (applicable, build_order, materialize_partition, out_of_date, root_errors,
-                                       run_config_for, steps, unknown_steps)
+    from multiome_assets.build import (
+        applicable,
+        build_order,
+        materialize_partition,
+        out_of_date,
+        root_errors,
+        run_config_for,
+        steps,
+        unknown_steps,
+    )
     from multiome_assets.definitions import defs
     from multiome_assets.warehouse import list_tables, query, warehouse_dir
 
@@ -224,9 +238,9 @@ def priors_update(name, file):
 
     from multiome_assets.definitions import defs
     from multiome_assets.defs.inputs import INPUTS
+    from multiome_assets.files import atomic_path
     from multiome_assets.priors import check_update, read_tf_list
     from multiome_assets.readers import read_dataset
-    from multiome_assets.files import atomic_path
 
     target = reference_path(name)
     specs = {}

@@ -1,7 +1,11 @@
 import dagster as dg
 
 from multiome_assets.defs import foundation, grn, inputs, links, translation
-from multiome_assets.defs.automation import automation_sensor, input_observation_schedule, observe_inputs_job
+from multiome_assets.defs.automation import (
+    automation_sensor,
+    input_observation_schedule,
+    observe_inputs_job,
+)
 from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.defs.sensors import dataset_folder_sensor, foundation_job

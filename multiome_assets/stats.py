@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from multiome_assets.files import save_figure
+
 
 # ---------------------------------------------------------------------------------------
 # Ranking: one sort, tie groups, cumulative counts
@@ -201,7 +203,6 @@ def plot_ranking_curves(named_scores: dict[str, np.ndarray], labels: np.ndarray,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from multiome_assets.files import save_figure
 
     if not named_scores:
         raise ValueError("named_scores is empty; pass {method_name: scores}")

@@ -27,9 +27,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
 from multiome_assets.dataset import data_dir
 from multiome_assets.files import as_path, atomic_path, is_remote, local_file
-
 
 ARTIFACT_PACKAGE = "multiome_assets."  # the only modules whose types an artifact file may name
 

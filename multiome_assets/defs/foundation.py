@@ -8,13 +8,13 @@ from multiome_assets import annotation, intervals, priors
 from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS, versioned
 from multiome_assets.defs.io_manager import WarehouseIOManager
-from multiome_assets.inputs import file_sha256
-from multiome_assets.files import atomic_path
-from multiome_assets.warehouse import read_parquet
 from multiome_assets.defs.partitions import dataset_partitions, needs
 from multiome_assets.defs.resources import DatasetCatalog
+from multiome_assets.files import atomic_path
+from multiome_assets.inputs import file_sha256
 from multiome_assets.preprocess import preprocess
 from multiome_assets.readers import Multiome, gene_ids, read_dataset
+from multiome_assets.warehouse import read_parquet
 
 ASSET_ARGS = dict(partitions_def=dataset_partitions, io_manager_key="warehouse", group_name="foundation")
 

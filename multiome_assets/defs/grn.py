@@ -7,7 +7,6 @@ import pandas as pd
 
 from multiome_assets import priors
 from multiome_assets.cells import cell_labels, cell_sets
-from multiome_assets.warehouse import read_parquet
 from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.defs.io_manager import WarehouseIOManager
@@ -15,11 +14,17 @@ from multiome_assets.defs.metadata import png_markdown
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.grn import baselines, pipeline
-from multiome_assets.grn.artifacts import Backbone, BaselineScores, EdgeHeads, GeneEmbeddings
-from multiome_assets.models.edge_head import EdgeHeadConfig
+from multiome_assets.grn.artifacts import (
+    Backbone,
+    BaselineScores,
+    EdgeHeads,
+    GeneEmbeddings,
+)
 from multiome_assets.grn.pretrain import PretrainConfig
+from multiome_assets.models.edge_head import EdgeHeadConfig
 from multiome_assets.models.profiles import Profile
 from multiome_assets.readers import Multiome
+from multiome_assets.warehouse import read_parquet
 
 GRN_ARGS = dict(partitions_def=dataset_partitions, io_manager_key="warehouse", group_name="grn")
 

@@ -11,9 +11,9 @@ from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.metadata import png_markdown
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
-from multiome_assets.readers import Multiome
 from multiome_assets.links import pipeline
 from multiome_assets.links.figures import link_figures
+from multiome_assets.readers import Multiome
 from multiome_assets.translation.pipeline import Translators
 
 ARGS = dict(partitions_def=dataset_partitions, io_manager_key="warehouse", group_name="links")

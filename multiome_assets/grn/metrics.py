@@ -37,7 +37,10 @@ import numpy as np
 
 from multiome_assets.grn.degree_control import degree_matched_select
 from multiome_assets.grn.edge_space import EdgeSpace, score_vector
-from multiome_assets.grn.enrichment import enrichment_summary, regulator_enrichment_table
+from multiome_assets.grn.enrichment import (
+    enrichment_summary,
+    regulator_enrichment_table,
+)
 from multiome_assets.grn.nulls import draw_null_networks, null_pvalues
 from multiome_assets.grn.streams import random_streams
 from multiome_assets.stats import (

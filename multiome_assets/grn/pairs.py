@@ -11,7 +11,6 @@ import numpy as np
 import scipy.sparse as sp
 
 
-
 def forbidden_flat_index(
     regulator_index: np.ndarray, train_rows: np.ndarray, train_cols: np.ndarray, n_genes: int
 ) -> np.ndarray:

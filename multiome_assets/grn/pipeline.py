@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from multiome_assets.files import remove
+from multiome_assets.grn import pretrain as stage1
 from multiome_assets.grn.artifacts import (
     HEAD_INPUTS,
     OBJECTIVES,
@@ -29,9 +31,24 @@ from multiome_assets.grn.artifacts import (
     HeadInput,
     HeadKey,
 )
+from multiome_assets.grn.baselines import degree_baselines, import_external_grn
 from multiome_assets.grn.edge_space import EdgeSpace
+from multiome_assets.grn.enrichment import regulator_enrichment
+from multiome_assets.grn.head import (
+    edge_head_checkpoint,
+    load_edge_head,
+    score_all_pairs,
+    score_blocks,
+    train_edge_head,
+)
+from multiome_assets.grn.metrics import curves_png, evaluate
+from multiome_assets.grn.nulls import null_networks
 from multiome_assets.intervals import candidate_matrix
 from multiome_assets.models.checkpoint import CheckpointMismatch
+from multiome_assets.models.distributed import launch
+from multiome_assets.models.edge_head import EdgeHeadConfig
+from multiome_assets.models.grn_transformer import GRNTransformerConfig
+from multiome_assets.models.profiles import check_profile
 from multiome_assets.priors import SPLITS, split_frames
 from multiome_assets.readers import Multiome
 
@@ -50,12 +67,9 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
     torchrun (DDP; one per GPU on `cuda`, gloo on CPUs), each on its shard of every batch."""
     from dataclasses import replace
 
-    from multiome_assets.grn.pretrain import PROFILES, pretrain_backbone
-    from multiome_assets.models.grn_transformer import GRNTransformerConfig
-    from multiome_assets.models.profiles import check_profile
 
-    check_profile(profile, PROFILES)
-    model_overrides, train_config = PROFILES[profile]
+    check_profile(profile, stage1.PROFILES)
+    model_overrides, train_config = stage1.PROFILES[profile]
     model_config = GRNTransformerConfig(n_genes=mo.rna.n_vars, n_peaks=mo.atac.n_vars,
                                         **{**model_overrides, "use_atac": candidates is not None})
     train_config = replace(train_config, seed=seed, **train_overrides)
@@ -65,14 +79,10 @@ def pretrain(mo: Multiome, candidates: pd.DataFrame | None, *, profile: str, dev
                   model_config=model_config, train_config=train_config, checkpoint=checkpoint,
                   gene_names=list(mo.rna.var_names), peak_names=list(mo.atac.var_names))
     if processes > 1:
-        from multiome_assets.models.distributed import launch
-
         backbone, _ = launch(processes, "multiome_assets.grn.pretrain:pretrain_backbone", inputs, device=device, log=log)
     else:
-        backbone, _ = pretrain_backbone(**inputs, device=device, log=log)
+        backbone, _ = stage1.pretrain_backbone(**inputs, device=device, log=log)
     if checkpoint is not None:
-        from multiome_assets.files import remove
-
         remove(checkpoint)
     return replace(backbone, profile=profile)
 
@@ -84,13 +94,11 @@ def _no_candidates() -> pd.DataFrame:
 
 def embed(backbone: Backbone, mo: Multiome, sets: dict[str, np.ndarray], device: str) -> dict[str, np.ndarray]:
     """(G, d) gene embeddings per cell set from a frozen backbone trained on `mo`'s genes and peaks."""
-    from multiome_assets.grn.pretrain import gene_embeddings, load_backbone
-
     try:
-        model = load_backbone(backbone, device=device, genes=mo.rna.var_names, peaks=mo.atac.var_names)
+        model = stage1.load_backbone(backbone, device=device, genes=mo.rna.var_names, peaks=mo.atac.var_names)
     except CheckpointMismatch as e:
         raise CheckpointMismatch(f"{e}; rematerialize the backbone assets") from None
-    return gene_embeddings(model, mo.rna.X, mo.atac.X, sets, device=device)
+    return stage1.gene_embeddings(model, mo.rna.X, mo.atac.X, sets, device=device)
 
 
 def svd_embeddings(mo: Multiome, sets: dict[str, np.ndarray], d: int, seed: int,
@@ -99,9 +107,7 @@ def svd_embeddings(mo: Multiome, sets: dict[str, np.ndarray], d: int, seed: int,
     loadings, :func:`~multiome_assets.grn.pretrain.svd_identity_init`) on each cell set's cells, so
     the `svd` head shows what pretraining adds to where it starts. Pass the backbone's `d`, training
     seed and `svd_solver`: the randomized SVD's trailing components differ with another seed."""
-    from multiome_assets.grn.pretrain import svd_identity_init
-
-    return {name: svd_identity_init(mo.rna.X[idx], d, seed, solver) for name, idx in sets.items()}
+    return {name: stage1.svd_identity_init(mo.rna.X[idx], d, seed, solver) for name, idx in sets.items()}
 
 
 def gene_embeddings(mo: Multiome, sets: dict[str, np.ndarray], backbones: dict[str, Backbone],
@@ -171,9 +177,7 @@ def train_heads(embeddings: GeneEmbeddings, prior_edges: pd.DataFrame, genes: pd
     """
     from dataclasses import asdict
 
-    from multiome_assets.grn.head import edge_head_checkpoint, train_edge_head
 
-    from multiome_assets.models.edge_head import EdgeHeadConfig
 
     settings = {k: v for k, v in (("epochs", epochs), ("min_steps", min_steps), ("prior_pi", prior_pi)) if v is not None}
     reg_index = pd.Index(genes).get_indexer(regulators)
@@ -193,8 +197,6 @@ def train_heads(embeddings: GeneEmbeddings, prior_edges: pd.DataFrame, genes: pd
 
 def _head_scores(heads: EdgeHeads, key: HeadKey, z: np.ndarray, regulators: np.ndarray, genes: pd.Index,
                  device: str) -> np.ndarray:
-    from multiome_assets.grn.head import load_edge_head, score_all_pairs
-
     head = load_edge_head(heads.heads[key], device=device)
     return score_all_pairs(head, z, pd.Index(genes).get_indexer(regulators), device=device)
 
@@ -230,8 +232,6 @@ def head_scores(space: EdgeSpace, split: str, embeddings: GeneEmbeddings, heads:
 
 def baseline_scores(space: EdgeSpace, baselines: BaselineScores, external_grns: list[dict]) -> dict[str, np.ndarray]:
     """The expression baselines, the degree baselines of the space and the imported GRNs."""
-    from multiome_assets.grn.baselines import degree_baselines, import_external_grn
-
     rows = pd.Index(baselines.regulators).get_indexer(space.regulators)
     if (rows < 0).any():
         raise ValueError("baseline scores lack some evaluated regulators; rematerialize grn_baselines")
@@ -277,8 +277,6 @@ def export_scores(embeddings: GeneEmbeddings, heads: EdgeHeads, baselines: Basel
 
 def _head_top_targets(heads: EdgeHeads, key: HeadKey, z: np.ndarray, genes: np.ndarray, top: int | None,
                       device: str) -> pd.DataFrame:
-    from multiome_assets.grn.head import load_edge_head, score_blocks
-
     head = load_edge_head(heads.heads[key], device=device)
     regulators = np.asarray(heads.regulators, dtype=object)
     blocks = score_blocks(head, z, pd.Index(genes).get_indexer(regulators), device=device)
@@ -312,10 +310,6 @@ def method_kind(name: str) -> str:
 def evaluate_methods(methods: dict[str, np.ndarray], space: EdgeSpace, *, n_random: int, top_n: int,
                      seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One metrics row per method, and the per-regulator enrichment table of every method."""
-    from multiome_assets.grn.enrichment import regulator_enrichment
-    from multiome_assets.grn.metrics import evaluate
-    from multiome_assets.grn.nulls import null_networks
-
     networks = null_networks(space, n_random=n_random, seed=seed)  # the same for every method
     rows, tables = [], []
     for name, scores in methods.items():
@@ -331,8 +325,6 @@ def evaluate_grn(genes: pd.Index, prior_edges: pd.DataFrame, embeddings: GeneEmb
     """Every method on each split's held-out prior edges: the `grn_metrics` and
     `grn_regulator_enrichment` rows, and the PR/ROC/P@K figure of the headline methods per split,
     written to ``curves_path(split)``."""
-    from multiome_assets.grn.metrics import curves_png
-
     settings = {"prior": str(prior_edges.prior.iloc[0]), "split_seed": int(prior_edges.split_seed.iloc[0]),
                 "n_random": n_random, "profile": embeddings.profile,
                 "head": {k: heads.config[k] for k in ("epochs", "min_steps", "prior_pi", "neg_ratio", "lr")}}

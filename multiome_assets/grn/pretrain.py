@@ -29,6 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from multiome_assets.files import as_path
 from multiome_assets.grn.artifacts import Backbone
 from multiome_assets.models import distributed, resume
 from multiome_assets.models.checkpoint import Checkpoint
@@ -37,7 +38,6 @@ from multiome_assets.models.precision import autocast, training_amp
 from multiome_assets.models.profiles import Profile
 from multiome_assets.models.trainer import Schedule, Step, cpu_weights, fit, seeded
 from multiome_assets.preprocess import nb_targets
-from multiome_assets.files import as_path
 
 __all__ = ["PretrainConfig", "PROFILES", "pretrain_backbone", "svd_identity_init", "load_backbone", "gene_embeddings"]
 

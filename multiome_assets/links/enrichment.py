@@ -21,6 +21,7 @@ import pyranges as pr
 from scipy import stats as scipy_stats
 
 from multiome_assets.dataset import DatasetError
+from multiome_assets.links import motifs
 from multiome_assets.stats import bh_fdr, hypergeometric_sf
 
 COLUMNS = ["kind", "cell_type", "term", "n_background", "n_term", "n_selected", "n_hits", "expected", "fold",
@@ -179,8 +180,6 @@ def causal_variants(cres: pd.DataFrame, specific: dict[str, np.ndarray], path: P
 
 def motif_enrichment(cres: pd.DataFrame, specific: dict[str, np.ndarray], fasta: Path, motif_file: Path) -> list[dict]:
     """`motif` rows: each motif among each cell type's specific cCREs vs every scored cCRE."""
-    from multiome_assets.links import motifs
-
     jaspar = motifs.read_meme(motif_file)
     genome = motifs.read_fasta(fasta, set(cres.chrom))
     sequences, lengths = motifs.one_hot(genome, cres, fasta)

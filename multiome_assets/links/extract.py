@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from multiome_assets import intervals
+from multiome_assets.models.cisformer import MAX_COUNT
 from multiome_assets.translation.tokens import VocabCells, padded, sample_per_row
 
 MAX_CELLS_PER_SET = 100
@@ -131,8 +132,6 @@ def attention_links(model, cells: VocabCells, pairs: pd.DataFrame, sets: dict[st
 def gene_link_scores(model, cells: VocabCells, sets: dict[str, np.ndarray], *, cre_chunk: int, max_genes: int,
                      batch_size: int = 8, seed: int = 0, device: str = "cpu") -> pd.DataFrame:
     """(cell_set, gene_pos, score, raw) of the RNA→ATAC gene link scores (module docstring)."""
-    from multiome_assets.models.cisformer import MAX_COUNT
-
     model.eval().to(device)
     out = []
     for name, rows in sets.items():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from multiome_assets.files import save_figure
+
 
 def link_figures(links, validation, path: str | os.PathLike, title: str = "") -> None:
     """One PNG, per method: the distance profile of the top 1,000 links (cell set `all`), the top-N
@@ -17,7 +19,6 @@ def link_figures(links, validation, path: str | os.PathLike, title: str = "") ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from multiome_assets.files import save_figure
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
     (ax_d, ax_v), (ax_e, unused) = axes

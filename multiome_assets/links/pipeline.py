@@ -9,9 +9,9 @@ import scipy.sparse as sp
 from multiome_assets.cells import cell_labels, cell_sets
 from multiome_assets.dataset import DatasetSpec
 from multiome_assets.intervals import read_ccre_bed
+from multiome_assets.links import analysis, enrichment, extract
 from multiome_assets.preprocess import log_normalize
 from multiome_assets.readers import Multiome
-from multiome_assets.links import analysis, enrichment, extract
 from multiome_assets.translation.pipeline import Translators, load_cells, vocab_genes
 from multiome_assets.translation.train import training_config
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multiome_assets.files import atomic_path, local_file
+
 
 def fingerprint(*arrays) -> str:
     """sha256 over arrays: what a training learns from (its rows, their values, its splits)."""
@@ -24,8 +26,6 @@ def fingerprint(*arrays) -> str:
 def save(path: Path, *, model, opt, sched, rng: np.random.Generator, configs: dict, data: str, state: dict,
          generators: dict[str, torch.Generator] | None = None) -> None:
     """Write the training's whole state to `path`, atomically."""
-    from multiome_assets.files import atomic_path
-
     with atomic_path(path) as tmp:
         torch.save({"configs": configs, "data": data, "weights": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
@@ -37,8 +37,6 @@ def resume(path: Path, *, model, opt, sched, rng: np.random.Generator, configs: 
            generators: dict[str, torch.Generator] | None = None) -> dict:
     """Restore what `save` wrote into these objects; return the loop's state. Refused (naming the
     file and what differs) when it is a training of another configuration or other data."""
-    from multiome_assets.files import local_file
-
     with local_file(path) as local:
         saved = torch.load(local, map_location="cpu", weights_only=True)
     if saved.get("data") != data:

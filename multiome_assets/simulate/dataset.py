@@ -54,6 +54,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from multiome_assets.annotation import read_annotation
+from multiome_assets.dataset import load_spec, reference_path
+from multiome_assets.files import atomic_path
+from multiome_assets.priors import read_tf_list
+from multiome_assets.readers import read_dataset
+
 __all__ = ["Calibration", "SimulationModel", "measure_calibration", "plan_simulation", "simulate_cells",
            "simulate_dataset", "calibration_table"]
 
@@ -84,9 +90,6 @@ class Calibration:
 def measure_calibration(root: Path | None = None) -> Calibration:
     """The calibration statistics of ``bmmc_starter`` (RNA) and ``snareseq_hesc`` (ATAC) under ``root``
     (default: the project's data dir)."""
-    from multiome_assets.dataset import load_spec
-    from multiome_assets.readers import read_dataset
-
     rna = read_dataset(load_spec(RNA_REFERENCE, root)).rna
     atac = read_dataset(load_spec(ATAC_REFERENCE, root)).atac
     counts = rna.layers["counts"]
@@ -225,10 +228,6 @@ def plan_simulation(n_cells: int, n_genes: int, n_peaks: int, *, n_regulators: i
                     root: Path | None = None) -> SimulationModel:
     """Choose the genes, lay out the peaks, plant the network; ``n_regulators`` defaults to G/40
     (at least 5). ``root``: the data dir holding the references (default: the project's)."""
-    from multiome_assets.annotation import read_annotation
-    from multiome_assets.dataset import reference_path
-    from multiome_assets.priors import read_tf_list
-
     if min(n_cells, n_genes, n_peaks) < 1:
         raise ValueError(f"sizes must be positive; got {n_cells} cells, {n_genes} genes, {n_peaks} peaks")
     calibration = calibration or measure_calibration(root)
@@ -447,7 +446,6 @@ def simulate_dataset(out: Path, n_cells: int, n_genes: int, n_peaks: int, *, chu
     import yaml
     from tqdm import tqdm
 
-    from multiome_assets.files import atomic_path
 
     out = Path(out)
     model = plan_simulation(n_cells, n_genes, n_peaks, **plan)
@@ -479,8 +477,6 @@ def simulate_dataset(out: Path, n_cells: int, n_genes: int, n_peaks: int, *, chu
 
 
 def _write_csv(path: Path, table: pd.DataFrame) -> None:
-    from multiome_assets.files import atomic_path
-
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
 

@@ -14,11 +14,23 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from multiome_assets import (
+    warehouse,  # reads the source dataset's results (docs/translation.md, lineage)
+)
 from multiome_assets.dataset import DatasetError, DatasetSpec
 from multiome_assets.models.checkpoint import CheckpointMismatch
 from multiome_assets.translation import metrics
-from multiome_assets.translation.pipeline import (Translators, _baselines, calls, vocab_genes, config_json, load_cells,
-                                                  training_config, translated_mudata, vocabularies)
+from multiome_assets.translation.pipeline import (
+    Translators,
+    _baselines,
+    calls,
+    config_json,
+    load_cells,
+    training_config,
+    translated_mudata,
+    vocab_genes,
+    vocabularies,
+)
 from multiome_assets.translation.predict import translate_atac, translate_rna
 from multiome_assets.translation.splits import rows_of
 from multiome_assets.translation.tokens import VocabCells
@@ -123,8 +135,6 @@ def evaluate(direction: str, profiles, source: Source, cells: VocabCells, labels
 
 def load_source(source_spec: DatasetSpec, root, directions=tuple(NEEDS)) -> Source:
     """A paired dataset's cells, splits and translators (of `directions`) from the warehouse at `root`."""
-    from multiome_assets import warehouse
-
     source = source_spec.key
 
     def artifact(asset: str):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from multiome_assets.files import save_figure
+
 
 def umap_measured_vs_translated(measured: np.ndarray, translated: np.ndarray, labels: np.ndarray | None,
                                 path: str | os.PathLike, title: str = "", seed: int = 0) -> None:
@@ -19,7 +21,6 @@ def umap_measured_vs_translated(measured: np.ndarray, translated: np.ndarray, la
     import umap
     from sklearn.decomposition import PCA
 
-    from multiome_assets.files import save_figure
 
     both = np.vstack([measured, translated]).astype(np.float32)
     both = (both - both.mean(0)) / (both.std(0) + 1e-6)

@@ -12,18 +12,29 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from multiome_assets import (
+    warehouse,  # profile_listing: which translated profiles the warehouse holds
+)
+from multiome_assets.annotation import read_gene_vocab
 from multiome_assets.dataset import DatasetError, DatasetSpec
+from multiome_assets.files import remove
 from multiome_assets.inputs import file_sha256
 from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.cisformer import Translator, TranslatorConfig
+from multiome_assets.models.distributed import launch
+from multiome_assets.models.profiles import Profile
+from multiome_assets.preprocess import nb_targets
 from multiome_assets.readers import Multiome
 from multiome_assets.translation import baselines, metrics
+from multiome_assets.translation.figures import umap_measured_vs_translated
 from multiome_assets.translation.predict import translate_atac, translate_rna
 from multiome_assets.translation.splits import rows_of, translation_splits
 from multiome_assets.translation.tokens import VocabCells, vocab_cells
-from multiome_assets.models.profiles import Profile
-from multiome_assets.translation.train import train_translator, training_config, translator_config
-from multiome_assets.files import remove
+from multiome_assets.translation.train import (
+    train_translator,
+    training_config,
+    translator_config,
+)
 
 DIRECTIONS = ("rna2atac", "atac2rna")
 def vocabularies(spec: DatasetSpec) -> list[str]:
@@ -37,9 +48,6 @@ def load_cells(mo: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp
     """The cells in the fixed vocabularies, and where the RNA counts came from (the counts layer,
     or counts recovered from the normalized values, `preprocess.nb_targets`). Refused when a
     modality in `need` is absent or misses the vocabulary."""
-    from multiome_assets.annotation import read_gene_vocab
-    from multiome_assets.preprocess import nb_targets
-
     def where(modality: str) -> str:
         return str(spec.file_of(modality))
 
@@ -113,8 +121,6 @@ def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: 
                       upper=upper, checkpoint_dir=resume_from)
         told = log and (lambda line, s=scenario: log(f"{s} split: {line}"))
         if processes > 1:
-            from multiome_assets.models.distributed import launch
-
             model, history = launch(processes, "multiome_assets.translation.train:train_translator", inputs,
                                     device=device, log=told)
         else:
@@ -183,8 +189,6 @@ def calls(scores: np.ndarray, threshold: float) -> sp.csr_matrix:
 
 def vocab_genes(vocab_index: np.ndarray, gene_vocabulary: Path) -> pd.DataFrame:
     """Vocabulary genes by Ensembl id (unique), with their symbol and index."""
-    from multiome_assets.annotation import read_gene_vocab
-
     vocab = read_gene_vocab(gene_vocabulary).iloc[vocab_index]
     return pd.DataFrame({"symbol": vocab.symbol.to_numpy(), "vocab_index": vocab_index}, index=vocab.gene_id.to_numpy())
 
@@ -234,8 +238,6 @@ def umap_pictures(profiles: dict, cells: VocabCells, cell_names: pd.Index, split
                   labels: np.ndarray | None, path_for) -> dict[str, Path]:
     """Per direction, a UMAP of the `random` scenario's test cells, measured and translated
     (`figures.umap_measured_vs_translated`), written to `path_for(direction)`."""
-    from multiome_assets.translation.figures import umap_measured_vs_translated
-
     pictures = {}
     for direction, mdata in profiles.items():
         scenario = "random" if "random" in mdata.mod else next(iter(mdata.mod))
@@ -255,7 +257,6 @@ def profile_listing(dataset: str, root) -> pd.DataFrame:
     at `root` holds (asset, direction, scenario, source dataset, path, cells, features)."""
     import mudata
 
-    from multiome_assets import warehouse
 
     rows = []
     for asset in PROFILE_ASSETS:

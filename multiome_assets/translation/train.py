@@ -16,7 +16,12 @@ from multiome_assets.models.cisformer import Translator, TranslatorConfig
 from multiome_assets.models.precision import autocast, training_amp
 from multiome_assets.models.profiles import Profile, check_profile
 from multiome_assets.models.trainer import Schedule, Step, fit, seeded
-from multiome_assets.translation.tokens import VocabCells, atac2rna_batch, length_buckets, rna2atac_batch
+from multiome_assets.translation.tokens import (
+    VocabCells,
+    atac2rna_batch,
+    length_buckets,
+    rna2atac_batch,
+)
 
 
 @dataclass(frozen=True)
