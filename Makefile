@@ -45,8 +45,7 @@ test: dev
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 ui: install
-	@mkdir -p $(DAGSTER_HOME)
-	$(FAST_MALLOC) $(BIN)/dagster dev -h $(UI_HOST) -p $(UI_PORT)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(FAST_MALLOC) $(BIN)/multiome-assets ui -h $(UI_HOST) -p $(UI_PORT)
 
 bench: install
 	$(BIN)/python benchmarks/grn_throughput.py

@@ -18,15 +18,28 @@ from multiome_assets.dataset import (
 )
 
 
+INSTANCE_SETTINGS = {"telemetry": "telemetry:\n  enabled: false\n",  # never phones home
+                     "nux": "nux:\n  enabled: false\n"}  # no first-run "join the community" dialog over the UI
+
+
+def instance_home() -> Path:
+    """$DAGSTER_HOME (default .dagster_home/), its dagster.yaml holding INSTANCE_SETTINGS (added to a
+    file that lacks them)."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    text = config.read_text() if config.exists() else ""
+    missing = [block for key, block in INSTANCE_SETTINGS.items() if not any(
+        line.startswith(f"{key}:") for line in text.splitlines())]
+    if missing:
+        config.write_text(text + ("\n" if text and not text.endswith("\n") else "") + "".join(missing))
+    return home
+
+
 def _instance():
     import dagster as dg
 
-    home = os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home"))
-    os.makedirs(home, exist_ok=True)
-    config = os.path.join(home, "dagster.yaml")
-    if not os.path.exists(config):
-        with open(config, "w") as f:
-            f.write("telemetry:\n  enabled: false\n")
+    instance_home()
     return dg.DagsterInstance.get()
 
 
@@ -268,6 +281,15 @@ def priors_update(name, file):
             click.echo(f"{key}: {kept[key]} edges in the dataset; stale: {', '.join(stale)}")
     if not specs:
         click.echo("no dataset names it")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("-h", "--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to serve other machines")
+@click.option("-p", "--port", default=3000, show_default=True)
+def ui(host, port):
+    """The Dagster UI (dagster dev) on this project's instance: telemetry off, no first-run dialog."""
+    instance_home()
+    os.execvp("dagster", ["dagster", "dev", "-h", host, "-p", str(port), "-w", str(PROJECT_ROOT / "workspace.yaml")])
 
 
 @main.command()

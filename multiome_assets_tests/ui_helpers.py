@@ -48,9 +48,18 @@ def free_port() -> int:
 
 
 def write_instance_yaml(home: Path) -> None:
-    """A DAGSTER_HOME whose instance never phones home."""
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    """The DAGSTER_HOME that `make ui` / `multiome-assets ui` prepare: the project's own settings."""
+    from multiome_assets.cli import instance_home
+
+    saved = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        instance_home()
+    finally:
+        if saved is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = saved
 
 
 def _signal_group(pgid: int, sig: int) -> bool:
@@ -224,8 +233,6 @@ def browser_page(base_url: str):
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=base_url)
             context.set_default_timeout(30_000)
-            # Dismiss the "Join the Dagster community" modal up front (it covers the first page).
-            context.add_init_script("window.localStorage.setItem('communityNux', JSON.stringify('1'));")
             local_only(context, base_url, blocked)
             yield context.new_page()
         finally:
@@ -237,9 +244,6 @@ def browser_page(base_url: str):
 def open_page(page, path: str) -> None:
     page.goto(path)
     page.wait_for_load_state("networkidle")
-    skip = page.get_by_role("button", name="Skip", exact=True)  # the community modal, if it shows anyway
-    if skip.count() and skip.first.is_visible():
-        skip.first.click()
 
 
 @contextlib.contextmanager

@@ -363,3 +363,20 @@ def test_the_resources_alone_say_where_data_and_results_live(tmp_path, monkeypat
     assert warehouse.query("select count(*) n from gene_vocab_map", root=results).n[0] > 0
     assert (results / "artifacts" / "peak_vocab_matrix" / "bmmc_starter.npz").is_file()
     assert not (tmp_path / "not_here").exists() and not (tmp_path / "nowhere").exists()
+
+
+def test_the_instance_the_project_writes_opens_on_the_work(tmp_path, monkeypatch):
+    """Telemetry off and no first-run dialog, in a new DAGSTER_HOME and added to an existing one."""
+    import yaml
+
+    from multiome_assets.cli import instance_home
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "new"))
+    assert yaml.safe_load((instance_home() / "dagster.yaml").read_text()) == {
+        "telemetry": {"enabled": False}, "nux": {"enabled": False}}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "dagster.yaml").write_text("telemetry:\n  enabled: false\nrun_retries:\n  enabled: true")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "old"))
+    config = yaml.safe_load((instance_home() / "dagster.yaml").read_text())
+    assert config["nux"] == {"enabled": False} and config["run_retries"] == {"enabled": True}
+    assert dg.DagsterInstance.get().get_settings("nux") == {"enabled": False}  # Dagster reads it

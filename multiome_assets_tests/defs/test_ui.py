@@ -104,6 +104,10 @@ def test_catalog_lists_foundation_assets(page, ui_env, dagster_dev):
         open_page(page, "/assets")
         # Generous first timeout: the code location may still be loading.
         expect(page.locator('a[href="/assets/candidate_sets"]')).to_be_visible(timeout=90_000)
+        # a new user's first page is the work, not Dagster's first-run dialog (it would show after 1 s):
+        # the instance the project writes says nux: {enabled: false}; nothing in the browser dismisses it
+        page.wait_for_timeout(2_500)
+        expect(page.get_by_text("Join the Dagster community")).to_have_count(0)
         # The catalog filtered to the group (what typing `group:"foundation"` in its search box does):
         # the table is virtualized, so filtering keeps every foundation row rendered.
         open_page(page, "/assets?asset-selection=group%3A%22foundation%22")
