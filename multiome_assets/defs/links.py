@@ -32,7 +32,7 @@ def cre_gene_links(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
     cell type and `all`) and `correlation` (metacell peak–gene Pearson r, `all`), ranked per gene."""
     key = context.partition_key
     table = pipeline.cre_gene_links(translator_atac2rna, multiome, gene_vocab_map, gene_annotation,
-                                         peak_vocab_matrix, datasets.spec(key), compute.torch_device())
+                                    peak_vocab_matrix, datasets.spec(key), compute.torch_device(), log=context.log.info)
     context.add_output_metadata({**_note(datasets, key), "links": dg.MetadataValue.md(
         table.groupby(["method", "cell_type"]).size().rename("links").reset_index().to_markdown(index=False))})
     return table
@@ -47,7 +47,7 @@ def gene_link_scores(context: dg.AssetExecutionContext, datasets: DatasetCatalog
     key = context.partition_key
     context.add_output_metadata(_note(datasets, key))
     return pipeline.gene_link_scores(translator_rna2atac, multiome, gene_vocab_map, peak_vocab_matrix,
-                                          datasets.spec(key), compute.torch_device())
+                                     datasets.spec(key), compute.torch_device(), log=context.log.info)
 
 
 @dg.asset(**ARGS, code_version="1", kinds={"parquet"})

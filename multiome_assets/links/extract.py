@@ -27,6 +27,7 @@ import torch
 
 from multiome_assets import intervals
 from multiome_assets.models.cisformer import MAX_COUNT
+from multiome_assets.models.progress import ChunkLog
 from multiome_assets.translation.tokens import VocabCells, padded, sample_per_row
 
 MAX_CELLS_PER_SET = 100
@@ -93,14 +94,15 @@ def rank_normalize(weights: torch.Tensor, key_mask: torch.Tensor) -> torch.Tenso
 @torch.no_grad()
 def attention_links(model, cells: VocabCells, pairs: pd.DataFrame, sets: dict[str, np.ndarray], *,
                     gene_chunk: int, max_cres: int, batch_size: int | None = None, seed: int = 0,
-                    device: str = "cpu") -> pd.DataFrame:
-    """(cell_set, pair row, score) of the ATAC→RNA attention links (module docstring)."""
+                    device: str = "cpu", log=None) -> pd.DataFrame:
+    """(cell_set, pair row, score) of the ATAC→RNA attention links (module docstring); `log(line)`
+    hears the cells done and the time left."""
     model.eval().to(device)
     batch_size = batch_size or int(np.clip(BATCH_ELEMENTS // (len(cells.genes) * max_cres), 1, 64))
     order = np.random.default_rng(seed).permutation(len(cells.genes))  # as translate_rna chunks genes
     pair_gene = torch.as_tensor(pairs.gene_pos.to_numpy())
     pair_cre = torch.as_tensor(pairs.cre_pos.to_numpy())
-    out = []
+    out, progress = [], ChunkLog(log, "attention links", sum(map(len, sets.values())), "cells")
     for name, rows in sets.items():
         rng = np.random.default_rng(seed)
         total = torch.zeros(len(pairs))
@@ -124,16 +126,17 @@ def attention_links(model, cells: VocabCells, pairs: pd.DataFrame, sets: dict[st
             present = at >= 0
             value = score[torch.arange(len(batch))[:, None], pair_gene[None, :], at.clamp(min=0)]
             total += (value * present).sum(0)
+            progress.advance(len(batch))
         out.append(pd.DataFrame({"cell_set": name, "pair": np.arange(len(pairs)), "score": (total / len(rows)).numpy()}))
     return pd.concat(out, ignore_index=True)
 
 
 @torch.no_grad()
 def gene_link_scores(model, cells: VocabCells, sets: dict[str, np.ndarray], *, cre_chunk: int, max_genes: int,
-                     batch_size: int = 8, seed: int = 0, device: str = "cpu") -> pd.DataFrame:
+                     batch_size: int = 8, seed: int = 0, device: str = "cpu", log=None) -> pd.DataFrame:
     """(cell_set, gene_pos, score, raw) of the RNA→ATAC gene link scores (module docstring)."""
     model.eval().to(device)
-    out = []
+    out, progress = [], ChunkLog(log, "gene link scores", sum(map(len, sets.values())), "cells")
     for name, rows in sets.items():
         rng = np.random.default_rng(seed)
         total = torch.zeros(len(cells.genes), dtype=torch.float64)
@@ -149,6 +152,7 @@ def gene_link_scores(model, cells: VocabCells, sets: dict[str, np.ndarray], *, c
                 received += layers[-1].mean(1).sum(1).double().cpu()  # (B, keys): summed over cCRE queries
             b, k = torch.nonzero(gm, as_tuple=True)
             total.index_add_(0, torch.as_tensor(np.searchsorted(cells.genes, gi[b, k].numpy())), received[b, k])
+            progress.advance(len(batch))
         raw = total.numpy()
         attended = raw > 0
         logged = np.log10(raw[attended])

@@ -32,21 +32,22 @@ def _log_expression(cells) -> sp.csr_matrix:
 
 
 def cre_gene_links(translators: Translators, mo: Multiome, gene_vocab_map: pd.DataFrame,
-                   gene_annotation: pd.DataFrame, peak_vocab_matrix, spec: DatasetSpec, device: str) -> pd.DataFrame:
+                   gene_annotation: pd.DataFrame, peak_vocab_matrix, spec: DatasetSpec, device: str,
+                   log=None) -> pd.DataFrame:
     """`cre_gene_links`: attention links per cell type (and `all`), correlation links (`all`)."""
     cells, pairs = _cells_and_pairs(mo, gene_vocab_map, gene_annotation, peak_vocab_matrix, spec)
     sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells,
                      max_cells=extract.MAX_CELLS_PER_SET)
     config = training_config("atac2rna", translators.profile, 0)
     attention = extract.attention_links(translators.model(SCENARIO, device), cells, pairs, sets,
-                                      gene_chunk=config.n_queries, max_cres=config.max_source, device=device)
+                                        gene_chunk=config.n_queries, max_cres=config.max_source, device=device, log=log)
     correlation = extract.correlation_links(cells, _log_expression(cells), pairs)
     return pd.concat([extract.links_table(pairs, attention, "attention"),
                       extract.links_table(pairs, correlation, "correlation")], ignore_index=True)
 
 
 def gene_link_scores(translators: Translators, mo: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix,
-                     spec: DatasetSpec, device: str) -> pd.DataFrame:
+                     spec: DatasetSpec, device: str, log=None) -> pd.DataFrame:
     """`gene_link_scores`: per cell type (and `all`), how much attention each gene draws from the
     cCREs in RNA→ATAC translation (log10, min-max scaled), ranked (1 = most)."""
     cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec)
@@ -54,7 +55,7 @@ def gene_link_scores(translators: Translators, mo: Multiome, gene_vocab_map: pd.
                      max_cells=extract.MAX_CELLS_PER_SET)
     config = training_config("rna2atac", translators.profile, 0)
     scores = extract.gene_link_scores(translators.model(SCENARIO, device), cells, sets, cre_chunk=config.n_queries,
-                                    max_genes=config.max_source, device=device)
+                                      max_genes=config.max_source, device=device, log=log)
     vocab = vocab_genes(cells.genes, spec.reference("gene_vocab_38244"))
     table = pd.DataFrame({"cell_type": scores.cell_set.to_numpy(), "gene": vocab.symbol.to_numpy()[scores.gene_pos],
                           "gene_id": vocab.index.to_numpy()[scores.gene_pos], "score": scores.score.to_numpy(),
