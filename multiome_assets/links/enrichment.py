@@ -107,7 +107,9 @@ def read_bed(path: Path) -> pd.DataFrame:
 
 
 def read_variants(path: Path) -> pd.DataFrame:
-    """chrom, pos, pip of a fine-mapped variant table (tab-separated, header with those columns)."""
+    """chrom, start, end (0-based, half-open: the one base), pip of a fine-mapped variant table
+    (tab-separated, header with chrom, pos, pip). `pos` is 1-based, as in VCF and fine-mapping
+    output; it is converted here, once: the base at pos is [pos - 1, pos)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: the variant file does not exist")
@@ -118,15 +120,32 @@ def read_variants(path: Path) -> pd.DataFrame:
     missing = {"chrom", "pos", "pip"} - set(table.columns)
     if missing:
         raise DatasetError(f"{path}: needs columns chrom, pos, pip; lacks {sorted(missing)}")
-    for i, row in enumerate(table.itertuples(index=False), 2):  # line 1 is the header
-        try:
-            pos, pip = int(row.pos), float(row.pip)
-        except (TypeError, ValueError):
-            raise DatasetError(f"{path}, line {i}: pos must be a whole number and pip a number") from None
-        if not 0 <= pip <= 1:
-            raise DatasetError(f"{path}, line {i}: pip {pip} is not a probability")
-        _check_hg38(path, i, row.chrom, pos, pos + 1)
-    return table[["chrom", "pos", "pip"]].astype({"pos": np.int64, "pip": np.float64})
+    pos, pip = pd.to_numeric(table.pos, errors="coerce"), pd.to_numeric(table.pip, errors="coerce")
+    bad = (pos.isna() | pip.isna() | (pos != pos.round())).to_numpy()
+    if bad.any():
+        raise DatasetError(f"{path}, line {int(np.argmax(bad)) + 2}: pos must be a whole number and pip a number")
+    outside = ((pip < 0) | (pip > 1)).to_numpy()
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise DatasetError(f"{path}, line {i + 2}: pip {pip.iloc[i]} is not a probability")
+    variants = pd.DataFrame({"chrom": table.chrom.to_numpy(), "start": pos.to_numpy(np.int64) - 1,
+                             "end": pos.to_numpy(np.int64), "pip": pip.to_numpy(np.float64)})
+    _check_build(path, variants, first_line=2, what="pos (1-based)")
+    return variants
+
+
+def _check_build(path: Path, intervals: pd.DataFrame, first_line: int, what: str) -> None:
+    """Refuse (naming the first bad line) a chromosome hg38 lacks or a position beyond its end."""
+    length = intervals.chrom.map(HG38)
+    unknown = length.isna().to_numpy()
+    beyond = ~unknown & ((intervals.start < 0) | (intervals.end > length.fillna(0))).to_numpy()
+    for bad, problem in ((unknown, "is not an hg38 chromosome name (chr1-chr22, chrX, chrY, chrM): another "
+                                   "genome build or naming?"),
+                         (beyond, "lies beyond hg38's chromosome end: another genome build?")):
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DatasetError(f"{path}, line {i + first_line}: {intervals.chrom.iloc[i]} {what} "
+                               f"{intervals.end.iloc[i]:,} {problem}")
 
 
 def _check_hg38(path: Path, number: int, chrom: str, start: int, end: int) -> None:
@@ -157,7 +176,7 @@ def bed_overlaps(cres: pd.DataFrame, specific: dict[str, np.ndarray], beds: dict
 def causal_variants(cres: pd.DataFrame, specific: dict[str, np.ndarray], path: Path) -> list[dict]:
     """`causal_variants` rows: mean PIP of variants on the specific cCREs over that on the others."""
     variants = read_variants(path)
-    v = pr.PyRanges(pd.DataFrame({"Chromosome": variants.chrom, "Start": variants.pos, "End": variants.pos + 1,
+    v = pr.PyRanges(pd.DataFrame({"Chromosome": variants.chrom, "Start": variants.start, "End": variants.end,
                                   "pip": variants.pip}))
     c = pr.PyRanges(pd.DataFrame({"Chromosome": cres.chrom.to_numpy(), "Start": cres.start.to_numpy(),
                                   "End": cres.end.to_numpy(), "cre": cres.cre.to_numpy()}))

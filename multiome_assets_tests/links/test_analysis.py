@@ -55,6 +55,29 @@ def test_pip_ratio_against_a_hand_computed_case(tmp_path):
     assert (row["n_hits"], row["n_background"]) == (2, 4)
 
 
+def test_variant_positions_are_one_based_at_both_ends_of_a_cre(tmp_path):
+    """A cCRE [100, 200) in BED holds the 1-based bases 101..200: a variant on its last base (200) is
+    on it, one a base before its start (100) is not."""
+    cres = pd.DataFrame({"cre": ["x", "y"], "chrom": "chr1", "start": [100, 5000], "end": [200, 5100]})
+    variants = tmp_path / "finemap.tsv"
+    variants.write_text("chrom\tpos\tpip\nchr1\t100\t0.9\nchr1\t101\t0.4\nchr1\t200\t0.6\nchr1\t201\t0.8\n"
+                        "chr1\t5050\t0.1\n")
+    read = enrichment.read_variants(variants)
+    assert read[["start", "end"]].values.tolist()[:2] == [[99, 100], [100, 101]]  # the base at pos: [pos - 1, pos)
+    (row,) = enrichment.causal_variants(cres, {"T1": np.array(["x"])}, variants)
+    assert row["n_hits"] == 2 and row["fold"] == pytest.approx(((0.4 + 0.6) / 2) / 0.1)  # 101 and 200; not 100, 201
+
+
+def test_a_variant_file_of_another_build_is_refused(tmp_path):
+    path = tmp_path / "hg19.tsv"  # chr1:249,200,000 exists on hg19 (249,250,621 bp), not on hg38 (248,956,422)
+    path.write_text("chrom\tpos\tpip\nchr1\t1000\t0.5\nchr1\t249200000\t0.5\n")
+    with pytest.raises(DatasetError, match=rf"{path}, line 3: chr1 pos \(1-based\) 249,200,000 lies beyond hg38"):
+        enrichment.read_variants(path)
+    path.write_text("chrom\tpos\tpip\n1\t1000\t0.5\n")  # Ensembl naming
+    with pytest.raises(DatasetError, match="line 2: 1 pos .* is not an hg38 chromosome name"):
+        enrichment.read_variants(path)
+
+
 def test_bed_overlap_counts_cres_touching_the_regions(tmp_path):
     cres = pd.DataFrame({"cre": list("abcdef"), "chrom": "chr2", "start": np.arange(6) * 1000,
                          "end": np.arange(6) * 1000 + 200})
