@@ -283,6 +283,40 @@ def priors_update(name, file):
         click.echo("no dataset names it")
 
 
+@main.group()
+def export():
+    """Write results in the shapes other tools read."""
+
+
+@export.command("links")
+@click.option("--dataset", required=True, help="the dataset whose links to write")
+@click.option("--format", "fmt", type=click.Choice(["bedpe", "interact"]), default="bedpe", show_default=True,
+              help="bedpe: IGV, 10x Loupe, HiGlass; interact: the UCSC browser")
+@click.option("--method", type=click.Choice(["attention", "correlation"]), default=None, help="default: both")
+@click.option("--cell-type", "cell_types", multiple=True, help="default: every cell type and `all`")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True)
+def export_links(dataset, fmt, method, cell_types, out):
+    """CRE-gene links as genome-browser tracks, one file per method and cell type (from `link_tracks`)."""
+    from multiome_assets.links.tracks import write_tracks
+    from multiome_assets.warehouse import read_table
+
+    try:
+        table = read_table("link_tracks", dataset).drop(columns=["dataset"])
+    except FileNotFoundError:
+        raise click.ClickException(f"no link_tracks for {dataset!r}: multiome-assets build --dataset {dataset} "
+                                   "--select link_tracks") from None
+    if method:
+        table = table[table.method == method]
+    if cell_types:
+        unknown = sorted(set(cell_types) - set(table.cell_type))
+        if unknown:
+            raise click.ClickException(f"{dataset} has no links for cell type(s) {unknown}; "
+                                       f"it has {sorted(table.cell_type.unique())}")
+        table = table[table.cell_type.isin(cell_types)]
+    for path in write_tracks(table, out, dataset, fmt):
+        click.echo(path)
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("-h", "--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to serve other machines")
 @click.option("-p", "--port", default=3000, show_default=True)

@@ -51,6 +51,13 @@ def gene_link_scores(context: dg.AssetExecutionContext, datasets: DatasetCatalog
 
 
 @dg.asset(**ARGS, code_version="1", kinds={"parquet"})
+def link_tracks(cre_gene_links: pd.DataFrame, gene_annotation: pd.DataFrame) -> pd.DataFrame:
+    """The links as genome-browser tracks: BEDPE rows (cCRE and TSS anchors, 0-based) per method and
+    cell type; `multiome-assets export links` writes them as .bedpe or UCSC interact files."""
+    return pipeline.link_tracks(cre_gene_links, gene_annotation)
+
+
+@dg.asset(**ARGS, code_version="1", kinds={"parquet"})
 def cre_link_scores(cre_gene_links: pd.DataFrame) -> pd.DataFrame:
     """Per cell type, each cCRE's attention link scores summed over its genes."""
     return pipeline.cre_link_scores(cre_gene_links)

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from multiome_assets.cells import cell_labels, cell_sets
 from multiome_assets.dataset import DatasetSpec
 from multiome_assets.intervals import read_ccre_bed
-from multiome_assets.links import analysis, enrichment, extract
+from multiome_assets.links import analysis, enrichment, extract, tracks
 from multiome_assets.preprocess import log_normalize
 from multiome_assets.readers import Multiome
 from multiome_assets.translation.pipeline import Translators, load_cells, vocab_genes
@@ -116,3 +116,8 @@ def enrichment_table(cre_gene_links: pd.DataFrame, specific: pd.DataFrame, prior
     if spec.genome_fasta:
         rows += enrichment.motif_enrichment(cres, sets, spec.genome_fasta, spec.reference("jaspar2024"))
     return enrichment.with_fdr(rows)
+
+
+def link_tracks(cre_gene_links: pd.DataFrame, gene_annotation: pd.DataFrame) -> pd.DataFrame:
+    """`link_tracks`: every link as a BEDPE row (cCRE and TSS anchors, 0-based), per method and cell type."""
+    return tracks.link_tracks(cre_gene_links, gene_annotation)
