@@ -46,3 +46,4 @@ def test_translation_metrics_leave_unlabelled_cells_out_of_cell_type_groups():
     # clustering is scored against the labelled cells' types only (two types: T and B)
     scores = metrics.clustering_scores(np.r_[np.zeros((12, 3)), rng.random((12, 3)), np.ones((3, 3))], labels)
     assert scores["ari"] == pytest.approx(1.0)
+

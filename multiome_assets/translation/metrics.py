@@ -5,7 +5,10 @@ RNA→ATAC: pooled (cell, CRE) AUROC/AUPRC, which mostly reward knowing which CR
 per-CRE AUROC across cells, macro-averaged, which a popularity score cannot win (exactly 0.5);
 per-cell precision/recall/F1 of calls at a threshold calibrated on validation cells; Pearson of
 pseudobulk accessibility per cell type. ATAC→RNA: gene-wise Pearson and Spearman across cells,
-cell-wise Pearson across genes. Both: clustering of the profiles against the cell types.
+cell-wise Pearson across genes. Both: clustering of the profiles against the cell types, and
+`prediction_spread`, how much the predictions vary across cells against how much the measured
+profiles do: a translator that gives every cell the same profile (a collapse, as BMMC's translators
+on another 10x sample) scores 0, whatever its other metrics say.
 """
 from __future__ import annotations
 
@@ -50,14 +53,28 @@ def atac_metrics(prob: np.ndarray, truth: np.ndarray, threshold: float, labels: 
     return {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean()),
             "auroc": auroc(pooled), "auprc": average_precision(pooled),
             "per_cre_auroc_macro": float(np.nanmean(per_feature_auroc(prob, truth))),
-            "pseudobulk_pearson": pseudobulk_pearson(prob, truth.astype(np.float32), labels)}
+            "pseudobulk_pearson": pseudobulk_pearson(prob, truth.astype(np.float32), labels),
+            "prediction_spread": prediction_spread(prob, truth)}
 
 
 def rna_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {"gene_pearson": float(np.nanmean(_columnwise_pearson(predicted, truth))),
             "gene_spearman": float(np.nanmean(_columnwise_pearson(scipy_stats.rankdata(predicted, axis=0),
                                                                   scipy_stats.rankdata(truth, axis=0)))),
-            "cell_pearson": float(np.nanmean(_columnwise_pearson(predicted.T, truth.T)))}
+            "cell_pearson": float(np.nanmean(_columnwise_pearson(predicted.T, truth.T))),
+            "prediction_spread": prediction_spread(predicted, truth)}
+
+
+def prediction_spread(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Median over features that vary in the measured cells of var(predicted) / var(measured) across
+    cells: 0 when every cell gets the same prediction, 1 for the measured profile itself. (For
+    accessibility, probabilities against 0/1 calls: a calibrated probability varies less than its
+    calls, so below 1 is expected; 0 is the alarm.)"""
+    measured = truth.astype(np.float64).var(axis=0)
+    varies = measured > 0
+    if not varies.any():
+        return float("nan")
+    return float(np.median(predicted.astype(np.float64).var(axis=0)[varies] / measured[varies]))
 
 
 def _columnwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
