@@ -17,7 +17,6 @@ from multiome_assets.dataset import (
     reference_path,
 )
 
-
 INSTANCE_SETTINGS = {"telemetry": "telemetry:\n  enabled: false\n",  # never phones home
                      "nux": "nux:\n  enabled: false\n"}  # no first-run "join the community" dialog over the UI
 

@@ -2,12 +2,12 @@
 import dagster as dg
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from multiome_assets import annotation, intervals, priors
+from multiome_assets import annotation, intervals, priors, quality
 from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS, versioned
 from multiome_assets.defs.io_manager import WarehouseIOManager
+from multiome_assets.defs.metadata import check_result, check_spec
 from multiome_assets.defs.partitions import dataset_partitions, needs
 from multiome_assets.defs.resources import DatasetCatalog
 from multiome_assets.files import atomic_path
@@ -38,16 +38,18 @@ def multiome(context: dg.AssetExecutionContext, datasets: DatasetCatalog) -> dg.
     return versioned(mo)
 
 
-@dg.asset(**ASSET_ARGS, deps=[INPUTS["annotation"]], code_version="1", tags=needs("any"), kinds={"parquet"})
-def gene_annotation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
-                    multiome: Multiome) -> dg.Output[pd.DataFrame]:
+@dg.asset(**ASSET_ARGS, deps=[INPUTS["annotation"]], code_version="1", tags=needs("any"), kinds={"parquet"},
+          check_specs=[check_spec("gene_annotation", "genes_matched",
+                                  "Genes found in the annotation: an error below 30% (another species or naming)")])
+def gene_annotation(context: dg.AssetExecutionContext, datasets: DatasetCatalog, multiome: Multiome):
     """Each dataset gene's TSS/strand/body; `matched_by = 'unmatched'` lists what the annotation lacks."""
     spec = datasets.spec(context.partition_key)
     var = multiome.rna.var
     genes = annotation.match_genes(var.index, gene_ids(var), annotation.read_annotation(spec.annotation))
-    context.add_output_metadata({"matched": int((genes.matched_by != "unmatched").sum()),
-                                 "unmatched": int((genes.matched_by == "unmatched").sum())})
-    return versioned(genes)
+    matched = int((genes.matched_by != "unmatched").sum())
+    context.add_output_metadata(output_name="result", metadata={"matched": matched, "unmatched": len(genes) - matched})
+    yield versioned(genes)
+    yield check_result("gene_annotation", "genes_matched", quality.genes_matched(matched, len(genes)))
 
 
 @dg.asset(**ASSET_ARGS, deps=[INPUTS["candidate_window"]], code_version="2", kinds={"pyranges", "parquet"})
@@ -69,19 +71,22 @@ def randomized_candidate_sets(config: SplitConfig, multiome: Multiome, candidate
     return intervals.randomized_candidate_sets(candidate_sets, multiome.atac.var_names, config.seed)
 
 
-@dg.asset(**ASSET_ARGS, deps=[INPUTS["ccre_vocabulary"]], code_version="1", tags=needs("any"), kinds={"scipy"})
-def peak_vocab_matrix(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
-                      multiome: Multiome) -> dg.Output[sp.csr_matrix]:
+@dg.asset(**ASSET_ARGS, deps=[INPUTS["ccre_vocabulary"]], code_version="1", tags=needs("any"), kinds={"scipy"},
+          check_specs=[check_spec("peak_vocab_matrix", "ccre_overlap",
+                                  "Peaks overlapping the hg38 cCRE vocabulary: an error below 50% (another genome)")])
+def peak_vocab_matrix(context: dg.AssetExecutionContext, datasets: DatasetCatalog, multiome: Multiome):
     """Cisformer's input: cells × 1,033,239 cCREs, True where an accessible peak overlaps the cCRE (≥1 bp)."""
     vocab = intervals.read_ccre_bed(datasets.spec(context.partition_key).reference("ccre_hg38"))
     peak_vocab = intervals.peak_to_vocab(multiome.atac.var, vocab)
     matrix = intervals.binarize_to_vocab(multiome.atac.X, peak_vocab)
-    context.add_output_metadata({
+    overlapping = int((np.diff(peak_vocab.indptr) > 0).sum())
+    context.add_output_metadata(output_name="result", metadata={
         "shape": str(matrix.shape),
-        "peaks_overlapping_vocab": int((np.diff(peak_vocab.indptr) > 0).sum()),
+        "peaks_overlapping_vocab": overlapping,
         "mean_active_cres_per_cell": float(matrix.nnz / max(matrix.shape[0], 1)),
     })
-    return versioned(matrix)
+    yield versioned(matrix)
+    yield check_result("peak_vocab_matrix", "ccre_overlap", quality.ccre_overlap(overlapping, multiome.atac.n_vars))
 
 
 @dg.asset(**ASSET_ARGS, deps=[INPUTS["gene_vocabulary"]], code_version="1", tags=needs("any"), kinds={"parquet"})
@@ -95,17 +100,20 @@ def gene_vocab_map(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
 
 
 @dg.asset(**ASSET_ARGS, deps=[INPUTS["prior"], INPUTS["tf_list"]], code_version="1", kinds={"parquet"},
-          automation_condition=FOLLOWS_INPUTS)
-def prior_edges(context: dg.AssetExecutionContext, config: SplitConfig, datasets: DatasetCatalog,
-                multiome: Multiome) -> dg.Output[pd.DataFrame]:
+          automation_condition=FOLLOWS_INPUTS,
+          check_specs=[check_spec("prior_edges", "prior_coverage",
+                                  "The prior's edges within the dataset's genes and TF list: a warning below 5%")])
+def prior_edges(context: dg.AssetExecutionContext, config: SplitConfig, datasets: DatasetCatalog, multiome: Multiome):
     """The dataset's prior (TF → target) within its genes and TF list, with a random 80/20 edge
     split and a TF-held-out split (whole regulators held out). Seeded."""
     spec = datasets.spec(context.partition_key)
     edges = priors.load_prior_edges(spec.prior, multiome.rna.var_names, priors.read_tf_list(spec.tf_list),
                                     test_fraction=config.test_fraction, seed=config.seed)
-    context.add_output_metadata({"prior": spec.prior.name, "edges": len(edges), "tfs": int(edges.tf.nunique()),
+    context.add_output_metadata(output_name="result", metadata={"prior": spec.prior.name, "edges": len(edges), "tfs": int(edges.tf.nunique()),
                                  "heldout_tfs": int(edges.loc[edges.split_tf_heldout == "test", "tf"].nunique())})
-    return versioned(edges)
+    yield versioned(edges)
+    yield check_result("prior_edges", "prior_coverage",
+                       quality.prior_coverage(len(edges), len(priors.read_prior(spec.prior))))
 
 
 @dg.asset(**ASSET_ARGS, code_version="1", kinds={"parquet"}, automation_condition=FOLLOWS_INPUTS)

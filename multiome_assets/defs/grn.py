@@ -5,12 +5,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from multiome_assets import priors
+from multiome_assets import priors, quality
 from multiome_assets.cells import cell_labels, cell_sets
 from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.defs.io_manager import WarehouseIOManager
-from multiome_assets.defs.metadata import png_markdown
+from multiome_assets.defs.metadata import check_result, check_spec, png_markdown
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.grn import baselines, pipeline
@@ -173,6 +173,9 @@ def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, dat
           "grn_regulator_enrichment": dg.AssetOut(io_manager_key="warehouse", code_version="4", kinds={"parquet"},
                                                   automation_condition=FOLLOWS_INPUTS)},
     ins={name: dg.AssetIn() for name in ("multiome", "prior_edges", "grn_embeddings", "grn_head", "grn_baselines")},
+    check_specs=[check_spec("grn_metrics", "transformer_beats_best_baseline",
+                            "AUROC on unseen regulators (tf_heldout): epiawarenet_bce against the best expression "
+                            "or prior-degree baseline; a warning when it does not beat it")],
 )
 def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, compute: ComputeDevice,
                    warehouse: dg.ResourceParam[WarehouseIOManager], multiome, prior_edges, grn_embeddings, grn_head,
@@ -190,6 +193,7 @@ def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, com
                                                 "per_target_auroc_macro"]].to_markdown(index=False, floatfmt=".3f")),
     })
     yield dg.Output(enrichment, output_name="grn_regulator_enrichment")
+    yield check_result("grn_metrics", "transformer_beats_best_baseline", quality.grn_transformer_vs_baselines(metrics))
 
 
 @dg.asset(**GRN_ARGS, code_version="1", kinds={"parquet"}, automation_condition=FOLLOWS_INPUTS)

@@ -5,10 +5,11 @@ import mudata
 import pandas as pd
 import scipy.sparse as sp
 
+from multiome_assets import quality
 from multiome_assets.cells import cell_labels
 from multiome_assets.defs.inputs import INPUTS, versioned
 from multiome_assets.defs.io_manager import WarehouseIOManager
-from multiome_assets.defs.metadata import png_markdown
+from multiome_assets.defs.metadata import check_result, check_spec, png_markdown
 from multiome_assets.defs.partitions import dataset_partitions, needs
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.models.profiles import Profile
@@ -101,12 +102,16 @@ def translated_rna(context: dg.AssetExecutionContext, compute: ComputeDevice, da
                        translator_atac2rna)
 
 
-@dg.asset(**ARGS, deps=[INPUTS["cell_type_column"]], code_version="2", kinds={"parquet"})
+@dg.asset(**ARGS, deps=[INPUTS["cell_type_column"]], code_version="2", kinds={"parquet"},
+          check_specs=[check_spec("translation_metrics", "transformer_beats_best_baseline",
+                                  "random split: RNA→ATAC per_cre_auroc_macro and ATAC→RNA gene_pearson of the "
+                                  "transformer against the best of global mean, kNN and ridge; a warning unless "
+                                  "it beats them in both")])
 def translation_metrics(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
                         warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
                         gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
                         translation_splits: pd.DataFrame, translator_rna2atac: Translators,
-                        translated_atac: mudata.MuData, translated_rna: mudata.MuData) -> pd.DataFrame:
+                        translated_atac: mudata.MuData, translated_rna: mudata.MuData):
     """The transformer beside the global mean, kNN, ridge and cell-type-mean translators on the same
     held-out cells, per direction and scenario; a UMAP of measured and translated test cells."""
     spec = datasets.spec(context.partition_key)
@@ -118,9 +123,10 @@ def translation_metrics(context: dg.AssetExecutionContext, datasets: DatasetCata
                       ignore_index=True).assign(config=pipeline.config_json(translated_atac.uns["profile"], counts_from))
     pictures = pipeline.umap_pictures(profiles, cells, multiome.rna.obs_names, translation_splits, labels, lambda d:
                                       warehouse.artifact_path("translation_umap", f"{context.partition_key}__{d}", ".png"))
-    context.add_output_metadata({**_summary(table), **{f"umap_{d}": dg.MetadataValue.md(png_markdown(p, "UMAP"))
+    context.add_output_metadata(output_name="result", metadata={**_summary(table), **{f"umap_{d}": dg.MetadataValue.md(png_markdown(p, "UMAP"))
                                                        for d, p in pictures.items()}})
-    return table
+    yield dg.Output(table)
+    yield check_result("translation_metrics", "transformer_beats_best_baseline", quality.translator_vs_baselines(table))
 
 
 def _summary(table: pd.DataFrame) -> dict:

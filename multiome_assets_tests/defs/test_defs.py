@@ -380,3 +380,28 @@ def test_the_instance_the_project_writes_opens_on_the_work(tmp_path, monkeypatch
     config = yaml.safe_load((instance_home() / "dagster.yaml").read_text())
     assert config["nux"] == {"enabled": False} and config["run_retries"] == {"enabled": True}
     assert dg.DagsterInstance.get().get_settings("nux") == {"enabled": False}  # Dagster reads it
+
+
+def test_input_checks_show_a_dataset_of_another_genome(data_root, bmmc):
+    """The asset checks a user sees in the UI, through Dagster's own check evaluations: the bundled
+    BMMC passes the genome checks and warns that its 600-gene panel holds few prior edges; the same
+    cells with their peaks moved 1.2 Mb along the genome (another assembly's coordinates) fail the
+    cCRE overlap as an error."""
+    rna, atac = bmmc
+    moved = atac.copy()
+    parts = moved.var_names.str.extract(r"^(.+)-(\d+)-(\d+)$")  # chr1-..., and an alt contig GL000205.2-...
+    moved.var_names = (parts[0] + "-" + (parts[1].astype(int) + 1_234_567).astype(str) + "-"
+                       + (parts[2].astype(int) + 1_234_567).astype(str)).to_numpy()
+    write_dataset(data_root, "moved", rna, moved, rna_counts_layer="counts")
+    instance = dg.DagsterInstance.ephemeral()
+    verdicts = {}
+    for key in ("bmmc_starter", "moved"):
+        result = _materialize(key, instance)
+        assert result.success  # a failed check is shown, the materialization stands
+        verdicts[key] = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    ok = verdicts["bmmc_starter"]
+    assert ok["ccre_overlap"].passed and ok["genes_matched"].passed
+    assert not ok["prior_coverage"].passed and ok["prior_coverage"].severity == dg.AssetCheckSeverity.WARN
+    bad = verdicts["moved"]["ccre_overlap"]
+    assert not bad.passed and bad.severity == dg.AssetCheckSeverity.ERROR
+    assert bad.metadata["value"].value < 0.5 < ok["ccre_overlap"].metadata["value"].value

@@ -54,6 +54,17 @@ def test_every_grn_asset_materializes(built):
     assert not list((warehouse.warehouse_dir() / "artifacts" / "backbone_checkpoints").glob("*"))
 
 
+def test_the_ui_shows_whether_the_transformer_beats_the_best_baseline(built):
+    """The result check on grn_metrics, as Dagster evaluated it: AUROC on unseen regulators."""
+    _, result = built
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "transformer_beats_best_baseline"]
+    got = warehouse.query("select method, kind, auroc from grn_metrics where split = 'tf_heldout'").set_index("method")
+    best = got[got.kind.isin(["baseline", "degree_baseline"])].auroc.max()
+    assert check.passed == (got.auroc["epiawarenet_bce"] > best)
+    assert check.metadata["value"].value == pytest.approx(got.auroc["epiawarenet_bce"] - best)
+    assert check.severity == dg.AssetCheckSeverity.WARN and "tf_heldout" in check.description
+
+
 def test_metrics_table_compares_every_method_on_both_splits(built):
     got = warehouse.query("select split, method, kind, auroc, auprc_ratio, per_target_auroc_macro, "
                           "degree_matched_auroc, random_network_pvalue_auprc, rewired_network_pvalue_auprc from grn_metrics")
