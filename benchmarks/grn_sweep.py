@@ -52,8 +52,8 @@ from multiome_assets import intervals, warehouse  # noqa: E402
 from multiome_assets.dataset import REFERENCE_FILES, load_spec, reference_path  # noqa: E402
 from multiome_assets.grn import baselines, pipeline  # noqa: E402
 from multiome_assets.grn.artifacts import BaselineScores, GeneEmbeddings, HeadInput  # noqa: E402
-from multiome_assets.stats import paired_comparison  # noqa: E402
 from multiome_assets.priors import SPLITS, load_prior_edges, read_tf_list, resplit  # noqa: E402
+from multiome_assets.stats import paired_comparison  # noqa: E402
 
 INPUTS = ("full", "rna_only", "svd", "full+degree", "rna_only+degree", "degree")
 WINDOW_FREE = ("rna_only", "svd", "rna_only+degree", "degree")  # heads whose input does not depend on the window

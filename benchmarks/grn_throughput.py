@@ -127,8 +127,11 @@ def worker(spec: dict) -> dict:
         sys.exit("--allocator jemalloc: libjemalloc.so.2 was not loaded (Debian/Ubuntu: apt install libjemalloc2)")
     sys.path.insert(0, str(ROOT))
     from multiome_assets.grn.pretrain import PROFILES, gene_embeddings
+    from multiome_assets.models.grn_transformer import (
+        GRNTransformer,
+        GRNTransformerConfig,
+    )
     from multiome_assets.preprocess import nb_targets
-    from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])

@@ -105,7 +105,12 @@ def worker(spec: dict) -> dict:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from multiome_assets.models.cisformer import MAX_COUNT, N_BINS, Translator, TranslatorConfig
+    from multiome_assets.models.cisformer import (
+        MAX_COUNT,
+        N_BINS,
+        Translator,
+        TranslatorConfig,
+    )
     from multiome_assets.translation.tokens import length_buckets
 
     if spec["threads"]:
@@ -179,13 +184,17 @@ def time_links(dataset: str) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from multiome_assets import annotation
+    from multiome_assets.cells import cell_labels, cell_sets
     from multiome_assets.dataset import load_spec, reference_path
-    from multiome_assets.intervals import binarize_to_vocab, peak_to_vocab, read_ccre_bed
+    from multiome_assets.intervals import (
+        binarize_to_vocab,
+        peak_to_vocab,
+        read_ccre_bed,
+    )
+    from multiome_assets.links import extract
     from multiome_assets.models.cisformer import Translator
     from multiome_assets.preprocess import preprocess
     from multiome_assets.readers import read_dataset
-    from multiome_assets.links import extract
-    from multiome_assets.cells import cell_labels, cell_sets
     from multiome_assets.translation.pipeline import load_cells
     from multiome_assets.translation.train import training_config, translator_config
 

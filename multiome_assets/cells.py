@@ -28,8 +28,7 @@ def cell_labels(obs: pd.DataFrame, cell_type_column: str | None, source: str = "
 
 def labelled(labels: np.ndarray) -> np.ndarray:
     """Boolean mask of the cells that have a label."""
-    return np.asarray([label is not None for label in labels], dtype=bool) if labels.dtype == object \
-        else np.ones(len(labels), dtype=bool)
+    return pd.notna(labels)
 
 
 def cell_types(labels: np.ndarray | None, min_cells: int = 1) -> tuple[np.ndarray, np.ndarray]:

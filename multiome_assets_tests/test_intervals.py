@@ -5,8 +5,14 @@ import pytest
 
 from multiome_assets.annotation import match_genes, read_annotation
 from multiome_assets.dataset import reference_path
-from multiome_assets.intervals import (binarize_to_vocab, candidate_matrix, candidate_sets, peak_to_vocab,
-                                       randomized_candidate_sets, read_ccre_bed)
+from multiome_assets.intervals import (
+    binarize_to_vocab,
+    candidate_matrix,
+    candidate_sets,
+    peak_to_vocab,
+    randomized_candidate_sets,
+    read_ccre_bed,
+)
 from multiome_assets.readers import parse_peaks
 
 from .conftest import BUNDLED

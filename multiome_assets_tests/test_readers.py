@@ -177,8 +177,8 @@ def test_a_cell_ranger_arc_file_with_shared_symbols_builds_the_foundation(data_r
     import pandas as pd
     import yaml
 
-    from multiome_assets.definitions import ASSETS, RESOURCES
     from multiome_assets import warehouse
+    from multiome_assets.definitions import ASSETS, RESOURCES
 
     rna, atac = bmmc
     rna = _with_shared_symbols(rna, np.random.default_rng(0))

@@ -6,9 +6,9 @@ import dagster as dg
 import pytest
 
 from multiome_assets.dataset import load_spec
+from multiome_assets.definitions import defs
 from multiome_assets.defs.inputs import changed_inputs
 from multiome_assets.warehouse import warehouse_dir
-from multiome_assets.definitions import defs
 from multiome_assets_tests.conftest import two_priors_data_dir
 
 pytestmark = pytest.mark.slow  # whole asset groups really materialized: minutes

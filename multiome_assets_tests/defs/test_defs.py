@@ -6,15 +6,15 @@ import sys
 import textwrap
 
 import dagster as dg
-import pytest
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 
 from multiome_assets import files, warehouse
 from multiome_assets.cli import main as cli
-from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.definitions import ASSETS, RESOURCES, defs
+from multiome_assets.defs.inputs import INPUTS
 
 from ..conftest import write_dataset
 

@@ -43,9 +43,9 @@ def _prepare(base: Path) -> dict:
     """A Dagster home, warehouse and data dir (copied priors, the two datasets), the inputs observed
     and the GRN assets built, as `make demo` would leave them."""
     from multiome_assets.dataset import load_spec
+    from multiome_assets.definitions import ASSETS, RESOURCES, defs
     from multiome_assets.defs.inputs import changed_inputs
     from multiome_assets.warehouse import warehouse_dir
-    from multiome_assets.definitions import ASSETS, RESOURCES, defs
 
     home, warehouse, data = base / "dagster_home", base / "warehouse", base / "data"
     write_instance_yaml(home)

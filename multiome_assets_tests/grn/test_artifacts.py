@@ -5,9 +5,20 @@ import pytest
 import torch
 
 from multiome_assets import warehouse
-from multiome_assets.grn.artifacts import HEAD_INPUTS, BaselineScores, EdgeHeads, GeneEmbeddings, HeadKey
+from multiome_assets.grn.artifacts import (
+    HEAD_INPUTS,
+    BaselineScores,
+    EdgeHeads,
+    GeneEmbeddings,
+    HeadKey,
+)
 from multiome_assets.grn.edge_space import EdgeSpace
-from multiome_assets.grn.head import edge_head_checkpoint, load_edge_head, score_all_pairs, train_edge_head
+from multiome_assets.grn.head import (
+    edge_head_checkpoint,
+    load_edge_head,
+    score_all_pairs,
+    train_edge_head,
+)
 from multiome_assets.models.edge_head import EdgeHeadConfig
 
 

@@ -10,16 +10,15 @@ import scipy.sparse as sp
 
 from multiome_assets import annotation, intervals
 from multiome_assets.dataset import load_spec
+from multiome_assets.preprocess import log_normalize
+from multiome_assets.priors import load_prior_edges, read_tf_list
+from multiome_assets.readers import read_dataset
+from multiome_assets.simulate.calibration import measure_calibration, peak_gaps
 from multiome_assets.simulate.dataset import (
-    measure_calibration,
-    peak_gaps,
     plan_simulation,
     simulate_cells,
     simulate_dataset,
 )
-from multiome_assets.preprocess import log_normalize
-from multiome_assets.priors import load_prior_edges, read_tf_list
-from multiome_assets.readers import read_dataset
 
 from ..conftest import BUNDLED
 

@@ -18,7 +18,6 @@ from multiome_assets.grn.head import (
 from multiome_assets.grn.pairs import forbidden_flat_index, sample_unlabeled
 from multiome_assets.models.edge_head import EdgeHead, EdgeHeadConfig
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -12,8 +12,8 @@ import scipy.sparse as sp
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from multiome_assets.grn.edge_space import EdgeSpace
 from multiome_assets.grn.degree_control import degree_matched_mask
+from multiome_assets.grn.edge_space import EdgeSpace
 from multiome_assets.grn.enrichment import enrichment_summary, regulator_enrichment
 from multiome_assets.grn.metrics import curves_png, evaluate
 from multiome_assets.grn.nulls import _rewired_sets, null_networks

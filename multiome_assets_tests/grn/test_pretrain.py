@@ -1,9 +1,8 @@
 """Stage 1 pretraining: it learns on structured data, is reproducible, and exports cell-set embeddings."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -7,12 +7,15 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from multiome_assets.grn.head import nnpu_risk, score_all_pairs, train_edge_head
-
+from multiome_assets.grn.pretrain import (
+    PretrainConfig,
+    gene_embeddings,
+    load_backbone,
+    pretrain_backbone,
+)
 from multiome_assets.models.edge_head import EdgeHeadConfig
-from multiome_assets.grn.pretrain import PretrainConfig, gene_embeddings, load_backbone, pretrain_backbone
-from multiome_assets.simulate.planted import planted_multiome
 from multiome_assets.models.grn_transformer import GRNTransformerConfig
-
+from multiome_assets.simulate.planted import planted_multiome
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,8 +7,8 @@ import scipy.sparse as sp
 import torch
 from scipy.stats import rankdata
 
-from multiome_assets.models.cisformer import Translator, TranslatorConfig
 from multiome_assets.links import extract
+from multiome_assets.models.cisformer import Translator, TranslatorConfig
 from multiome_assets.translation.tokens import padded, sample_per_row, vocab_cells
 
 N_GENES, N_CRES = 12, 40

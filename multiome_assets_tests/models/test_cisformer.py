@@ -2,7 +2,13 @@
 import pytest
 import torch
 
-from multiome_assets.models.cisformer import N_BINS, CREEmbedding, Translator, TranslatorConfig, cre_digits
+from multiome_assets.models.cisformer import (
+    N_BINS,
+    CREEmbedding,
+    Translator,
+    TranslatorConfig,
+    cre_digits,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

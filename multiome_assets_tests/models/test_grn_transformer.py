@@ -14,8 +14,13 @@ import torch
 import multiome_assets.models.knn as knn
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 from multiome_assets.models.knn import knn_indices
-from multiome_assets.models.sparse_attention import Pattern, head_pattern, neighbour_pattern, sampled_dot, weighted_sum
-
+from multiome_assets.models.sparse_attention import (
+    Pattern,
+    head_pattern,
+    neighbour_pattern,
+    sampled_dot,
+    weighted_sum,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from multiome_assets.models.precision import autocast, autocast_dtype, native_cpu_bf16, training_amp
+from multiome_assets.models.precision import (
+    autocast,
+    autocast_dtype,
+    native_cpu_bf16,
+    training_amp,
+)
 
 # torch.cpu.get_capabilities() subsets; get_cpu_capability() says "AVX2" for the first, "AVX512" for the rest
 AVX2_EPYC = {"architecture": "x86_64", "avx2": True, "avx512_f": False, "avx512_bf16": False, "amx_bf16": False}
