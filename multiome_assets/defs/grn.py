@@ -13,7 +13,7 @@ from multiome_assets.defs.io_manager import WarehouseIOManager
 from multiome_assets.defs.metadata import check_result, check_spec, png_markdown
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
-from multiome_assets.grn import baselines, pipeline
+from multiome_assets.grn import baselines, genes, pipeline
 from multiome_assets.grn.artifacts import (
     Backbone,
     BaselineScores,
@@ -50,6 +50,11 @@ class ExportConfig(dg.Config):
 class BaselineConfig(dg.Config):
     methods: list[str] = ["pearson", "spearman", "wgcna", "grnboost2"]
     seed: int = 0
+    grnboost2_max_cells: int | None = 1000  # GRNBoost2 on a seeded sample of cells (None: all)
+
+
+class GeneBudgetConfig(dg.Config):
+    profile: Profile = "cpu"  # cpu: at most grn.genes.MAX_GENES["cpu"] genes; paper: every gene
 
 
 class ExternalGRN(dg.Config):
@@ -68,6 +73,20 @@ class MetricsConfig(dg.Config):
     external_grns: list[ExternalGRN] = []  # evaluated on the same edge space as every method
 
 
+# No automation: a new prior version reruns the heads, the export and the evaluation on the genes
+# the backbones were trained on; a new gene set means new backbones, a deliberate rerun.
+@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], code_version="1", kinds={"parquet"})
+def grn_genes(context: dg.AssetExecutionContext, config: GeneBudgetConfig, datasets: DatasetCatalog,
+              multiome: Multiome, prior_edges: pd.DataFrame) -> pd.DataFrame:
+    """The GRN's genes: every TF of the TF list and every gene of a prior edge, then the most
+    variable genes up to the profile's budget (`kept_as`; 'dropped': not in the GRN)."""
+    tfs = priors.read_tf_list(datasets.spec(context.partition_key).tf_list)
+    table = genes.select_genes(multiome, tfs, prior_edges, genes.budget(config.profile))
+    context.add_output_metadata({"budget": genes.budget(config.profile) or "every gene",
+                                 **table.kept_as.value_counts().to_dict()})
+    return table
+
+
 def _backbone(context, config: BackboneConfig, compute: ComputeDevice, warehouse: WarehouseIOManager, mo: Multiome,
               candidates) -> Backbone:
     device = compute.torch_device()
@@ -84,37 +103,42 @@ def _backbone(context, config: BackboneConfig, compute: ComputeDevice, warehouse
     return backbone
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="4", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="5", kinds={"pytorch"})
 def grn_backbone(context: dg.AssetExecutionContext, config: BackboneConfig, compute: ComputeDevice,
-                 warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
+                 warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome, grn_genes: pd.DataFrame,
                  candidate_sets: pd.DataFrame) -> Backbone:
     """Stage 1: the gene+peak transformer pretrained by masked NB reconstruction (checkpoint + curve)."""
-    return _backbone(context, config, compute, warehouse, multiome, candidate_sets)
+    return _backbone(context, config, compute, warehouse, genes.restrict(multiome, grn_genes), candidate_sets)
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="4", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="5", kinds={"pytorch"})
 def grn_backbone_rna_only(context: dg.AssetExecutionContext, config: BackboneConfig, compute: ComputeDevice,
-                          warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome) -> Backbone:
+                          warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
+                          grn_genes: pd.DataFrame) -> Backbone:
     """Ablation: the backbone without ATAC (no peak tokens, no gene→peak attention)."""
-    return _backbone(context, config, compute, warehouse, multiome, None)
+    return _backbone(context, config, compute, warehouse, genes.restrict(multiome, grn_genes), None)
 
 
-@dg.asset(**GRN_ARGS, pool="gpu", code_version="4", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, pool="gpu", code_version="5", kinds={"pytorch"})
 def grn_backbone_random_candidates(context: dg.AssetExecutionContext, config: BackboneConfig,
                                    compute: ComputeDevice, warehouse: dg.ResourceParam[WarehouseIOManager],
-                                   multiome: Multiome, randomized_candidate_sets: pd.DataFrame) -> Backbone:
+                                   multiome: Multiome, grn_genes: pd.DataFrame,
+                                   randomized_candidate_sets: pd.DataFrame) -> Backbone:
     """Ablation: the backbone with each gene's candidate peaks drawn at random."""
-    return _backbone(context, config, compute, warehouse, multiome, randomized_candidate_sets)
+    return _backbone(context, config, compute, warehouse, genes.restrict(multiome, grn_genes),
+                     randomized_candidate_sets)
 
 
-@dg.asset(**GRN_ARGS, deps=[INPUTS["cell_type_column"]], pool="gpu", code_version="6", kinds={"pytorch"})
+@dg.asset(**GRN_ARGS, deps=[INPUTS["cell_type_column"]], pool="gpu", code_version="7", kinds={"pytorch"})
 def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
-                   multiome: Multiome, grn_backbone: Backbone, grn_backbone_rna_only: Backbone,
-                   grn_backbone_random_candidates: Backbone) -> GeneEmbeddings:
-    """Frozen-backbone gene states averaged per cell set ('all', and each cell type with labels)."""
+                   multiome: Multiome, grn_genes: pd.DataFrame, grn_backbone: Backbone,
+                   grn_backbone_rna_only: Backbone, grn_backbone_random_candidates: Backbone) -> GeneEmbeddings:
+    """Frozen-backbone gene states averaged per cell set ('all', and each cell type with labels;
+    a seeded sample of each set's cells where the backbone's profile sets a budget)."""
     spec = datasets.spec(context.partition_key)
-    sets = cell_sets(cell_labels(multiome.rna.obs, spec.cell_type_column, source=str(spec.yaml_path)), multiome.n_cells)
-    embeddings = pipeline.gene_embeddings(multiome, sets, {
+    labels = cell_labels(multiome.rna.obs, spec.cell_type_column, source=str(spec.yaml_path))
+    sets = cell_sets(labels, multiome.n_cells, max_cells=grn_backbone.train_config.get("embed_cells_per_set"))
+    embeddings = pipeline.gene_embeddings(genes.restrict(multiome, grn_genes), sets, {
         "full": grn_backbone, "rna_only": grn_backbone_rna_only, "random_candidates": grn_backbone_random_candidates,
     }, compute.torch_device())
     context.add_output_metadata({"contexts": dg.MetadataValue.json({k: len(v) for k, v in sets.items()}),
@@ -122,18 +146,18 @@ def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
     return embeddings
 
 
-def _regulators(datasets: DatasetCatalog, key: str, mo: Multiome) -> np.ndarray:
-    return pipeline.regulator_universe(mo.rna.var_names, priors.read_tf_list(datasets.spec(key).tf_list))
+def _regulators(datasets: DatasetCatalog, key: str, gene_names: pd.Index) -> np.ndarray:
+    return pipeline.regulator_universe(gene_names, priors.read_tf_list(datasets.spec(key).tf_list))
 
 
-@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], pool="gpu", code_version="5", kinds={"pytorch"},
+@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], pool="gpu", code_version="6", kinds={"pytorch"},
           automation_condition=FOLLOWS_INPUTS)
 def grn_head(context: dg.AssetExecutionContext, config: HeadConfig, datasets: DatasetCatalog,
-             compute: ComputeDevice, multiome: Multiome, prior_edges: pd.DataFrame,
-             grn_embeddings: GeneEmbeddings) -> EdgeHeads:
+             compute: ComputeDevice, prior_edges: pd.DataFrame, grn_embeddings: GeneEmbeddings) -> EdgeHeads:
     """Stage 2 heads (BCE and nnPU) on each embedding, trained per split; `all` = every prior edge."""
-    heads = pipeline.train_heads(grn_embeddings, prior_edges, multiome.rna.var_names,
-                                 _regulators(datasets, context.partition_key, multiome), **config.model_dump(),
+    gene_names = pd.Index(grn_embeddings.genes)
+    heads = pipeline.train_heads(grn_embeddings, prior_edges, gene_names,
+                                 _regulators(datasets, context.partition_key, gene_names), **config.model_dump(),
                                  device=compute.torch_device())
     context.add_output_metadata({"heads": len(heads.heads), "regulators": len(heads.regulators)})
     return heads
@@ -153,37 +177,38 @@ def edge_scores(context: dg.AssetExecutionContext, config: ExportConfig, compute
     return table
 
 
-@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], code_version="2", kinds={"sklearn"},
+@dg.asset(**GRN_ARGS, deps=[INPUTS["tf_list"]], code_version="3", kinds={"sklearn"},
           automation_condition=FOLLOWS_INPUTS)
 def grn_baselines(context: dg.AssetExecutionContext, config: BaselineConfig, datasets: DatasetCatalog,
-                  multiome: Multiome) -> BaselineScores:
+                  multiome: Multiome, grn_genes: pd.DataFrame) -> BaselineScores:
     """Expression baselines (GRNBoost2, Pearson, Spearman, WGCNA-TOM) over every TF × gene."""
-    genes = np.asarray(multiome.rna.var_names)
-    regulators = _regulators(datasets, context.partition_key, multiome)
-    scores = baselines.expression_baselines(config.methods, multiome.rna.X, genes, regulators, seed=config.seed,
-                                            log=context.log.info)
+    mo = genes.restrict(multiome, grn_genes)
+    gene_names = np.asarray(mo.rna.var_names)
+    regulators = _regulators(datasets, context.partition_key, mo.rna.var_names)
+    scores = baselines.expression_baselines(config.methods, mo.rna.X, gene_names, regulators, seed=config.seed,
+                                            log=context.log.info, grnboost2_max_cells=config.grnboost2_max_cells)
     context.add_output_metadata({"regulators": len(regulators), "methods": ", ".join(scores)})
-    return BaselineScores(regulators, genes, scores)
+    return BaselineScores(regulators, gene_names, scores)
 
 
 @dg.multi_asset(
     partitions_def=dataset_partitions, group_name="grn", can_subset=False, pool="gpu",
-    outs={"grn_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="7", kinds={"parquet"},
+    outs={"grn_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="8", kinds={"parquet"},
                                      automation_condition=FOLLOWS_INPUTS),
           "grn_regulator_enrichment": dg.AssetOut(io_manager_key="warehouse", code_version="4", kinds={"parquet"},
                                                   automation_condition=FOLLOWS_INPUTS)},
-    ins={name: dg.AssetIn() for name in ("multiome", "prior_edges", "grn_embeddings", "grn_head", "grn_baselines")},
+    ins={name: dg.AssetIn() for name in ("prior_edges", "grn_embeddings", "grn_head", "grn_baselines")},
     check_specs=[check_spec("grn_metrics", "transformer_beats_best_baseline",
                             "AUROC on unseen regulators (tf_heldout): epiawarenet_bce against the best expression "
                             "or prior-degree baseline; a warning when it does not beat it")],
 )
 def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, compute: ComputeDevice,
-                   warehouse: dg.ResourceParam[WarehouseIOManager], multiome, prior_edges, grn_embeddings, grn_head,
+                   warehouse: dg.ResourceParam[WarehouseIOManager], prior_edges, grn_embeddings, grn_head,
                    grn_baselines):
     """Every method on the same held-out prior edges, per split, beside the degree baselines (and the
     PR/ROC/P@K figures of the headline methods, as PNG files beside the warehouse's artifacts)."""
     metrics, enrichment, pictures = pipeline.evaluate_grn(
-        multiome.rna.var_names, prior_edges, grn_embeddings, grn_head, grn_baselines,
+        pd.Index(grn_embeddings.genes), prior_edges, grn_embeddings, grn_head, grn_baselines,
         external_grns=[grn.model_dump() for grn in config.external_grns], n_random=config.n_random,
         top_n=config.top_n, device=compute.torch_device(),
         curves_path=lambda split: warehouse.artifact_path("grn_curves", f"{context.partition_key}__{split}", ".png"))

@@ -279,10 +279,13 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
 """Expression baselines by method name: ``fn(X, genes, regulators, **kwargs) -> (R, G)``."""
 
 
-def expression_baselines(names, X: Expression, genes, regulators, *, seed: int = 0, log=None) -> dict[str, np.ndarray]:
-    """float32 (R, G) scores of each named baseline; `seed` and `log` (progress lines) go to GRNBoost2."""
+def expression_baselines(names, X: Expression, genes, regulators, *, seed: int = 0, log=None,
+                         grnboost2_max_cells: int | None = None) -> dict[str, np.ndarray]:
+    """float32 (R, G) scores of each named baseline; `seed`, `log` (progress lines) and
+    `grnboost2_max_cells` (its cell budget) go to GRNBoost2."""
     unknown = sorted(set(names) - set(BASELINES))
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES)}")
-    return {name: BASELINES[name](X, genes, regulators, **({"seed": seed, "log": log} if name == "grnboost2" else {}))
+    grnboost2 = {"seed": seed, "log": log, "max_cells": grnboost2_max_cells}
+    return {name: BASELINES[name](X, genes, regulators, **(grnboost2 if name == "grnboost2" else {}))
             .astype(np.float32) for name in names}

@@ -57,6 +57,11 @@ class PretrainConfig:
     gene_id_init: str = "svd"  # "svd": gene identity embeddings start as expression loadings; "random": N(0, 1)
     peak_id_init: str = "random"  # "svd": peak identity embeddings start as accessibility loadings; "random": N(0, 1)
     svd_solver: str = "randomized"  # of the "svd" starts: "randomized" (seeded, 5 power iterations) or "arpack" (exact)
+    # compute budgets (None: every cell). Each epoch trains on a fresh seeded sample of the training
+    # cells; validation on a fixed sample; embeddings average a seeded sample of each cell set.
+    cells_per_epoch: int | None = None
+    max_val_cells: int | None = None
+    embed_cells_per_set: int | None = None
 
 
 # name -> (GRNTransformerConfig overrides, training config)
@@ -67,9 +72,12 @@ PROFILES: dict[Profile, tuple[dict, PretrainConfig]] = {
     # 16 candidates keep 98% of the 100 kb links (mean 5.7 per gene) at a third of the cross-
     # attention cost; a larger batch shares the zero-peak tokens; one epoch (the demo backbone:
     # val NB NLL 0.251 -> 0.213); five did not help the GRN metrics (docs/results.md).
+    # The cell budgets leave the bundled datasets (385 and 500 cells) whole; at a 10x run's 12,000
+    # cells they bound an epoch, its validation and the embeddings (docs/performance.md#budgets).
     "cpu": (
         dict(d_model=32, n_layers=2, n_heads=4, max_candidates=16),
-        PretrainConfig(lr=2e-3, batch_size=32, max_epochs=1, patience=1),
+        PretrainConfig(lr=2e-3, batch_size=32, max_epochs=1, patience=1,
+                       cells_per_epoch=2000, max_val_cells=256, embed_cells_per_set=500),
     ),
 }
 
@@ -191,8 +199,11 @@ def pretrain_backbone(
     amp = training_amp(dev) if amp is None else amp
     rng = np.random.default_rng(tc.seed)
     train_idx, val_idx = _split(n_cells, tc.val_fraction, rng)
+    if tc.max_val_cells is not None and len(val_idx) > tc.max_val_cells:
+        val_idx = np.sort(np.random.default_rng(tc.seed + 2).choice(val_idx, tc.max_val_cells, replace=False))
+    per_epoch = len(train_idx) if tc.cells_per_epoch is None else min(len(train_idx), tc.cells_per_epoch)
     bs = tc.batch_size
-    steps_per_epoch = math.ceil(len(train_idx) / bs)
+    steps_per_epoch = math.ceil(per_epoch / bs)
     total_steps = min(tc.max_epochs * steps_per_epoch, tc.max_steps or math.inf)
     configs = {"model_config": asdict(cfg), "train_config": asdict(tc)}
     data = resume.fingerprint(rna.indptr, rna.indices, rna.data, atac.indptr, atac.indices, targets.data, candidates)
@@ -211,7 +222,7 @@ def pretrain_backbone(
         val_masks = _masks(len(val_idx), n_genes, cfg.mask_fraction, torch.Generator().manual_seed(tc.seed + 1))
 
         def batches(rng):
-            order = train_idx[rng.permutation(len(train_idx))]
+            order = train_idx[rng.permutation(len(train_idx))][:per_epoch]  # a fresh sample each epoch
             return [order[start:start + bs] for start in range(0, len(order), bs)]
 
         def step(net, batch) -> Step:

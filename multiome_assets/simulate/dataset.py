@@ -81,6 +81,8 @@ class SimulationModel:
     links: pd.DataFrame  # peak, gene, distance (bp from the TSS to the peak's nearest edge)
     calibration: Calibration
     seed: int
+    umi_median: float | None = None  # median UMI per cell; None: the reference's, scaled to the genes
+    open_median: float | None = None  # median open peaks per cell; None: the reference's, scaled to the peaks
 
     @property
     def block_cells(self) -> int:
@@ -89,10 +91,14 @@ class SimulationModel:
 
     @property
     def umi_scale(self) -> float:
+        if self.umi_median is not None:
+            return self.umi_median / float(np.median(self.calibration.umi_per_cell))
         return len(self.genes) / self.calibration.n_genes
 
     @property
     def open_scale(self) -> float:
+        if self.open_median is not None:
+            return self.open_median / float(np.median(self.calibration.open_peaks_per_cell))
         return len(self.peaks) / self.calibration.n_peaks
 
     @property
@@ -103,9 +109,15 @@ class SimulationModel:
 def plan_simulation(n_cells: int, n_genes: int, n_peaks: int, *, n_regulators: int | None = None,
                     n_latent: int = 8, target_fraction: float = 0.3, cross_program: float = 0.15,
                     link_window: int = 100_000, seed: int = 0, calibration: Calibration | None = None,
-                    root: Path | None = None) -> SimulationModel:
+                    root: Path | None = None, umi_median: float | None = None,
+                    open_median: float | None = None) -> SimulationModel:
     """Choose the genes, lay out the peaks, plant the network; ``n_regulators`` defaults to G/40
-    (at least 5). ``root``: the data dir holding the references (default: the project's)."""
+    (at least 5). ``root``: the data dir holding the references (default: the project's).
+
+    Depth: by default a cell's UMI and open peaks are the references' scaled to the features (the
+    BMMC panel's quarter of genes per cell, as dense at 36,600 genes). ``umi_median`` and
+    ``open_median`` set a 10x run's depth instead: e.g. 5,000 UMI (~2,000 genes detected per cell
+    at 36,600 genes) and 7,000 open peaks per cell."""
     if min(n_cells, n_genes, n_peaks) < 1:
         raise ValueError(f"sizes must be positive; got {n_cells} cells, {n_genes} genes, {n_peaks} peaks")
     calibration = calibration or measure_calibration(root)
@@ -136,7 +148,7 @@ def plan_simulation(n_cells: int, n_genes: int, n_peaks: int, *, n_regulators: i
         peak_loading=rng.normal(0, 0.15, size=(n_latent, n_peaks)),
         edges=pd.DataFrame({"tf": names[regulators[edges[0]]], "target": names[targets[edges[1]]], "weight": edges[2]}),
         links=pd.DataFrame({"peak": peaks.index.to_numpy()[enhancer], "gene": names[targets], "distance": distance}),
-        calibration=calibration, seed=seed,
+        calibration=calibration, seed=seed, umi_median=umi_median, open_median=open_median,
     )
 
 
@@ -382,11 +394,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--regulators", type=int, default=None, help="default: genes / 40")
     parser.add_argument("--chunk-cells", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--umi-median", type=float, default=None,
+                        help="median UMI per cell (a 10x run: ~5000); default: the reference's, scaled to the genes")
+    parser.add_argument("--open-median", type=float, default=None,
+                        help="median open peaks per cell (a 10x run: ~7000); default: the reference's, scaled")
     parser.add_argument("--out", type=Path, required=True,
                         help="the dataset folder, e.g. data/datasets/sim_50k (its name is the dataset key)")
     args = parser.parse_args(argv)
     table = simulate_dataset(args.out, args.cells, args.genes, args.peaks, n_regulators=args.regulators,
-                             chunk_cells=args.chunk_cells, seed=args.seed, progress=True)
+                             chunk_cells=args.chunk_cells, seed=args.seed, progress=True,
+                             umi_median=args.umi_median, open_median=args.open_median)
     print(table.to_markdown(index=False, floatfmt=".3g"))
     print(f"\nwrote {args.out}")
 

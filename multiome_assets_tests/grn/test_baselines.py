@@ -135,6 +135,10 @@ def test_grnboost2_ranks_planted_regulator_first():
     assert set(np.flatnonzero(fitted)) == set(np.argsort(-X.var(axis=0))[:3])
     assert np.isneginf(few[:, ~fitted]).all()
     np.testing.assert_array_equal(few[:, fitted], scores[:, fitted])
+    # a cell budget: fitted on 150 of the 300 cells, the planted regulators still lead
+    half = grnboost2_scores(X, genes, regs, n_workers=1, max_cells=150)
+    assert (np.argmax(half[:, 5:], axis=0) == first).mean() >= 0.75 and not np.array_equal(half, scores)
+    np.testing.assert_array_equal(grnboost2_scores(X, genes, regs, n_workers=1, max_cells=300), scores)
 
 
 def test_grnboost2_arboreto_mode_equals_infer_partial_network():

@@ -409,3 +409,29 @@ def test_two_processes_under_torchrun_take_the_steps_of_one_with_the_same_global
             other, weight = other.clone(), weight.clone()
             other[key] = weight[key] = 0
         torch.testing.assert_close(other, weight, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_cell_budgets_bound_an_epoch_and_the_validation(data):
+    """cells_per_epoch: each epoch's steps cover that many training cells, a fresh sample each
+    epoch; max_val_cells: the validation set is a fixed sample of that size."""
+    rna, atac, counts, cand = data
+    seen = []
+    budget = replace(TRAIN, max_epochs=2, patience=2, cells_per_epoch=48, max_val_cells=8)
+    import multiome_assets.grn.pretrain as stage1
+
+    original = stage1._validate
+    try:
+        stage1._validate = lambda model, rna, atac, targets, idx, *a: seen.append(len(idx)) or original(model, rna, atac, targets, idx, *a)
+        lines = []
+        _, history = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG, train_config=budget,
+                                       log=lines.append)
+    finally:
+        stage1._validate = original
+    assert seen == [8, 8, 8]  # untrained, epoch 1, epoch 2
+    assert all(re.search(r"backbone epoch \d", line) for line in lines) and len(history) == 3
+    whole = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG,
+                              train_config=replace(TRAIN, max_epochs=1, cells_per_epoch=10_000))[0]
+    same = pretrain_backbone(rna, atac, cand, counts=counts, model_config=CFG,
+                             train_config=replace(TRAIN, max_epochs=1))[0]
+    for k, v in same.checkpoint.weights.items():  # a budget above the cells changes nothing
+        torch.testing.assert_close(whole.checkpoint.weights[k], v, rtol=0, atol=0)
