@@ -222,7 +222,8 @@ def time_links(dataset: str) -> dict:
     from multiome_assets.preprocess import log_normalize
 
     t = time.perf_counter()
-    extract.correlation_links(cells, log_normalize(cells.rna[:, cells.genes].tocsr()), pairs)
+    extract.correlation_links(cells, log_normalize(cells.rna[:, cells.genes].tocsr()), pairs,
+                              vocab.Chromosome.to_numpy()[cells.cres])
     out["correlation_links_s"] = time.perf_counter() - t
     return out
 

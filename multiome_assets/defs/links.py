@@ -23,16 +23,19 @@ def _note(datasets: DatasetCatalog, key: str) -> dict:
     return {} if datasets.spec(key).cell_type_column else {"note": pipeline.NO_CELL_TYPES}
 
 
-@dg.asset(**ARGS, deps=[INPUTS["link_window"], INPUTS["cell_type_column"]], pool="gpu", code_version="1",
+@dg.asset(**ARGS, deps=[INPUTS["link_window"], INPUTS["cell_type_column"]], pool="gpu", code_version="2",
           kinds={"parquet"})
 def cre_gene_links(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
                    multiome: Multiome, gene_vocab_map: pd.DataFrame, gene_annotation: pd.DataFrame,
-                   peak_vocab_matrix: sp.csr_matrix, translator_atac2rna: Translators) -> pd.DataFrame:
+                   peak_vocab_matrix: sp.csr_matrix, translation_splits: pd.DataFrame,
+                   translator_atac2rna: Translators) -> pd.DataFrame:
     """cCRE→gene links within ±link_window of each TSS: `attention` (ATAC→RNA cross-attention, per
-    cell type and `all`) and `correlation` (metacell peak–gene Pearson r, `all`), ranked per gene."""
+    cell type and `all`) and `correlation` (metacell peak–gene Pearson r on the translator's
+    training and validation cells, `all`), ranked per gene."""
     key = context.partition_key
     table = pipeline.cre_gene_links(translator_atac2rna, multiome, gene_vocab_map, gene_annotation,
-                                    peak_vocab_matrix, datasets.spec(key), compute.torch_device(), log=context.log.info)
+                                    peak_vocab_matrix, translation_splits, datasets.spec(key), compute.torch_device(),
+                                    log=context.log.info)
     context.add_output_metadata({**_note(datasets, key), "links": dg.MetadataValue.md(
         table.groupby(["method", "cell_type"]).size().rename("links").reset_index().to_markdown(index=False))})
     return table
@@ -73,16 +76,17 @@ def celltype_specific_cres(context: dg.AssetExecutionContext, cre_link_scores: p
     return table
 
 
-@dg.asset(**ARGS, code_version="1", kinds={"parquet"})
+@dg.asset(**ARGS, code_version="2", kinds={"parquet"})
 def link_validation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
                     warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
                     gene_vocab_map: pd.DataFrame, gene_annotation: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
-                    cre_gene_links: pd.DataFrame) -> pd.DataFrame:
-    """Per method: the top-N links against distance-matched random pairs by pseudobulk correlation
-    (one-sided), expression by number of strong links, and the distance of the top links."""
+                    translation_splits: pd.DataFrame, cre_gene_links: pd.DataFrame) -> pd.DataFrame:
+    """Per method, on the held-out cells (and, labelled, on all cells): the top-N links against
+    distance-matched random pairs by pseudobulk correlation (one-sided), expression by number of
+    strong links, and the distance of the top links."""
     key = context.partition_key
     table = pipeline.link_validation(cre_gene_links, multiome, gene_vocab_map, gene_annotation,
-                                          peak_vocab_matrix, datasets.spec(key))
+                                     peak_vocab_matrix, translation_splits, datasets.spec(key))
     path = warehouse.artifact_path("link_figures", key, ".png")
     link_figures(cre_gene_links, table, path, title=key)
     context.add_output_metadata({"figures": dg.MetadataValue.md(png_markdown(path, "links")),

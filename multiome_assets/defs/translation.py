@@ -52,7 +52,7 @@ def _train(context, direction: str, config: TranslatorTraining, compute: Compute
     return translators
 
 
-@dg.asset(**ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
+@dg.asset(**ARGS, pool="gpu", code_version="3", kinds={"pytorch"})
 def translator_rna2atac(context: dg.AssetExecutionContext, config: TranslatorTraining, compute: ComputeDevice,
                         warehouse: dg.ResourceParam[WarehouseIOManager], datasets: DatasetCatalog, multiome: Multiome,
                         gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
@@ -62,7 +62,7 @@ def translator_rna2atac(context: dg.AssetExecutionContext, config: TranslatorTra
                   translation_splits)
 
 
-@dg.asset(**ARGS, pool="gpu", code_version="2", kinds={"pytorch"})
+@dg.asset(**ARGS, pool="gpu", code_version="3", kinds={"pytorch"})
 def translator_atac2rna(context: dg.AssetExecutionContext, config: TranslatorTraining, compute: ComputeDevice,
                         warehouse: dg.ResourceParam[WarehouseIOManager], datasets: DatasetCatalog, multiome: Multiome,
                         gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
@@ -76,28 +76,28 @@ def _translated(context, compute, datasets, multiome, gene_vocab_map, peak_vocab
                 translators) -> mudata.MuData:
     spec = datasets.spec(context.partition_key)
     cells, _ = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, spec)
-    profiles = pipeline.translated(translators, cells, multiome.rna.obs_names, splits, compute.torch_device(),
-                                   spec.reference("gene_vocab_38244"))
+    profiles = pipeline.translated(translators, cells, multiome.rna.obs_names, splits, compute.torch_device(), spec,
+                                   gene_vocab_map, cell_labels(multiome.rna.obs, spec.cell_type_column))
     context.add_output_metadata({s: f"{a.n_obs} cells x {a.n_vars} features" for s, a in profiles.mod.items()})
     return profiles
 
 
-@dg.asset(**ARGS, pool="gpu", code_version="1", kinds={"anndata"})
+@dg.asset(**ARGS, pool="gpu", code_version="2", kinds={"anndata"})
 def translated_atac(context: dg.AssetExecutionContext, compute: ComputeDevice, datasets: DatasetCatalog, multiome: Multiome,
                     gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix, translation_splits: pd.DataFrame,
                     translator_rna2atac: Translators) -> mudata.MuData:
-    """Held-out cells' accessibility translated from their RNA: probabilities and calibrated calls
-    over the covered cCREs, one modality per scenario."""
+    """Held-out cells' accessibility translated from their RNA: scores and calibrated calls over the
+    covered cCREs (`chr:start-end`); modality `atac` (random split), `atac_<scenario>` for the others."""
     return _translated(context, compute, datasets, multiome, gene_vocab_map, peak_vocab_matrix, translation_splits,
                        translator_rna2atac)
 
 
-@dg.asset(**ARGS, pool="gpu", code_version="1", kinds={"anndata"})
+@dg.asset(**ARGS, pool="gpu", code_version="2", kinds={"anndata"})
 def translated_rna(context: dg.AssetExecutionContext, compute: ComputeDevice, datasets: DatasetCatalog, multiome: Multiome,
                    gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix, translation_splits: pd.DataFrame,
                    translator_atac2rna: Translators) -> mudata.MuData:
-    """Held-out cells' expression translated from their ATAC: expected log1p expression over the
-    dataset's vocabulary genes, one modality per scenario."""
+    """Held-out cells' expression translated from their ATAC: expected log1p(CP10k) expression over
+    the dataset's vocabulary genes, by its symbols; modality `rna` (random split), `rna_<scenario>`."""
     return _translated(context, compute, datasets, multiome, gene_vocab_map, peak_vocab_matrix, translation_splits,
                        translator_atac2rna)
 
@@ -135,7 +135,7 @@ def _summary(table: pd.DataFrame) -> dict:
         .reset_index().to_markdown(index=False, floatfmt=".3f"))}
 
 
-CROSS = dict(deps=[INPUTS["translator_from"]], pool="gpu", code_version="1", kinds={"anndata"})
+CROSS = dict(deps=[INPUTS["translator_from"]], pool="gpu", code_version="2", kinds={"anndata"})
 
 
 def _cross(context, direction: str, datasets: DatasetCatalog, compute: ComputeDevice, warehouse: WarehouseIOManager,

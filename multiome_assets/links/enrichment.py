@@ -2,14 +2,28 @@
 genes they link to), one row per (kind, cell type, term).
 
 - `regulon`: a prior regulon (TF -> targets of the dataset's prior) among the genes linked to the
-  cell type's specific cCREs, against every gene linked in that cell type. Hypergeometric, BH.
+  cell type's specific cCREs, against every gene linked in that cell type. Hypergeometric. Two
+  selections of links (column `links`): `top 3 per gene` (the cCREs whose attention score ranks
+  among a gene's top 3 in that cell type: the test uses the scores) and, as the control,
+  `all in-window pairs` (every pair with attention > 0: "genes near the cCREs").
 - `bed_overlap`: a user-supplied BED set (ChIP-seq peaks, say) overlapping the specific cCREs,
   against every scored cCRE. Hypergeometric, BH.
 - `causal_variants`: fine-mapped variants on the specific cCREs: the mean posterior inclusion
   probability (PIP) of variants on them over that on the other scored cCREs (Cisformer's score);
   one-sided Mann–Whitney on the PIPs.
+- `gwas_score`: Cisformer's GWAS score. Per trait (the variant file's `trait` column; one trait
+  without it): the mean PIP of the trait's variants on the selected cCREs over the mean PIP of an
+  equal number of the trait's variants drawn at random (its expectation: the trait's mean PIP),
+  averaged over the traits with a variant on the selection. Selections (`links`): the top N cCREs
+  by attention link score over all cells (N = 100, 500, 1000), and each cell type's top 100 by its
+  own score. p: the same average over GWAS_DRAWS draws of random variants (as many per trait as
+  fell on the selection), one-sided.
 - `motif`: a JASPAR motif in the specific cCREs' sequence against the other scored cCREs', when the
-  dataset names a genome FASTA. Hypergeometric, BH.
+  dataset names a genome FASTA. Hypergeometric.
+
+Specific cCREs come from the summed attention scores (`celltype_specific_cres`); the BED, variant
+and motif tests compare them with every scored cCRE (`links` = `specific cCREs`). FDR: Benjamini–
+Hochberg over the whole table of a dataset (every kind, cell type, term and selection: one family).
 """
 from __future__ import annotations
 
@@ -24,9 +38,14 @@ from multiome_assets.dataset import DatasetError
 from multiome_assets.links import motifs
 from multiome_assets.stats import bh_fdr, hypergeometric_sf
 
-COLUMNS = ["kind", "cell_type", "term", "n_background", "n_term", "n_selected", "n_hits", "expected", "fold",
+COLUMNS = ["kind", "links", "cell_type", "term", "n_background", "n_term", "n_selected", "n_hits", "expected", "fold",
            "pvalue", "fdr"]
 MIN_TERM = 3
+TOP_LINKS_PER_GENE = 3
+GWAS_TOP_N = (100, 500, 1000)
+GWAS_TOP_PER_TYPE = 100
+GWAS_DRAWS = 1000
+SPECIFIC = "specific cCREs"
 # GRCh38 primary chromosome lengths: a BED or variant beyond them is of another build
 HG38 = {"chr1": 248956422, "chr2": 242193529, "chr3": 198295559, "chr4": 190214555, "chr5": 181538259,
         "chr6": 170805979, "chr7": 159345973, "chr8": 145138636, "chr9": 138394717, "chr10": 133797422,
@@ -55,12 +74,19 @@ def hypergeometric_rows(kind: str, cell_type: str, background: np.ndarray, selec
 
 
 def with_fdr(rows: list[dict]) -> pd.DataFrame:
-    """The rows as a table, BH-adjusted within each (kind, cell type)."""
+    """The rows as a table, BH-adjusted over every row (the family: the whole table)."""
     table = pd.DataFrame(rows, columns=COLUMNS)
-    for _, group in table.groupby(["kind", "cell_type"]):
-        if group.kind.iloc[0] != "causal_variants":
-            table.loc[group.index, "fdr"] = bh_fdr(group.pvalue.to_numpy())
-    return table
+    table["links"] = table["links"].fillna(SPECIFIC)
+    return table.assign(fdr=fdr_over_table(table.pvalue))
+
+
+def fdr_over_table(pvalues: pd.Series) -> np.ndarray:
+    """Benjamini–Hochberg over every finite p-value of a table (NaN where there is none)."""
+    out = np.full(len(pvalues), np.nan)
+    finite = np.isfinite(pvalues.to_numpy(dtype=np.float64))
+    if finite.any():
+        out[finite] = bh_fdr(pvalues.to_numpy(dtype=np.float64)[finite])
+    return out
 
 
 def specific_sets(specific: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -73,14 +99,18 @@ def specific_sets(specific: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def regulons(links: pd.DataFrame, specific: dict[str, np.ndarray], prior: pd.DataFrame) -> list[dict]:
     """`regulon` rows: genes linked (attention, that cell type) to its specific cCREs vs every gene
-    it links; regulons from the prior's (tf, target) edges."""
+    it links; regulons from the prior's (tf, target) edges. Once with the links the scores select
+    (each gene's top TOP_LINKS_PER_GENE cCREs), once with every in-window pair (the control)."""
     terms = {tf: g.target.to_numpy() for tf, g in prior.groupby("tf")}
     attention = links[links.method == "attention"]
+    selections = {f"top {TOP_LINKS_PER_GENE} per gene": attention["rank"] <= TOP_LINKS_PER_GENE,
+                  "all in-window pairs": pd.Series(True, index=attention.index)}
     rows = []
-    for cell_type, cres in specific.items():
-        typed = attention[attention.cell_type == cell_type]
-        rows += hypergeometric_rows("regulon", cell_type, typed.gene.to_numpy(),
-                                    typed[typed.cre.isin(cres)].gene.unique(), terms)
+    for name, chosen in selections.items():
+        for cell_type, cres in specific.items():
+            typed = attention[chosen & (attention.cell_type == cell_type)]
+            rows += [row | {"links": name} for row in hypergeometric_rows(
+                "regulon", cell_type, typed.gene.to_numpy(), typed[typed.cre.isin(cres)].gene.unique(), terms)]
     return rows
 
 
@@ -107,9 +137,10 @@ def read_bed(path: Path) -> pd.DataFrame:
 
 
 def read_variants(path: Path) -> pd.DataFrame:
-    """chrom, start, end (0-based, half-open: the one base), pip of a fine-mapped variant table
-    (tab-separated, header with chrom, pos, pip). `pos` is 1-based, as in VCF and fine-mapping
-    output; it is converted here, once: the base at pos is [pos - 1, pos)."""
+    """chrom, start, end (0-based, half-open: the one base), pip, trait of a fine-mapped variant table
+    (tab-separated, header with chrom, pos, pip and optionally trait; without it every variant is of
+    one trait named after the file). `pos` is 1-based, as in VCF and fine-mapping output; it is
+    converted here, once: the base at pos is [pos - 1, pos)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: the variant file does not exist")
@@ -129,7 +160,8 @@ def read_variants(path: Path) -> pd.DataFrame:
         i = int(np.argmax(outside))
         raise DatasetError(f"{path}, line {i + 2}: pip {pip.iloc[i]} is not a probability")
     variants = pd.DataFrame({"chrom": table.chrom.to_numpy(), "start": pos.to_numpy(np.int64) - 1,
-                             "end": pos.to_numpy(np.int64), "pip": pip.to_numpy(np.float64)})
+                             "end": pos.to_numpy(np.int64), "pip": pip.to_numpy(np.float64),
+                             "trait": table.trait.astype(str).to_numpy() if "trait" in table else path.stem})
     _check_build(path, variants, first_line=2, what="pos (1-based)")
     return variants
 
@@ -195,6 +227,56 @@ def causal_variants(cres: pd.DataFrame, specific: dict[str, np.ndarray], path: P
                      "expected": float(other.mean()), "fold": float(top.mean() / other.mean()) if other.mean() > 0 else np.nan,
                      "pvalue": float(p)})
     return rows
+
+
+def gwas_scores(cre_scores: pd.DataFrame, path: Path, seed: int = 0) -> list[dict]:
+    """`gwas_score` rows (module docstring). `cre_scores`: per (cell_type, cre, chrom, start, end) the
+    summed attention link score (`analysis.cre_link_scores`), `all` among the cell types."""
+    variants = read_variants(path)
+    cres = cre_scores[["cre", "chrom", "start", "end"]].drop_duplicates("cre")
+    v = pr.PyRanges(pd.DataFrame({"Chromosome": variants.chrom, "Start": variants.start, "End": variants.end,
+                                  "variant": np.arange(len(variants))}))
+    c = pr.PyRanges(pd.DataFrame({"Chromosome": cres.chrom.to_numpy(), "Start": cres.start.to_numpy(),
+                                  "End": cres.end.to_numpy(), "cre": cres.cre.to_numpy()}))
+    on = v.join(c).df
+    selections = []
+    ranked_all = cre_scores[cre_scores.cell_type == "all"].sort_values("score", ascending=False).cre.to_numpy()
+    selections += [("all", f"top {n} cCREs", ranked_all[:n]) for n in GWAS_TOP_N if len(ranked_all) >= n]
+    for cell_type, group in cre_scores[cre_scores.cell_type != "all"].groupby("cell_type"):
+        top = group.nlargest(GWAS_TOP_PER_TYPE, "score").cre.to_numpy()
+        selections.append((cell_type, f"top {GWAS_TOP_PER_TYPE} cCREs of the cell type", top))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cell_type, name, chosen in selections:
+        hit = np.unique(on.variant.to_numpy()[on.cre.isin(chosen).to_numpy()])
+        observed, null, n_traits = _trait_averaged_ratio(variants, hit, rng)
+        if n_traits == 0:
+            continue
+        rows.append({"kind": "gwas_score", "links": name, "cell_type": cell_type,
+                     "term": f"{Path(path).name}: {n_traits} traits", "n_background": len(variants),
+                     "n_term": n_traits, "n_selected": len(chosen), "n_hits": len(hit), "expected": float(null.mean()),
+                     "fold": observed, "pvalue": float((1 + (null >= observed).sum()) / (1 + len(null)))})
+    return rows
+
+
+def _trait_averaged_ratio(variants: pd.DataFrame, hit: np.ndarray, rng: np.random.Generator):
+    """(score, GWAS_DRAWS null scores, traits averaged): per trait with variants in `hit`, their mean
+    PIP over the trait's mean PIP, averaged; the null draws as many random variants per trait."""
+    traits = variants.trait.to_numpy()
+    ratios, nulls = [], []
+    for trait in np.unique(traits[hit]) if len(hit) else []:
+        members = np.flatnonzero(traits == trait)
+        pip = variants.pip.to_numpy()[members]
+        mean = pip.mean()
+        if mean <= 0:
+            continue
+        k = int((traits[hit] == trait).sum())
+        ratios.append(variants.pip.to_numpy()[hit][traits[hit] == trait].mean() / mean)
+        draws = rng.integers(0, len(members), size=(GWAS_DRAWS, k))  # with replacement: no loop over draws
+        nulls.append(pip[draws].mean(1) / mean)
+    if not ratios:
+        return np.nan, np.zeros(0), 0
+    return float(np.mean(ratios)), np.mean(nulls, axis=0), len(ratios)
 
 
 def motif_enrichment(cres: pd.DataFrame, specific: dict[str, np.ndarray], fasta: Path, motif_file: Path) -> list[dict]:

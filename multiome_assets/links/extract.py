@@ -14,7 +14,10 @@ attended dropped).
 
 Correlation links: Pearson correlation across metacells (each the mean of a cell and its nearest
 neighbours in an SVD of the RNA) between a gene's log-normalized expression and a cCRE's
-accessibility, for the same in-window pairs (as ArchR's peak-to-gene links).
+accessibility, for the same in-window pairs (as ArchR's peak-to-gene links). Each link's z-score
+and one-sided p-value come against background pairs, as Signac's LinkPeaks: the gene with
+N_BACKGROUND cCREs drawn from other chromosomes (no cis regulation possible) in the same
+accessibility decile as the link's cCRE; p = 1 - Φ(z).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+from scipy import stats
 
 from multiome_assets import intervals
 from multiome_assets.models.cisformer import MAX_COUNT
@@ -31,6 +35,7 @@ from multiome_assets.models.progress import ChunkLog
 from multiome_assets.translation.tokens import VocabCells, padded, sample_per_row
 
 MAX_CELLS_PER_SET = 100
+N_BACKGROUND = 100
 BATCH_ELEMENTS = 2 * 10**7  # cells x genes x cCRE keys per batch of attention links (~80 MB of fp32 each copy)
 
 
@@ -192,21 +197,52 @@ def correlation(x: np.ndarray, y: np.ndarray, pairs_x: np.ndarray, pairs_y: np.n
                            for i in range(0, len(pairs_x), chunk)]) if len(pairs_x) else np.zeros(0)
 
 
-def correlation_links(cells: VocabCells, rna_log: sp.csr_matrix, pairs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """(cell_set "all", pair, score) of the correlation links: metacell Pearson r per in-window pair.
-    `rna_log`: (cells, len(cells.genes)) log-normalized expression of the vocabulary genes."""
+def correlation_links(cells: VocabCells, rna_log: sp.csr_matrix, pairs: pd.DataFrame, cre_chrom: np.ndarray,
+                      seed: int = 0) -> pd.DataFrame:
+    """(cell_set "all", pair, score, zscore, pvalue) of the correlation links: metacell Pearson r per
+    in-window pair, against background pairs (module docstring). `rna_log`: (cells,
+    len(cells.genes)) log-normalized expression of the vocabulary genes; `cre_chrom`: the
+    chromosome of each covered cCRE (`cells.cres` order)."""
     weights = metacells(rna_log, seed=seed)
     expression = (weights @ rna_log).toarray()
     access = (weights @ cells.atac[:, cells.cres].astype(np.float64)).toarray()
-    r = correlation(expression, access, pairs.gene_pos.to_numpy(), pairs.cre_pos.to_numpy())
-    return pd.DataFrame({"cell_set": "all", "pair": np.arange(len(pairs)), "score": r})
+    gene_pos, cre_pos = pairs.gene_pos.to_numpy(), pairs.cre_pos.to_numpy()
+    r = correlation(expression, access, gene_pos, cre_pos)
+    background = background_cres(access.mean(0), np.asarray(cre_chrom), cre_pos, pairs.chrom.to_numpy(),
+                                 np.random.default_rng(seed))  # (pairs, N_BACKGROUND)
+    r_bg = correlation(expression, access, np.repeat(gene_pos, background.shape[1]), background.ravel(),
+                       chunk=50_000).reshape(background.shape)
+    mean, sd = np.nanmean(r_bg, 1), np.nanstd(r_bg, 1)
+    z = np.divide(r - mean, sd, out=np.full_like(r, np.nan), where=sd > 0)
+    return pd.DataFrame({"cell_set": "all", "pair": np.arange(len(pairs)), "score": r, "zscore": z,
+                         "pvalue": stats.norm.sf(z)})
+
+
+def background_cres(accessibility: np.ndarray, cre_chrom: np.ndarray, cre_pos: np.ndarray, gene_chrom: np.ndarray,
+                    rng: np.random.Generator, n: int = N_BACKGROUND) -> np.ndarray:
+    """(pairs, n) covered-cCRE positions: for each pair, cCREs of the same accessibility decile as its
+    cCRE on other chromosomes than its gene's (drawn with replacement)."""
+    edges = np.unique(np.quantile(accessibility, np.linspace(0, 1, 11)))
+    decile = np.clip(np.searchsorted(edges, accessibility, side="right") - 1, 0, max(len(edges) - 2, 0))
+    out = np.empty((len(cre_pos), n), dtype=np.int64)
+    groups = pd.DataFrame({"decile": decile[cre_pos], "chrom": gene_chrom}).groupby(["decile", "chrom"]).indices
+    for (d, chrom), rows in groups.items():
+        pool = np.flatnonzero((decile == d) & (cre_chrom != chrom))
+        if not len(pool):  # one chromosome only: any other cCRE of the decile
+            pool = np.flatnonzero(decile == d)
+        out[rows] = rng.choice(pool, size=(len(rows), n))
+    return out
 
 
 def links_table(pairs: pd.DataFrame, scored: pd.DataFrame, method: str) -> pd.DataFrame:
     """The `cre_gene_links` rows of one method: scored pairs (score > 0 for attention; any finite r),
     ranked per (cell type, gene), 1 = strongest."""
     table = scored[np.isfinite(scored.score) & ((scored.score > 0) | (method != "attention"))]
+    nan = np.full(len(table), np.nan)
     table = pairs.iloc[table.pair.to_numpy()].reset_index(drop=True).assign(
-        cell_type=table.cell_set.to_numpy(), score=table.score.to_numpy(), method=method)
+        cell_type=table.cell_set.to_numpy(), score=table.score.to_numpy(), method=method,
+        zscore=table.zscore.to_numpy() if "zscore" in table else nan,
+        pvalue=table.pvalue.to_numpy() if "pvalue" in table else nan)
     table["rank"] = table.groupby(["cell_type", "gene"]).score.rank(ascending=False, method="min").astype(np.int64)
-    return table[["method", "cell_type", "gene", "cre", "chrom", "start", "end", "distance", "score", "rank"]]
+    return table[["method", "cell_type", "gene", "cre", "chrom", "start", "end", "distance", "score", "rank",
+                  "zscore", "pvalue"]]

@@ -13,7 +13,7 @@ from multiome_assets.files import save_figure
 def link_figures(links, validation, path: str | os.PathLike, title: str = "") -> None:
     """One PNG, per method: the distance profile of the top 1,000 links (cell set `all`), the top-N
     links' pseudobulk correlation against distance-matched pairs, and mean expression by the number
-    of a gene's links above the 90th-percentile score. Written atomically."""
+    of a gene's links above the 90th-percentile score, on the held-out cells. Written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,6 +24,7 @@ def link_figures(links, validation, path: str | os.PathLike, title: str = "") ->
     (ax_d, ax_v), (ax_e, unused) = axes
     unused.remove()
     everything = links[links.cell_type == "all"]
+    validation = validation[validation.cells == "held_out"] if "cells" in validation else validation
     for i, (method, mine) in enumerate(everything.groupby("method")):
         top = mine.nlargest(1000, "score")
         ax_d.hist(top.distance / 1e3, bins=25, alpha=0.5, label=f"{method} (top {len(top)})")
@@ -36,7 +37,7 @@ def link_figures(links, validation, path: str | os.PathLike, title: str = "") ->
                        & validation.subset.str.endswith("links")]
         ax_e.plot(e.subset.str.split().str[0].str.rstrip("+").astype(int), e.observed, marker="o", label=method)
     ax_d.set(xlabel="distance to TSS (kb)", ylabel="links", title="distance of the top links")
-    ax_v.set(ylabel="pseudobulk peak-gene r", title="top links vs distance-matched pairs")
+    ax_v.set(ylabel="pseudobulk peak-gene r", title="top links vs distance-matched pairs (held-out cells)")
     ax_e.set(xlabel="links above the 90th-percentile score (10 = 10+)", ylabel="mean log expression",
              title="expression by number of links")
     for ax in (ax_d, ax_v, ax_e):

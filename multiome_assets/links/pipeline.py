@@ -2,6 +2,8 @@
 `defs/links.py` is one call here."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -13,6 +15,8 @@ from multiome_assets.links import analysis, enrichment, extract, tracks
 from multiome_assets.preprocess import log_normalize
 from multiome_assets.readers import Multiome
 from multiome_assets.translation.pipeline import Translators, load_cells, vocab_genes
+from multiome_assets.translation.splits import rows_of
+from multiome_assets.translation.tokens import VocabCells
 from multiome_assets.translation.train import training_config
 
 SCENARIO = "random"  # the translator whose attention is read: trained on 80% of the cells
@@ -22,8 +26,9 @@ NO_CELL_TYPES = "no cell_type_column: one cell set, `all`; no cell-type-specific
 def _cells_and_pairs(mo: Multiome, gene_vocab_map, gene_annotation, peak_vocab_matrix, spec: DatasetSpec):
     cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec)
     genes = gene_vocab_map.merge(gene_annotation[["gene", "chrom", "tss"]], on="gene")
-    pairs = extract.window_pairs(cells, genes, read_ccre_bed(spec.reference("ccre_hg38")), spec.link_window)
-    return cells, pairs
+    vocab = read_ccre_bed(spec.reference("ccre_hg38"))
+    pairs = extract.window_pairs(cells, genes, vocab, spec.link_window)
+    return cells, pairs, vocab.Chromosome.to_numpy()[cells.cres]
 
 
 def _log_expression(cells) -> sp.csr_matrix:
@@ -31,17 +36,31 @@ def _log_expression(cells) -> sp.csr_matrix:
     return log_normalize(cells.rna[:, cells.genes].tocsr())
 
 
+def seen_and_held_out(splits: pd.DataFrame, cell_names: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """The cells the links may learn from (the `random` translator's training and validation cells)
+    and the held-out cells that validate them (its test cells)."""
+    seen = np.sort(np.r_[rows_of(splits, cell_names, SCENARIO, "train"), rows_of(splits, cell_names, SCENARIO, "validation")])
+    return seen, rows_of(splits, cell_names, SCENARIO, "test")
+
+
+def _rows(cells: VocabCells, rows: np.ndarray) -> VocabCells:
+    return replace(cells, rna=cells.rna[rows], atac=cells.atac[rows])
+
+
 def cre_gene_links(translators: Translators, mo: Multiome, gene_vocab_map: pd.DataFrame,
-                   gene_annotation: pd.DataFrame, peak_vocab_matrix, spec: DatasetSpec, device: str,
-                   log=None) -> pd.DataFrame:
-    """`cre_gene_links`: attention links per cell type (and `all`), correlation links (`all`)."""
-    cells, pairs = _cells_and_pairs(mo, gene_vocab_map, gene_annotation, peak_vocab_matrix, spec)
+                   gene_annotation: pd.DataFrame, peak_vocab_matrix, splits: pd.DataFrame, spec: DatasetSpec,
+                   device: str, log=None) -> pd.DataFrame:
+    """`cre_gene_links`: attention links per cell type (and `all`), correlation links (`all`). The
+    correlation links see the cells the translator learned from, not its test cells, so that both
+    methods can be validated on the same held-out cells."""
+    cells, pairs, cre_chrom = _cells_and_pairs(mo, gene_vocab_map, gene_annotation, peak_vocab_matrix, spec)
     sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells,
                      max_cells=extract.MAX_CELLS_PER_SET)
     config = training_config("atac2rna", translators.profile, 0)
     attention = extract.attention_links(translators.model(SCENARIO, device), cells, pairs, sets,
                                         gene_chunk=config.n_queries, max_cres=config.max_source, device=device, log=log)
-    correlation = extract.correlation_links(cells, _log_expression(cells), pairs)
+    seen = _rows(cells, seen_and_held_out(splits, mo.rna.obs_names)[0])
+    correlation = extract.correlation_links(seen, _log_expression(seen), pairs, cre_chrom)
     return pd.concat([extract.links_table(pairs, attention, "attention"),
                       extract.links_table(pairs, correlation, "correlation")], ignore_index=True)
 
@@ -72,6 +91,11 @@ def cre_link_scores(cre_gene_links: pd.DataFrame) -> pd.DataFrame:
     return analysis.cre_link_scores(attention[typed] if typed.any() else attention)
 
 
+def cre_gwas_scores(cre_gene_links: pd.DataFrame) -> pd.DataFrame:
+    """Each cCRE's summed attention link score per cell type, `all` included: what the GWAS score ranks."""
+    return analysis.cre_link_scores(cre_gene_links[cre_gene_links.method == "attention"])
+
+
 def celltype_specific_cres(cre_scores: pd.DataFrame) -> pd.DataFrame:
     """`celltype_specific_cres`: ranks 1-5 of each cCRE across cell types; none with one cell set."""
     if cre_scores.cell_type.nunique() < 2:
@@ -80,26 +104,43 @@ def celltype_specific_cres(cre_scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def link_validation(cre_gene_links: pd.DataFrame, mo: Multiome, gene_vocab_map: pd.DataFrame,
-                    gene_annotation: pd.DataFrame, peak_vocab_matrix, spec: DatasetSpec) -> pd.DataFrame:
-    """`link_validation` for each method: pseudobulks are the cell types (or metacells without them)."""
-    cells, pairs = _cells_and_pairs(mo, gene_vocab_map, gene_annotation, peak_vocab_matrix, spec)
-    expression = _log_expression(cells)
+                    gene_annotation: pd.DataFrame, peak_vocab_matrix, splits: pd.DataFrame,
+                    spec: DatasetSpec) -> pd.DataFrame:
+    """`link_validation` for each method, on the held-out cells (`cells` = 'held_out': the test
+    cells of the split whose translator made the links, which neither method learned from) and,
+    labelled 'all (in-sample)', on every cell. Pseudobulks are the cell types (or metacells)."""
+    cells, pairs, _ = _cells_and_pairs(mo, gene_vocab_map, gene_annotation, peak_vocab_matrix, spec)
     labels = cell_labels(mo.rna.obs, spec.cell_type_column)
+    named = gene_vocab_map.dropna(subset=["vocab_index"]).drop_duplicates("vocab_index")
+    names = named.set_index(named.vocab_index.astype(np.int64)).gene.reindex(cells.genes).to_numpy()
+    index = pd.MultiIndex.from_frame(pairs[["gene", "cre"]])
+    distance = pd.Series(pairs.distance.to_numpy(), index=index)
+    _, held_out = seen_and_held_out(splits, mo.rna.obs_names)
+    tables = []
+    for name, rows in (("held_out", held_out), ("all (in-sample)", np.arange(cells.n_cells))):
+        part = _rows(cells, rows)
+        expression = _log_expression(part)
+        r = pd.Series(_pseudobulk_correlation(part, expression, None if labels is None else labels[rows], pairs), index=index)
+        gene_mean = pd.Series(np.asarray(expression.mean(0)).ravel(), index=names)
+        tables += [analysis.validate(cre_gene_links[cre_gene_links.method == m], r, distance, gene_mean, m)
+                   .assign(cells=name, n_cells=len(rows)) for m in ("attention", "correlation")]
+    table = pd.concat(tables, ignore_index=True)
+    return table.assign(fdr=enrichment.fdr_over_table(table.pvalue))  # the family: the whole table
+
+
+def _pseudobulk_correlation(cells: VocabCells, expression: sp.csr_matrix, labels: np.ndarray | None,
+                            pairs: pd.DataFrame) -> np.ndarray:
+    """Per in-window pair, Pearson r across pseudobulks: the cell types with labels (3 or more),
+    else metacells."""
     if labels is not None and len(np.unique(labels)) >= 3:
         kinds, group = np.unique(labels, return_inverse=True)
         weights = sp.csr_matrix((np.ones(len(group)), (group, np.arange(len(group)))), shape=(len(kinds), len(group)))
         weights = sp.diags(1 / np.asarray(weights.sum(1)).ravel()) @ weights
     else:
         weights = extract.metacells(expression)
-    r = extract.correlation((weights @ expression).toarray(), (weights @ cells.atac[:, cells.cres].astype(np.float64)).toarray(),
-                          pairs.gene_pos.to_numpy(), pairs.cre_pos.to_numpy())
-    index = pd.MultiIndex.from_frame(pairs[["gene", "cre"]])
-    named = gene_vocab_map.dropna(subset=["vocab_index"]).drop_duplicates("vocab_index")
-    names = named.set_index(named.vocab_index.astype(np.int64)).gene.reindex(cells.genes).to_numpy()
-    gene_mean = pd.Series(np.asarray(expression.mean(0)).ravel(), index=names)
-    return pd.concat([analysis.validate(cre_gene_links[cre_gene_links.method == m], pd.Series(r, index=index),
-                                             pd.Series(pairs.distance.to_numpy(), index=index), gene_mean, m)
-                      for m in ("attention", "correlation")], ignore_index=True)
+    return extract.correlation((weights @ expression).toarray(),
+                               (weights @ cells.atac[:, cells.cres].astype(np.float64)).toarray(),
+                               pairs.gene_pos.to_numpy(), pairs.cre_pos.to_numpy())
 
 
 def enrichment_table(cre_gene_links: pd.DataFrame, specific: pd.DataFrame, prior_edges: pd.DataFrame,
@@ -113,6 +154,7 @@ def enrichment_table(cre_gene_links: pd.DataFrame, specific: pd.DataFrame, prior
         rows += enrichment.bed_overlaps(cres, sets, spec.enrichment_beds)
     if spec.fine_mapped_variants:
         rows += enrichment.causal_variants(cres, sets, spec.fine_mapped_variants)
+        rows += enrichment.gwas_scores(cre_gwas_scores(cre_gene_links), spec.fine_mapped_variants)
     if spec.genome_fasta:
         rows += enrichment.motif_enrichment(cres, sets, spec.genome_fasta, spec.reference("jaspar2024"))
     return enrichment.with_fdr(rows)

@@ -19,16 +19,16 @@ from multiome_assets import (
 )
 from multiome_assets.dataset import DatasetError, DatasetSpec
 from multiome_assets.models.checkpoint import CheckpointMismatch
-from multiome_assets.translation import metrics
+from multiome_assets.cells import cell_labels
+from multiome_assets.preprocess import TARGET_SUM
+from multiome_assets.translation import metrics, outputs
 from multiome_assets.translation.pipeline import (
     Translators,
     _baselines,
-    calls,
     config_json,
+    feature_var,
     load_cells,
     training_config,
-    translated_mudata,
-    vocab_genes,
     vocabularies,
 )
 from multiome_assets.translation.predict import translate_atac, translate_rna
@@ -73,8 +73,9 @@ def check_translators(translators: Translators, spec: DatasetSpec, source: str) 
 
 
 def translate(direction: str, source: Source, cells: VocabCells, cell_names: pd.Index, device: str,
-              gene_vocabulary: Path):
-    """A MuData with one modality, `from_<source>`: every cell translated over the source's features."""
+              spec: DatasetSpec, gene_vocab_map: pd.DataFrame, labels: np.ndarray | None):
+    """A MuData with one modality (`atac` or `rna`, :mod:`~multiome_assets.translation.outputs`):
+    every cell translated over the source's features."""
     translators = source.translators[direction]
     model = translators.model(SOURCE_SCENARIO, device)
     config = training_config(direction, translators.profile, 0)
@@ -82,24 +83,27 @@ def translate(direction: str, source: Source, cells: VocabCells, cell_names: pd.
     if direction == "rna2atac":
         onto = replace(cells, cres=source.cells.cres)
         x = translate_atac(model, onto, rows, device=device, cre_chunk=config.n_queries, max_genes=config.max_source)
-        var = pd.DataFrame({"cre_index": onto.cres}, index=[f"cCRE{i}" for i in onto.cres])
-        layers = {"calls": calls(x, translators.thresholds[SOURCE_SCENARIO])}
+        features = onto.cres
     else:
         onto = replace(cells, genes=source.cells.genes)
         x = translate_rna(model, onto, rows, translators.uppers[SOURCE_SCENARIO], device=device,
                           gene_chunk=config.n_queries, max_cres=config.max_source)
-        var, layers = vocab_genes(onto.genes, gene_vocabulary), {}
-    scenario = scenario_name(source.key)
-    profile = ad.AnnData(x, obs=pd.DataFrame(index=cell_names), var=var, layers=layers,
-                         uns={"direction": direction, "scenario": scenario, "source": source.key})
-    return translated_mudata({scenario: profile}, translators.profile)
+        features = onto.genes
+    profile = outputs.profile(
+        direction, x, feature_var(direction, features, spec, gene_vocab_map), cell_names,
+        scenario=scenario_name(source.key), source=source.key, role="translated", cell_types=labels,
+        translator=translators.checkpoints[SOURCE_SCENARIO], profile_name=translators.profile,
+        threshold=translators.thresholds.get(SOURCE_SCENARIO),
+        library_size=translators.libraries.get(SOURCE_SCENARIO, TARGET_SUM))
+    return outputs.translated_mudata({outputs.MODALITY[direction]: profile})
 
 
 def evaluate(direction: str, profiles, source: Source, cells: VocabCells, labels: np.ndarray | None) -> pd.DataFrame:
     """(direction, scenario, method, metric, value, n_cells) of the cross-dataset translation and the
     simple translators fitted on the source's training cells (calibrated, like the translator, on its
     validation cells), over the features both datasets have."""
-    (scenario, profile), = profiles.mod.items()
+    (profile,) = profiles.mod.values()
+    scenario = outputs.scenario_of(profile)
     ours = source.cells.cres if direction == "rna2atac" else source.cells.genes
     features = np.intersect1d(ours, cells.cres if direction == "rna2atac" else cells.genes)
     if len(features) == 0:
@@ -116,7 +120,7 @@ def evaluate(direction: str, profiles, source: Source, cells: VocabCells, labels
     n_train, n_val = len(source.train_rows), len(source.val_rows)
     fitted = _baselines(inputs.tocsr(), kind, target, np.arange(n_train), np.arange(n_train, target.shape[0]), None)
     truth = target[n_train + n_val:]
-    predictions = {"cisformer": (np.asarray(profile.X)[:, np.searchsorted(ours, features)], None)}
+    predictions = {"cisformer": (outputs.scores(profile)[:, np.searchsorted(ours, features)], None)}
     predictions |= {name: (both[n_val:], both[:n_val]) for name, both in fitted.items()}
     rows = []
     for method, (predicted, on_validation) in predictions.items():
@@ -165,7 +169,8 @@ def translated_from(direction: str, spec: DatasetSpec, source_spec: DatasetSpec,
     source = load_source(source_spec, root, (direction,))
     check_translators(source.translators[direction], spec, source_spec.key)
     cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec, need=(NEEDS[direction],))
-    return translate(direction, source, cells, mo.rna.obs_names, device, spec.reference("gene_vocab_38244"))
+    return translate(direction, source, cells, mo.rna.obs_names, device, spec, gene_vocab_map,
+                     cell_labels(mo.rna.obs, spec.cell_type_column))
 
 
 def metrics_from(spec: DatasetSpec, source_spec: DatasetSpec, mo, gene_vocab_map: pd.DataFrame, peak_vocab_matrix, profiles: dict, root,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import anndata as ad
@@ -23,9 +23,10 @@ from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.cisformer import Translator, TranslatorConfig
 from multiome_assets.models.distributed import launch
 from multiome_assets.models.profiles import Profile
-from multiome_assets.preprocess import nb_targets
+from multiome_assets.intervals import read_ccre_bed
+from multiome_assets.preprocess import TARGET_SUM, nb_targets
 from multiome_assets.readers import Multiome
-from multiome_assets.translation import baselines, metrics
+from multiome_assets.translation import baselines, metrics, outputs
 from multiome_assets.translation.figures import umap_measured_vs_translated
 from multiome_assets.translation.predict import translate_atac, translate_rna
 from multiome_assets.translation.splits import rows_of, translation_splits
@@ -83,6 +84,7 @@ class Translators:
     uppers: dict[str, float]  # ATAC→RNA: upper edge of the expression bins (log1p of the training cells' maximum)
     thresholds: dict[str, float]  # RNA→ATAC: calls at probability >= threshold (calibrated on validation cells)
     profile: str
+    libraries: dict[str, float] = field(default_factory=dict)  # ATAC→RNA: median counts per training cell
 
     def model(self, scenario: str, device: str = "cpu") -> Translator:
         ckpt = self.checkpoints[scenario]
@@ -93,13 +95,14 @@ class Translators:
     def to_state(self) -> dict:
         return {"direction": self.direction, "checkpoints": {k: v.to_state() for k, v in self.checkpoints.items()},
                 "histories": {k: {c: torch.as_tensor(h[c].to_numpy(np.float64)) for c in h} for k, h in self.histories.items()},
-                "uppers": dict(self.uppers), "thresholds": dict(self.thresholds), "profile": self.profile}
+                "uppers": dict(self.uppers), "thresholds": dict(self.thresholds), "profile": self.profile,
+                "libraries": dict(self.libraries)}
 
     @classmethod
     def from_state(cls, s: dict) -> "Translators":
         return cls(s["direction"], {k: Checkpoint.from_state(v) for k, v in s["checkpoints"].items()},
                    {k: pd.DataFrame({c: t.numpy() for c, t in h.items()}) for k, h in s["histories"].items()},
-                   s["uppers"], s["thresholds"], s["profile"])
+                   s["uppers"], s["thresholds"], s["profile"], dict(s.get("libraries", {})))
 
 
 def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame, *, profile: Profile,
@@ -111,11 +114,13 @@ def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: 
     model_config = translator_config(direction, profile)
     config = training_config(direction, profile, seed)
     config = config if max_epochs is None else replace(config, max_epochs=max_epochs)
-    checkpoints, histories, thresholds, uppers = {}, {}, {}, {}
+    checkpoints, histories, thresholds, uppers, libraries = {}, {}, {}, {}, {}
     for scenario in split_table.scenario.unique():
         train_rows, val_rows = (rows_of(split_table, cell_names, scenario, r) for r in ("train", "validation"))
-        # ATAC→RNA bins' upper edge: from the training cells only
+        # ATAC→RNA bins' upper edge and the library size of its CP10k scale: from the training cells only
         upper = uppers[scenario] = float(np.log1p(cells.rna[train_rows].max())) if direction == "atac2rna" else 1.0
+        if direction == "atac2rna":
+            libraries[scenario] = outputs.library_size(cells.rna, train_rows)
         resume_from = None if checkpoint_dir is None else checkpoint_dir / f"{direction}_{scenario}"
         inputs = dict(model_config=model_config, config=config, cells=cells, train_rows=train_rows, val_rows=val_rows,
                       upper=upper, checkpoint_dir=resume_from)
@@ -135,33 +140,16 @@ def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: 
             probability = translate_atac(model, cells, val_rows, device=device, cre_chunk=config.n_queries,
                                          max_genes=config.max_source)
             thresholds[scenario] = metrics.calibrate_threshold(probability, truth)
-    return Translators(direction, checkpoints, histories, uppers, thresholds, profile)
+    return Translators(direction, checkpoints, histories, uppers, thresholds, profile, libraries)
 
 
 def translated(translators: Translators, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
-               device: str, gene_vocabulary: Path):
-    """A MuData, one modality per scenario, of the held-out cells' translated profiles: accessibility
-    probabilities (X) and calls (layers['calls']) over the covered cCREs, or expected log1p
-    expression over the dataset's vocabulary genes."""
-    return translated_mudata(_translated(translators, cells, cell_names, split_table, device, gene_vocabulary),
-                             translators.profile)
-
-
-def translated_mudata(profiles: dict[str, ad.AnnData], profile: str):
-    """Translated profiles, one modality per scenario, with the translators' profile in `uns`."""
-    import warnings
-
-    import mudata
-
-    with mudata.set_options(pull_on_update=False), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "var_names are not unique")  # every scenario has the same features
-        out = mudata.MuData(profiles)
-    out.uns["profile"] = profile
-    return out
-
-
-def _translated(translators: Translators, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
-                device: str, gene_vocabulary: Path) -> dict[str, ad.AnnData]:
+               device: str, spec: DatasetSpec, gene_vocab_map: pd.DataFrame, labels: np.ndarray | None):
+    """A MuData of the held-out cells' translated profiles, a modality per scenario, shaped as
+    scanpy and muon expect (:mod:`multiome_assets.translation.outputs`): accessibility scores and
+    calls over the covered cCREs (`chr:start-end`), or expression over the dataset's vocabulary genes."""
+    var = feature_var(translators.direction, cells.cres if translators.direction == "rna2atac" else cells.genes,
+                      spec, gene_vocab_map)
     out = {}
     for scenario in translators.checkpoints:
         rows = rows_of(split_table, cell_names, scenario, "test")
@@ -169,22 +157,23 @@ def _translated(translators: Translators, cells: VocabCells, cell_names: pd.Inde
         config = training_config(translators.direction, translators.profile, 0)
         if translators.direction == "rna2atac":
             x = translate_atac(model, cells, rows, device=device, cre_chunk=config.n_queries, max_genes=config.max_source)
-            var = pd.DataFrame({"cre_index": cells.cres}, index=[f"cCRE{i}" for i in cells.cres])
-            layers = {"calls": calls(x, translators.thresholds[scenario])}
         else:
             x = translate_rna(model, cells, rows, translators.uppers[scenario], device=device, gene_chunk=config.n_queries,
                               max_cres=config.max_source)
-            var = vocab_genes(cells.genes, gene_vocabulary)
-            layers = {}
-        out[scenario] = ad.AnnData(x, obs=pd.DataFrame(index=cell_names[rows]), var=var, layers=layers,
-                                   uns={"direction": translators.direction, "scenario": scenario})
-    return out
+        name = outputs.modality_name(translators.direction, scenario, main=scenario == "random")
+        out[name] = outputs.profile(
+            translators.direction, x, var, cell_names[rows], scenario=scenario, source=spec.key, role="test",
+            cell_types=None if labels is None else labels[rows], translator=translators.checkpoints[scenario],
+            profile_name=translators.profile, threshold=translators.thresholds.get(scenario),
+            library_size=translators.libraries.get(scenario, TARGET_SUM))
+    return outputs.translated_mudata(out)
 
 
-def calls(scores: np.ndarray, threshold: float) -> sp.csr_matrix:
-    """Accessible (1) where a translated score reaches the calibrated threshold: sparse, as
-    accessibility is (a few % of cCREs per cell)."""
-    return sp.csr_matrix(scores >= threshold, dtype=np.float32)
+def feature_var(direction: str, vocab_index: np.ndarray, spec: DatasetSpec, gene_vocab_map: pd.DataFrame) -> pd.DataFrame:
+    """The translated features' `var`: cCREs by coordinates, or genes by the dataset's symbols."""
+    if direction == "rna2atac":
+        return outputs.cre_var(vocab_index, read_ccre_bed(spec.reference("ccre_hg38")))
+    return outputs.gene_var(vocab_index, read_gene_vocab(spec.reference("gene_vocab_38244")), gene_vocab_map)
 
 
 def vocab_genes(vocab_index: np.ndarray, gene_vocabulary: Path) -> pd.DataFrame:
@@ -200,12 +189,13 @@ def evaluate(direction: str, profiles, cells: VocabCells, cell_names: pd.Index,
     source, kind = (cells.rna, "rna") if direction == "rna2atac" else (cells.atac[:, cells.cres], "atac")
     target = measured(direction, cells)
     rows = []
-    for scenario, profile in profiles.mod.items():
+    for profile in profiles.mod.values():
+        scenario = outputs.scenario_of(profile)
         train, val, test = (rows_of(split_table, cell_names, scenario, r) for r in ("train", "validation", "test"))
-        if not profile.obs_names.equals(cell_names[test]):
+        if not profile.obs_names.equals(pd.Index(cell_names[test].astype(str))):
             raise ValueError(f"the translated profiles of {scenario!r} hold other cells than its test cells; "
                              "rematerialize them")
-        predictions = {"cisformer": profile.X}
+        predictions = {"cisformer": outputs.scores(profile)}
         fitted = _baselines(source, kind, target, train, np.r_[val, test], labels)
         for name, both in fitted.items():
             predictions[name] = both[len(val):]
@@ -240,10 +230,11 @@ def umap_pictures(profiles: dict, cells: VocabCells, cell_names: pd.Index, split
     (`figures.umap_measured_vs_translated`), written to `path_for(direction)`."""
     pictures = {}
     for direction, mdata in profiles.items():
-        scenario = "random" if "random" in mdata.mod else next(iter(mdata.mod))
+        profile = mdata.mod[outputs.MODALITY[direction]] if outputs.MODALITY[direction] in mdata.mod else next(iter(mdata.mod.values()))
+        scenario = outputs.scenario_of(profile)
         test = rows_of(split_table, cell_names, scenario, "test")
         pictures[direction] = path_for(direction)
-        umap_measured_vs_translated(measured(direction, cells)[test], np.asarray(mdata.mod[scenario].X),
+        umap_measured_vs_translated(measured(direction, cells)[test], outputs.scores(profile),
                                     None if labels is None else labels[test], pictures[direction],
                                     title=f"{direction}, {scenario} split: test cells")
     return pictures
@@ -266,8 +257,8 @@ def profile_listing(dataset: str, root) -> pd.DataFrame:
             continue
         with mudata.set_options(pull_on_update=False):
             mdata = mudata.read_h5mu(path, backed=True)
-        for scenario, profile in mdata.mod.items():
-            rows.append({"asset": asset, "direction": profile.uns["direction"], "scenario": scenario,
+        for profile in mdata.mod.values():
+            rows.append({"asset": asset, "direction": profile.uns["direction"], "scenario": outputs.scenario_of(profile),
                          "source": profile.uns.get("source", dataset), "path": str(path), "cells": profile.n_obs,
                          "features": profile.n_vars})
         mdata.file.close()

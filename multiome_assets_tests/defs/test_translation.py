@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml
@@ -110,28 +111,65 @@ def test_metrics_answer_the_question_in_sql(built):
 
 def test_translated_profiles_hold_the_test_cells(built):
     atac = warehouse.read_artifact(warehouse.find_artifact("translated_atac", "bmmc_starter"))
+    assert set(atac.mod) == {"atac", "atac_held_out_donor", "atac_held_out_cell_type"}
     splits = warehouse.read_table("translation_splits", "bmmc_starter")
-    test = splits[(splits.scenario == "random") & (splits.role == "test")].cell
-    random = atac.mod["random"]
-    assert set(random.obs_names) == set(test)
+    for profile in atac.mod.values():
+        scenario = profile.uns["scenario"]
+        test = splits[(splits.scenario == scenario) & (splits.role == "test")].cell
+        assert set(profile.obs_names) == set(test) and (profile.obs.role == "test").all()
+    random = atac["atac"]
     assert ((random.X >= 0) & (random.X <= 1)).all() and sp.issparse(random.layers["calls"]) \
         and set(np.unique(random.layers["calls"].data)) <= {1.0}  # the calls, sparse
+    assert np.array_equal(random.layers["calls"].toarray() > 0, random.X >= random.uns["threshold"])
     rna = warehouse.read_artifact(warehouse.find_artifact("translated_rna", "bmmc_starter"))
-    assert rna.mod["random"].n_vars == 570 and np.isfinite(rna.mod["random"].X).all()  # the panel's vocabulary genes
+    assert rna["rna"].n_vars == 570 and np.isfinite(rna["rna"].X).all()  # the panel's vocabulary genes
+
+
+def test_a_scanpy_user_sets_translated_beside_measured_without_a_lookup_table(built):
+    """Issue 30's test: genes by the dataset's symbols, regions by chr:start-end that overlap the
+    dataset's own peaks (pyranges), expression on multiome's scale, where each profile came from."""
+    import pyranges as pr
+    import scanpy as sc
+
+    mo = warehouse.read_artifact(warehouse.find_artifact("multiome", "bmmc_starter"))
+    rna = warehouse.read_artifact(warehouse.find_artifact("translated_rna", "bmmc_starter"))["rna"]
+    translators = warehouse.read_artifact(warehouse.find_artifact("translator_atac2rna", "bmmc_starter"))
+    assert rna.var_names.is_unique and rna.var_names.isin(mo.rna.var_names).all()  # the measured symbols
+    measured = mo.rna[rna.obs_names, rna.var_names]
+    assert set(rna.obs.cell_type) <= set(mo.rna.obs.cell_type) and (rna.obs.source == "bmmc_starter").all()
+    # the same scale: a gene's mean translated expression tracks its measured mean
+    r = np.corrcoef(np.asarray(measured.X.mean(0)).ravel(), np.asarray(rna.X.mean(0)).ravel())[0, 1]
+    assert r > 0.8, r
+    assert rna.uns["direction"] == "atac2rna" and rna.uns["profile"] == translators.profile
+    assert rna.uns["library_size"] == translators.libraries["random"] and len(rna.uns["translator"]) == 64
+    both = sc.concat({"measured": measured, "translated": rna}, label="kind", index_unique=":")
+    sc.pp.pca(both, n_comps=5)
+    sc.pl.violin(both, keys=list(rna.var_names[:2]), groupby="kind", show=False)
+
+    atac = warehouse.read_artifact(warehouse.find_artifact("translated_atac", "bmmc_starter"))["atac"]
+    regions = atac.var_names.str.extract(r"^(chr[^:]+):(\d+)-(\d+)$")
+    assert regions.notna().all().all()
+    translated = pr.PyRanges(pd.DataFrame({"Chromosome": regions[0], "Start": regions[1].astype(int),
+                                           "End": regions[2].astype(int)}))
+    peaks = mo.atac.var_names.str.extract(r"^(chr[^:\-_]+)[:\-_](\d+)[\-_](\d+)$")
+    own = pr.PyRanges(pd.DataFrame({"Chromosome": peaks[0], "Start": peaks[1].astype(int), "End": peaks[2].astype(int)}))
+    # every covered cCRE was covered because one of the dataset's accessible peaks overlaps it
+    assert len(translated.overlap(own)) == atac.n_vars
 
 
 def test_a_single_modality_dataset_is_translated_end_to_end(built):
     atac = warehouse.read_artifact(warehouse.find_artifact("cross_translated_atac", "snare_rna_only"))
-    (scenario, profile), = atac.mod.items()
-    assert scenario == "from_bmmc_starter" and profile.uns["source"] == "bmmc_starter"
-    bmmc_cres = warehouse.read_artifact(warehouse.find_artifact("translated_atac", "bmmc_starter")).mod["random"].var
-    assert profile.var.cre_index.tolist() == bmmc_cres.cre_index.tolist()  # what BMMC's translator learned
+    (name, profile), = atac.mod.items()
+    assert name == "atac" and profile.uns["scenario"] == "from_bmmc_starter" and profile.uns["source"] == "bmmc_starter"
+    assert (profile.obs.role == "translated").all() and (profile.obs.source == "bmmc_starter").all()
+    bmmc_cres = warehouse.read_artifact(warehouse.find_artifact("translated_atac", "bmmc_starter"))["atac"].var
+    assert profile.var_names.tolist() == bmmc_cres.index.tolist()  # what BMMC's translator learned
     paired = warehouse.read_artifact(warehouse.find_artifact("multiome", "snare_paired"))
     assert profile.n_obs == paired.n_cells and ((profile.X >= 0) & (profile.X <= 1)).all()
     # the same cells read from an RNA-only folder translate exactly as from the paired folder
-    same = warehouse.read_artifact(warehouse.find_artifact("cross_translated_atac", "snare_paired")).mod[scenario]
+    same = warehouse.read_artifact(warehouse.find_artifact("cross_translated_atac", "snare_paired"))["atac"]
     np.testing.assert_array_equal(profile.X, same.X)
-    rna = warehouse.read_artifact(warehouse.find_artifact("cross_translated_rna", "snare_atac_only")).mod[scenario]
+    rna = warehouse.read_artifact(warehouse.find_artifact("cross_translated_rna", "snare_atac_only"))["rna"]
     assert rna.n_vars == 570 and np.isfinite(rna.X).all()  # BMMC's vocabulary genes
 
 
@@ -189,7 +227,12 @@ def test_links_answer_the_questions_in_sql(built):
     assert len(enriched) and enriched.fdr.between(0, 1).all() and (enriched.fdr >= enriched.pvalue - 1e-12).all()
     specific = warehouse.query("select cell_type, count(*) n from celltype_specific_cres where specific group by 1")
     assert len(specific) >= 2  # several cell types own cCREs
-    checks = warehouse.query("select method, kind, n, observed, baseline, pvalue from link_validation")
+    checks = warehouse.query("select method, kind, n, observed, baseline, pvalue, cells, n_cells from link_validation")
     assert {"top_vs_distance_matched", "expression_by_links", "median_distance_bp"} <= set(checks.kind)
+    splits = warehouse.read_table("translation_splits", "bmmc_starter")
+    held_out = ((splits.scenario == "random") & (splits.role == "test")).sum()
+    assert set(checks.cells) == {"held_out", "all (in-sample)"}
+    assert set(checks[checks.cells == "held_out"].n_cells) == {held_out}
+    assert set(checks[checks.cells != "held_out"].n_cells) == {splits.cell.nunique()}
     genes = warehouse.query("select cell_type, score from gene_link_scores where dataset = 'bmmc_starter'")
     assert genes.score.between(0, 1).all() and "all" in set(genes.cell_type)

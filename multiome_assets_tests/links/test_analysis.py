@@ -123,3 +123,56 @@ def test_a_dataset_without_cell_types_gets_scores_for_one_set_and_no_specific_cr
     spec = DatasetSpec(key="x", folder=None, format="h5ad_pair", files={})
     table = pipeline.enrichment_table(links, specific, pd.DataFrame({"tf": ["T"], "target": ["G1"]}), spec)
     assert table.empty and list(table.columns) == enrichment.COLUMNS
+
+
+def test_links_learn_from_the_translators_cells_and_are_validated_on_its_test_cells():
+    """The held-out split of link_validation: the `random` scenario's test cells, disjoint from the
+    cells the correlation links and the translator learned from, together every cell."""
+    from multiome_assets.links.pipeline import seen_and_held_out
+    from multiome_assets.translation.splits import translation_splits
+
+    obs = pd.DataFrame({"cell_type": np.repeat(["B", "T", "NK", "Mono"], 50)}, index=[f"c{i}" for i in range(200)])
+    splits = translation_splits(obs, batch_column=None, cell_type_column="cell_type", seed=0)
+    seen, held_out = seen_and_held_out(splits, obs.index)
+    assert len(np.intersect1d(seen, held_out)) == 0 and len(seen) + len(held_out) == 200
+    random_test = splits[(splits.scenario == "random") & (splits.role == "test")].cell
+    assert set(obs.index[held_out]) == set(random_test)
+
+
+def test_the_fdr_family_is_the_whole_table():
+    rows = [{"kind": k, "cell_type": t, "term": "x", "pvalue": p}
+            for k, t, p in (("regulon", "B", 0.01), ("regulon", "T", 0.02), ("bed_overlap", "B", 0.03),
+                            ("causal_variants", "B", 0.5))]
+    table = enrichment.with_fdr(rows)
+    np.testing.assert_allclose(table.fdr, [0.04, 0.04, 0.04, 0.5])  # BH over four tests, not per kind
+    assert set(table["links"]) == {"specific cCREs"}
+    assert np.isnan(enrichment.fdr_over_table(pd.Series([np.nan, 0.2]))[0])
+
+
+def test_regulons_are_tested_on_the_links_the_scores_select_and_on_every_pair():
+    links = pd.DataFrame({"method": "attention", "cell_type": "B",
+                          "gene": ["g1", "g1", "g1", "g1", "g2", "g3", "g4", "g5"],
+                          "cre": ["c1", "c2", "c3", "c9", "c9", "c8", "c8", "c8"], "rank": [1, 2, 3, 4, 1, 1, 1, 1]})
+    prior = pd.DataFrame({"tf": "TF1", "target": ["g1", "g2", "g3"]})
+    rows = pd.DataFrame(enrichment.regulons(links, {"B": np.array(["c9"])}, prior))
+    by = rows.set_index("links")
+    assert set(by.index) == {"top 3 per gene", "all in-window pairs"}
+    assert by.loc["top 3 per gene", "n_selected"] == 1  # g1's 4th cCRE is not one of its links
+    assert by.loc["all in-window pairs", "n_selected"] == 2
+
+
+def test_the_papers_gwas_score_averages_traits_against_their_own_variants(tmp_path):
+    """Trait A: its variants on the top 100 cCREs have mean PIP 0.4 against the trait's 0.3 (ratio
+    4/3); trait B: 0.3 against 0.3 (ratio 1). The score is their mean; the null's expectation is 1."""
+    scores = pd.DataFrame({"cell_type": "all", "cre": [f"c{i}" for i in range(120)], "chrom": "chr1",
+                           "start": np.arange(120) * 1000, "end": np.arange(120) * 1000 + 200,
+                           "score": np.linspace(2, 1, 120)})
+    lines = ["chrom\tpos\tpip\ttrait",
+             "chr1\t101\t0.8\tA", "chr1\t1101\t0.0\tA", "chr1\t500501\t0.1\tA",  # 1101: c1, in the top 100
+             "chr1\t2101\t0.3\tB", "chr1\t700001\t0.3\tB"]
+    path = tmp_path / "finemap.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    (row,) = enrichment.gwas_scores(scores, path)
+    assert row["links"] == "top 100 cCREs" and row["n_term"] == 2 and row["n_hits"] == 3
+    assert row["fold"] == pytest.approx((0.4 / 0.3 + 1.0) / 2)
+    assert row["expected"] == pytest.approx(1.0, abs=0.05) and 0 < row["pvalue"] <= 1

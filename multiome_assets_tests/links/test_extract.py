@@ -92,3 +92,30 @@ def test_correlation_is_pearson_pair_by_pair():
     for i, (a, b) in enumerate(zip(px[:3], py[:3])):
         assert r[i] == pytest.approx(np.corrcoef(x[:, a], y[:, b])[0, 1])
     assert np.isnan(r[3])
+
+
+def test_background_cres_match_accessibility_and_avoid_the_genes_chromosome():
+    rng = np.random.default_rng(0)
+    accessibility = np.r_[np.full(50, 0.01), np.full(50, 0.5)] + rng.random(100) * 1e-3
+    chrom = np.array(["chr1", "chr2"] * 50)
+    background = extract.background_cres(accessibility, chrom, np.array([3, 97]), np.array(["chr2", "chr1"]), rng, n=40)
+    assert (chrom[background[0]] == "chr1").all() and (chrom[background[1]] == "chr2").all()
+    assert (background[0] < 50).all() and (background[1] >= 50).all()  # the pair's accessibility decile
+
+
+def test_a_planted_correlation_link_is_significant_and_a_random_pair_is_not():
+    """A gene whose expression follows one cCRE across cells: that link's p-value is small, a link to
+    an unrelated cCRE's is not (background: other chromosomes, same accessibility)."""
+    rng = np.random.default_rng(1)
+    n_cells, n_cres = 400, 60
+    program = rng.random(n_cells)
+    open_ = sp.csr_matrix(rng.random((n_cells, n_cres)) < 0.3)
+    planted = (rng.random(n_cells) < program).astype(float)
+    open_ = sp.lil_matrix(open_)
+    open_[:, 0] = planted[:, None]
+    counts = sp.csr_matrix(np.column_stack([rng.poisson(1 + 8 * planted), rng.poisson(3, n_cells)]).astype(np.float32))
+    cells = vocab_cells(counts, np.arange(2, dtype=float), 2, sp.csr_matrix(open_))
+    pairs = pd.DataFrame({"gene_pos": [0, 0], "cre_pos": [0, 5], "chrom": ["chr1", "chr1"]})
+    chrom = np.where(np.arange(len(cells.cres)) < 10, "chr1", "chr2")
+    links = extract.correlation_links(cells, sp.csr_matrix(np.log1p(counts.toarray())), pairs, chrom)
+    assert links.pvalue[0] < 1e-3 < links.pvalue[1] and links.zscore[0] > 3
