@@ -3,7 +3,7 @@
 Layout under the warehouse root (default `data/warehouse/`):
     tables/<table>/<dataset>.parquet      one file per asset and dataset partition
     artifacts/<asset>/<dataset>.<ext>     AnnData/MuData (.h5mu), sparse (.npz), typed artifacts (.pt)
-    warehouse.duckdb                      views only: `duckdb data/warehouse/warehouse.duckdb`
+    warehouse.duckdb                      views only, paths relative to the folder: `warehouse.connect()`
 
 The root is a local folder, or any fsspec URL (`s3://bucket/prefix`, `gs://...`, `memory://...`):
 set `MULTIOME_WAREHOUSE` (or the io manager's `root`). Paths under a remote root are
@@ -120,8 +120,10 @@ DERIVED_VIEWS = {
 }
 
 
-def create_views(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> list[str]:
-    """One view per table over all its partitions' Parquet files, and the DERIVED_VIEWS on them."""
+def create_views(con: duckdb.DuckDBPyConnection, root: Path | None = None, relative: bool = False) -> list[str]:
+    """One view per table over all its partitions' Parquet files, and the DERIVED_VIEWS on them.
+    `relative`: the views read `tables/...` relative to DuckDB's `file_search_path` (the views
+    file's own folder, see `connect`), so a moved warehouse folder still reads."""
     root = root or warehouse_dir()
     if is_remote(root):
         # DuckDB reads through the root's fsspec filesystem, not its own httpfs: httpfs reads a file in
@@ -129,8 +131,10 @@ def create_views(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> li
         # (docs/cluster.md); s3fs checks every range's ETag (FileExpired; see reread_if_replaced)
         con.register_filesystem(root.fs)
     tables = list_tables(root)
+    if relative:  # views are bound when created: the relative paths must resolve now too
+        con.execute("SET file_search_path = $p", {"p": str(Path(root).resolve())})
     for table in tables:
-        glob = str(root / "tables" / table / "*.parquet").replace("'", "''")
+        glob = (f"tables/{table}/*.parquet" if relative else str(root / "tables" / table / "*.parquet")).replace("'", "''")
         con.execute(
             f'CREATE OR REPLACE VIEW "{table}" AS '
             f"SELECT * FROM read_parquet('{glob}', union_by_name = true)"
@@ -142,17 +146,28 @@ def create_views(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> li
 
 
 def refresh_views(root: Path | None = None) -> Path:
-    """Rebuild `warehouse.duckdb` (views only) and swap it in atomically."""
+    """Rebuild `warehouse.duckdb` (views only) and swap it in atomically. On a local disk its views
+    read paths relative to the warehouse folder: open it with `connect`, from that folder, or after
+    `SET file_search_path` to it."""
     root = root or warehouse_dir()
     path = root / "warehouse.duckdb"
     with atomic_path(path) as tmp:
         os.remove(tmp)  # DuckDB wants to create the file itself
         con = duckdb.connect(str(tmp))
         try:
-            create_views(con, root)
+            create_views(con, root, relative=not is_remote(root))
         finally:
             con.close()
     return path
+
+
+def connect(path: str | os.PathLike | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only DuckDB session on a warehouse's views file (`warehouse.duckdb` of the default
+    warehouse when None), wherever its folder now lies: the relative views resolve against it."""
+    path = Path(path) if path is not None else warehouse_dir() / "warehouse.duckdb"
+    con = duckdb.connect(str(path), read_only=True)
+    con.execute("SET file_search_path = $p", {"p": str(path.resolve().parent)})
+    return con
 
 
 READ_STATEMENTS = {"SELECT", "EXPLAIN"}  # DuckDB statement types a query may be (SHOW, DESCRIBE, PRAGMA x: SELECT)

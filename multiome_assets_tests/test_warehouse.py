@@ -106,3 +106,21 @@ def test_a_warehouse_that_cannot_be_written_fails_naming_the_path(tmp_path, monk
     with pytest.raises(NotADirectoryError, match=rf"cannot write {blocked}/tables/scores/d1.parquet: Not a directory"):
         warehouse.write_table("scores", "d1", pd.DataFrame({"score": [1.0]}))
     assert blocked.read_text() == "a file where the warehouse folder should be\n"
+
+
+def test_a_moved_warehouse_folder_still_reads(tmp_path):
+    """The views file names its tables relative to its folder: moved elsewhere, it answers the same."""
+    import shutil
+
+    import duckdb
+
+    old = tmp_path / "old"
+    warehouse.write_table("edge_scores", "d1", pd.DataFrame({"tf": ["A", "B"], "target": ["C", "C"], "score": [1.0, 2.0]}), old)
+    new = shutil.move(str(old), str(tmp_path / "elsewhere" / "wh"))
+    con = warehouse.connect(f"{new}/warehouse.duckdb")
+    assert con.execute("select count(*), sum(score) from edge_scores").fetchone() == (2, 3.0)
+    assert con.execute("select source from edge_scores_decoupler order by weight").fetchall() == [("A",), ("B",)]
+    con.close()
+    plain = duckdb.connect(f"{new}/warehouse.duckdb", read_only=True)  # plain DuckDB: set the search path yourself
+    plain.execute("SET file_search_path = $p", {"p": new})
+    assert plain.execute("select count(*) from edge_scores").fetchone() == (2,)

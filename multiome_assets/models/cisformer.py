@@ -48,6 +48,7 @@ class TranslatorConfig:
     head_dim: int = 128
     ffn_mult: int = 4
     dropout: float = 0.1
+    head_layers: int = 2  # 1: one linear output layer, as the reference code (M2M.py `to_out`)
 
     def __post_init__(self):
         if self.direction not in ("rna2atac", "atac2rna"):
@@ -115,7 +116,8 @@ class Translator(nn.Module):
             self.count = nn.Embedding(MAX_COUNT + 1, d)
         self.layers = nn.ModuleList(DecoderLayer(c, self_attention=c.direction == "atac2rna") for _ in range(c.n_layers))
         n_out = 1 if c.direction == "rna2atac" else N_BINS
-        self.head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, n_out))
+        hidden = [nn.Linear(d, d), nn.GELU()] if c.head_layers == 2 else []
+        self.head = nn.Sequential(*hidden, nn.Linear(d, n_out))
         if c.direction == "atac2rna":  # each gene's own output bias: its marginal over the bins
             self.gene_bias = nn.Embedding(c.n_genes, N_BINS)
             nn.init.zeros_(self.gene_bias.weight)

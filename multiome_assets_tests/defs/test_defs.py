@@ -52,7 +52,9 @@ def test_foundation_assets_land_in_sql(data_root):
     # the views file answers plain duckdb too
     import duckdb
 
-    con = duckdb.connect(str(warehouse.warehouse_dir() / "warehouse.duckdb"), read_only=True)
+    views = warehouse.warehouse_dir() / "warehouse.duckdb"
+    con = duckdb.connect(str(views), read_only=True)
+    con.execute("SET file_search_path = $p", {"p": str(views.parent)})  # what warehouse.connect does
     assert con.execute("select count(*) from prior_edges").fetchone()[0] == len(warehouse.read_table("prior_edges", "bmmc_starter"))
     con.close()
 
@@ -63,8 +65,9 @@ def test_run_succeeds_while_a_reader_holds_the_database(data_root):
     db = warehouse.warehouse_dir() / "warehouse.duckdb"
     reader = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
-            import duckdb, sys
-            con = duckdb.connect({str(db)!r}, read_only=True)
+            import sys
+            from multiome_assets import warehouse
+            con = warehouse.connect({str(db)!r})
             print(con.execute("select count(*) from candidate_sets").fetchone()[0], flush=True)
             sys.stdin.readline()
             print(con.execute("select count(*) from candidate_sets").fetchone()[0], flush=True)
@@ -276,7 +279,7 @@ stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
 while not views.exists() and not stop.is_set():
     time.sleep(0.05)
-session = duckdb.connect(str(views), read_only=True)  # a SQL session held open all along
+session = warehouse.connect(views)  # a SQL session held open all along
 seen, reads = set(), 0
 
 

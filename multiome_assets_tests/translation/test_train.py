@@ -1,4 +1,6 @@
 """Translator training: an interrupted training resumes to the weights of an uninterrupted one."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -85,3 +87,20 @@ def test_two_processes_under_torchrun_take_the_steps_of_one(cells):
     for name, weight in one.state_dict().items():
         torch.testing.assert_close(two.state_dict()[name], weight, rtol=0, atol=train.lr / 10,
                                    msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_the_paper_profile_is_the_reference_codes_model_and_schedule():
+    """cisformer/generate_default_config.py and M2M.py: one linear output layer, 500 / 100 epochs
+    stopped early; RNA→ATAC reads at most 2,048 expressed genes (a random subset above), as we do."""
+    import torch.nn as nn
+
+    from multiome_assets.models.cisformer import Translator
+    from multiome_assets.translation.train import training_config, translator_config
+
+    for direction, epochs in (("rna2atac", 500), ("atac2rna", 100)):
+        model = Translator(replace(translator_config(direction, "paper"), n_genes=50, n_cres=1000))
+        assert [type(m) for m in model.head] == [nn.Linear]
+        assert training_config(direction, "paper", 0).max_epochs == epochs
+    assert training_config("rna2atac", "paper", 0).max_source == 2_048
+    cpu = Translator(replace(translator_config("rna2atac", "cpu"), n_genes=50, n_cres=1000))
+    assert len(cpu.head) == 3  # the cpu profile's two-layer head: docs/translation.md says why
