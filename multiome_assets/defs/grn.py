@@ -10,9 +10,10 @@ from multiome_assets.cells import cell_labels, cell_sets
 from multiome_assets.defs.automation import FOLLOWS_INPUTS
 from multiome_assets.defs.inputs import INPUTS
 from multiome_assets.defs.io_manager import WarehouseIOManager
-from multiome_assets.defs.metadata import check_result, check_spec, png_markdown
+from multiome_assets.defs.metadata import check_result, check_spec, curve_table, png_markdown
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
+from multiome_assets.figures import method_bars
 from multiome_assets.grn import baselines, genes, pipeline
 from multiome_assets.grn.artifacts import (
     Backbone,
@@ -97,8 +98,8 @@ def _backbone(context, config: BackboneConfig, compute: ComputeDevice, warehouse
                                  log=context.log.info, checkpoint=checkpoint, processes=compute.processes, **overrides)
     context.add_output_metadata({
         "device": device, "processes": compute.processes, "profile": config.profile, "best_epoch": int(backbone.best_epoch),
-        "best_val_loss": float(backbone.best_val_loss),
-        "training_curve": dg.MetadataValue.md(backbone.history.to_markdown(index=False, floatfmt=".4f")),
+        "best_val_loss": float(backbone.best_val_loss), "genes": mo.rna.n_vars,
+        "training_curve": curve_table(backbone.history),
     })
     return backbone
 
@@ -212,7 +213,12 @@ def grn_evaluation(context: dg.AssetExecutionContext, config: MetricsConfig, com
         external_grns=[grn.model_dump() for grn in config.external_grns], n_random=config.n_random,
         top_n=config.top_n, device=compute.torch_device(),
         curves_path=lambda split: warehouse.artifact_path("grn_curves", f"{context.partition_key}__{split}", ".png"))
+    bars = warehouse.artifact_path("grn_method_bars", context.partition_key, ".png")
+    method_bars({f"AUROC, {split} split": rows.set_index("method").auroc for split, rows in metrics.groupby("split")},
+                dict(zip(metrics.method, metrics.kind)), bars, ylabel="AUROC on held-out prior edges",
+                title=context.partition_key)
     yield dg.Output(metrics, output_name="grn_metrics", metadata={
+        "methods_vs_baselines": dg.MetadataValue.md(png_markdown(bars, "methods")),
         **{f"curves_{s}": dg.MetadataValue.md(png_markdown(p, "curves")) for s, p in pictures.items()},
         "summary": dg.MetadataValue.md(metrics[["split", "method", "auroc", "auprc_ratio",
                                                 "per_target_auroc_macro"]].to_markdown(index=False, floatfmt=".3f")),

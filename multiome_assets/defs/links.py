@@ -12,7 +12,7 @@ from multiome_assets.defs.metadata import png_markdown
 from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.links import pipeline
-from multiome_assets.links.figures import link_figures
+from multiome_assets.links.figures import enrichment_dotplot, link_figures, specific_cres_heatmap
 from multiome_assets.readers import Multiome
 from multiome_assets.translation.pipeline import Translators
 
@@ -67,12 +67,16 @@ def cre_link_scores(cre_gene_links: pd.DataFrame) -> pd.DataFrame:
 
 
 @dg.asset(**ARGS, code_version="1", kinds={"parquet"})
-def celltype_specific_cres(context: dg.AssetExecutionContext, cre_link_scores: pd.DataFrame) -> pd.DataFrame:
+def celltype_specific_cres(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[WarehouseIOManager],
+                           cre_link_scores: pd.DataFrame) -> pd.DataFrame:
     """Each cCRE's score scaled to [-1, 1] across cell types, ranked 1-5; `specific` where it ranks 5
-    in exactly one cell type."""
+    in exactly one cell type (a heatmap of them in the metadata)."""
     table = pipeline.celltype_specific_cres(cre_link_scores)
+    path = warehouse.artifact_path("specific_cres_heatmap", context.partition_key, ".png")
+    drawn = specific_cres_heatmap(table, path, title=context.partition_key) if len(table) else False
     context.add_output_metadata({"specific_per_cell_type": dg.MetadataValue.json(
-        table[table.specific].groupby("cell_type").size().to_dict() if len(table) else {})})
+        table[table.specific].groupby("cell_type").size().to_dict() if len(table) else {}),
+        **({"heatmap": dg.MetadataValue.md(png_markdown(path, "specific cCREs"))} if drawn else {})})
     return table
 
 
@@ -94,15 +98,19 @@ def link_validation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
     return table
 
 
-@dg.asset(**ARGS, deps=[INPUTS["enrichment_files"]], code_version="1", kinds={"parquet"},
+@dg.asset(**ARGS, deps=[INPUTS["enrichment_files"]], code_version="2", kinds={"parquet"},
           automation_condition=FOLLOWS_INPUTS)
-def enrichment(context: dg.AssetExecutionContext, datasets: DatasetCatalog, cre_gene_links: pd.DataFrame,
+def enrichment(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
+               warehouse: dg.ResourceParam[WarehouseIOManager], cre_gene_links: pd.DataFrame,
                celltype_specific_cres: pd.DataFrame, prior_edges: pd.DataFrame) -> pd.DataFrame:
     """Per cell type, what is over-represented among its specific cCREs: prior regulons among the
     genes they link to; and, when the dataset names them, BED sets, fine-mapped variants (PIP
     ratio) and JASPAR motifs (with a genome FASTA). One table, a `kind` column."""
     key = context.partition_key
     table = pipeline.enrichment_table(cre_gene_links, celltype_specific_cres, prior_edges, datasets.spec(key))
+    path = warehouse.artifact_path("enrichment_dotplot", key, ".png")
+    drawn = enrichment_dotplot(table[table.kind != "gwas_score"], path, title=key)
     context.add_output_metadata({**_note(datasets, key), "by_kind": dg.MetadataValue.json(
-        table.groupby("kind").size().to_dict())})
+        table.groupby("kind").size().to_dict()),
+        **({"dot_plot": dg.MetadataValue.md(png_markdown(path, "enrichment"))} if drawn else {})})
     return table

@@ -9,7 +9,8 @@ from multiome_assets import quality
 from multiome_assets.cells import cell_labels
 from multiome_assets.defs.inputs import INPUTS, versioned
 from multiome_assets.defs.io_manager import WarehouseIOManager
-from multiome_assets.defs.metadata import check_result, check_spec, png_markdown
+from multiome_assets.defs.metadata import check_result, check_spec, curve_table, png_markdown
+from multiome_assets.figures import method_bars
 from multiome_assets.defs.partitions import dataset_partitions, needs
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.models.profiles import Profile
@@ -46,8 +47,8 @@ def _train(context, direction: str, config: TranslatorTraining, compute: Compute
                                  vocabularies=pipeline.vocabularies(datasets.spec(context.partition_key)))
     context.add_output_metadata({
         "rna_counts": counts_from, "profile": config.profile,
-        **{f"training_{s}": dg.MetadataValue.md(h.to_markdown(index=False, floatfmt=".4f"))
-           for s, h in translators.histories.items()},
+        **{f"training_{s}": curve_table(h) for s, h in translators.histories.items()},
+        **{f"best_val_loss_{s}": float(h.val_loss.min()) for s, h in translators.histories.items()},
     })
     return translators
 
@@ -123,10 +124,23 @@ def translation_metrics(context: dg.AssetExecutionContext, datasets: DatasetCata
                       ignore_index=True).assign(config=pipeline.config_json(translated_atac.uns["profile"], counts_from))
     pictures = pipeline.umap_pictures(profiles, cells, multiome.rna.obs_names, translation_splits, labels, lambda d:
                                       warehouse.artifact_path("translation_umap", f"{context.partition_key}__{d}", ".png"))
-    context.add_output_metadata(output_name="result", metadata={**_summary(table), **{f"umap_{d}": dg.MetadataValue.md(png_markdown(p, "UMAP"))
-                                                       for d, p in pictures.items()}})
+    bars = warehouse.artifact_path("translation_method_bars", context.partition_key, ".png")
+    _method_bars(table, bars, context.partition_key)
+    context.add_output_metadata(output_name="result", metadata={
+        **_summary(table), "methods_vs_baselines": dg.MetadataValue.md(png_markdown(bars, "methods")),
+        **{f"umap_{d}": dg.MetadataValue.md(png_markdown(p, "UMAP")) for d, p in pictures.items()}})
     yield dg.Output(table)
     yield check_result("translation_metrics", "transformer_beats_best_baseline", quality.translator_vs_baselines(table))
+
+
+def _method_bars(table: pd.DataFrame, path, title: str) -> None:
+    """Each direction's primary metric on the random split, per method."""
+    random = table[table.scenario == "random"]
+    panels = {f"{d}: {m}": random[(random.direction == d) & (random.metric == m)].set_index("method").value
+              for d, m in quality.TRANSLATION_PRIMARY.items()}
+    kinds = {m: "transformer" if m == "cisformer" else "measured" if m == "measured" else "baseline"
+             for m in table.method.unique()}
+    method_bars(panels, kinds, path, ylabel="on the held-out test cells", title=title)
 
 
 def _summary(table: pd.DataFrame) -> dict:

@@ -45,3 +45,59 @@ def link_figures(links, validation, path: str | os.PathLike, title: str = "") ->
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, Path(path))
+
+
+def enrichment_dotplot(table, path: str | os.PathLike, title: str = "", top: int = 5) -> bool:
+    """Cell types (x) by the `top` terms of each (y, by FDR): dot size = hits, colour = -log10 FDR,
+    one panel per (kind, links) selection. False (nothing written) when the table is empty."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if table.empty:
+        return False
+    groups = list(table.groupby(["kind", "links"], sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(min(10, 4.5 * len(groups)), 5), squeeze=False)
+    for ax, ((kind, links), rows) in zip(axes[0], groups):
+        terms = rows.sort_values("fdr").groupby("cell_type").head(top).term.unique()
+        shown = rows[rows.term.isin(terms)]
+        types = sorted(rows.cell_type.unique())
+        x = shown.cell_type.map({t: i for i, t in enumerate(types)})
+        y = shown.term.map({t: i for i, t in enumerate(terms)})
+        dots = ax.scatter(x, y, s=20 + 8 * np.sqrt(shown.n_hits.to_numpy()), c=-np.log10(shown.fdr.clip(lower=1e-300)),
+                          cmap="viridis", vmin=0)
+        ax.set_xticks(range(len(types)), types, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(terms)), terms, fontsize=7)
+        ax.set_title(f"{kind}: {links}", fontsize=9)
+        fig.colorbar(dots, ax=ax, label="-log10 FDR", shrink=0.6)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, Path(path))
+    return True
+
+
+def specific_cres_heatmap(specific, path: str | os.PathLike, title: str = "", per_type: int = 30) -> bool:
+    """Each cell type's specific cCREs (rows, grouped by type, at most `per_type` each) by cell type
+    (columns), coloured by the cCRE's scaled score in [-1, 1]. False when there are none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = specific[specific.specific.astype(bool)]
+    if chosen.empty:
+        return False
+    rows = chosen.sort_values("scaled_score", ascending=False).groupby("cell_type").head(per_type)
+    order = rows.sort_values(["cell_type", "scaled_score"], ascending=[True, False]).cre.to_numpy()
+    wide = specific.pivot_table(index="cre", columns="cell_type", values="scaled_score").reindex(order)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * wide.shape[1], 6))
+    image = ax.imshow(wide.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xticks(range(wide.shape[1]), wide.columns, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks([])
+    ax.set_ylabel(f"specific cCREs (top {per_type} per cell type)")
+    fig.colorbar(image, ax=ax, label="scaled link score", shrink=0.6)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, Path(path))
+    return True

@@ -52,6 +52,13 @@ def test_every_grn_asset_materializes(built):
             "grn_regulator_enrichment"} <= done
     # the backbones trained with a checkpoint to resume from; finished, none is left
     assert not list((warehouse.warehouse_dir() / "artifacts" / "backbone_checkpoints").glob("*"))
+    # what the asset pages show: the training curve as numbers, each method against its baselines
+    meta = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    curve = meta["grn_backbone"]["training_curve"].value
+    assert [r.data["epoch"] for r in curve.records] == [0, 1] and isinstance(curve.records[1].data["val_loss"], float)
+    assert "data:image/png;base64," in meta["grn_metrics"]["methods_vs_baselines"].value
+    genes = warehouse.read_table("grn_genes", "bmmc_starter")
+    assert (genes.kept_as != "dropped").all()  # 600 genes: the cpu budget keeps them all
 
 
 def test_the_ui_shows_whether_the_transformer_beats_the_best_baseline(built):

@@ -227,6 +227,14 @@ def test_links_answer_the_questions_in_sql(built):
     assert len(enriched) and enriched.fdr.between(0, 1).all() and (enriched.fdr >= enriched.pvalue - 1e-12).all()
     specific = warehouse.query("select cell_type, count(*) n from celltype_specific_cres where specific group by 1")
     assert len(specific) >= 2  # several cell types own cCREs
+    meta = {e.asset_key.path[-1]: e.materialization.metadata for e in built["bmmc_starter"].get_asset_materialization_events()}
+    for asset, key in (("celltype_specific_cres", "heatmap"), ("enrichment", "dot_plot"),
+                       ("translation_metrics", "methods_vs_baselines")):
+        assert "data:image/png;base64," in meta[asset][key].value, (asset, key)
+    selections = warehouse.query("select distinct links from enrichment where kind = 'regulon'").links
+    assert set(selections) == {"top 3 per gene", "all in-window pairs"}
+    correlation = warehouse.query("select zscore, pvalue from cre_gene_links where method = 'correlation'")
+    assert correlation.pvalue.between(0, 1).all() and correlation.zscore.notna().mean() > 0.9
     checks = warehouse.query("select method, kind, n, observed, baseline, pvalue, cells, n_cells from link_validation")
     assert {"top_vs_distance_matched", "expression_by_links", "median_distance_bp"} <= set(checks.kind)
     splits = warehouse.read_table("translation_splits", "bmmc_starter")
