@@ -104,3 +104,16 @@ def test_the_paper_profile_is_the_reference_codes_model_and_schedule():
     assert training_config("rna2atac", "paper", 0).max_source == 2_048
     cpu = Translator(replace(translator_config("rna2atac", "cpu"), n_genes=50, n_cres=1000))
     assert len(cpu.head) == 3  # the cpu profile's two-layer head: docs/translation.md says why
+
+
+def test_a_cell_budget_trains_each_epoch_on_a_fresh_sample_of_the_training_cells(cells):
+    from multiome_assets.translation.train import _epoch_batches
+
+    rows = np.arange(40)
+    config = replace(TRAIN, batch_size=4, cells_per_epoch=12)
+    rng = np.random.default_rng(0)
+    first, second = (np.concatenate(_epoch_batches("atac2rna", cells, rows, config, rng)) for _ in range(2))
+    assert len(first) == len(set(first)) == 12 and set(first) <= set(rows)
+    assert set(first) != set(second)  # another sample next epoch
+    whole = np.concatenate(_epoch_batches("atac2rna", cells, rows, replace(config, cells_per_epoch=None), rng))
+    assert sorted(whole) == list(rows)
