@@ -53,6 +53,16 @@ def gene_link_scores(context: dg.AssetExecutionContext, datasets: DatasetCatalog
                                      datasets.spec(key), compute.torch_device(), log=context.log.info)
 
 
+@dg.asset(**ARGS, deps=[INPUTS["tf_list"]], pool="gpu", code_version="1", kinds={"parquet"})
+def tf_attention_cres(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
+                      multiome: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
+                      translator_rna2atac: Translators) -> pd.DataFrame:
+    """Each TF gene's 500 most attended cCREs in RNA→ATAC translation (cell set `all`): what the
+    `tf_attention` rows of `enrichment` test against the TF's prior targets."""
+    return pipeline.tf_attention_cres(translator_rna2atac, multiome, gene_vocab_map, peak_vocab_matrix,
+                                      datasets.spec(context.partition_key), compute.torch_device())
+
+
 @dg.asset(**ARGS, code_version="1", kinds={"parquet"})
 def link_tracks(cre_gene_links: pd.DataFrame, gene_annotation: pd.DataFrame) -> pd.DataFrame:
     """The links as genome-browser tracks: BEDPE rows (cCRE and TSS anchors, 0-based) per method and
@@ -102,12 +112,14 @@ def link_validation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
           automation_condition=FOLLOWS_INPUTS)
 def enrichment(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
                warehouse: dg.ResourceParam[WarehouseIOManager], cre_gene_links: pd.DataFrame,
-               celltype_specific_cres: pd.DataFrame, prior_edges: pd.DataFrame) -> pd.DataFrame:
+               celltype_specific_cres: pd.DataFrame, prior_edges: pd.DataFrame, tf_attention_cres: pd.DataFrame,
+               gene_annotation: pd.DataFrame) -> pd.DataFrame:
     """Per cell type, what is over-represented among its specific cCREs: prior regulons among the
     genes they link to; and, when the dataset names them, BED sets, fine-mapped variants (PIP
     ratio) and JASPAR motifs (with a genome FASTA). One table, a `kind` column."""
     key = context.partition_key
-    table = pipeline.enrichment_table(cre_gene_links, celltype_specific_cres, prior_edges, datasets.spec(key))
+    table = pipeline.enrichment_table(cre_gene_links, celltype_specific_cres, prior_edges, tf_attention_cres,
+                                      gene_annotation, datasets.spec(key))
     path = warehouse.artifact_path("enrichment_dotplot", key, ".png")
     drawn = enrichment_dotplot(table[table.kind != "gwas_score"], path, title=key)
     context.add_output_metadata({**_note(datasets, key), "by_kind": dg.MetadataValue.json(

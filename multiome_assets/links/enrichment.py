@@ -18,6 +18,9 @@ genes they link to), one row per (kind, cell type, term).
   by attention link score over all cells (N = 100, 500, 1000), and each cell type's top 100 by its
   own score. p: the same average over GWAS_DRAWS draws of random variants (as many per trait as
   fell on the selection), one-sided.
+- `tf_attention`: the paper's check of a TF gene's top-attended cCREs (RNA→ATAC) against that TF's
+  ChIP-seq peaks (ReMap), with the prior standing in for ChIP-seq: cCREs within 10 kb of the TF's
+  prior targets' TSSs among its top-attended cCREs, against every linked cCRE. Hypergeometric.
 - `motif`: a JASPAR motif in the specific cCREs' sequence against the other scored cCREs', when the
   dataset names a genome FASTA. Hypergeometric.
 
@@ -226,6 +229,34 @@ def causal_variants(cres: pd.DataFrame, specific: dict[str, np.ndarray], path: P
                      "n_background": len(on), "n_term": len(on), "n_selected": len(chosen), "n_hits": len(top),
                      "expected": float(other.mean()), "fold": float(top.mean() / other.mean()) if other.mean() > 0 else np.nan,
                      "pvalue": float(p)})
+    return rows
+
+
+TF_TARGET_WINDOW = 10_000  # bp either side of a prior target's TSS: where its regulator's sites may lie
+
+
+def tf_attention_targets(tf_cres: pd.DataFrame, prior: pd.DataFrame, genes: pd.DataFrame,
+                         background: pd.DataFrame) -> list[dict]:
+    """`tf_attention` rows, the paper's ChIP-seq check with the prior standing in for ReMap (no
+    ChIP-seq ships): per TF, are its top-attended cCREs (`tf_attention_cres`) enriched for cCREs
+    within TF_TARGET_WINDOW bp of its prior targets' TSSs, against every linked cCRE?
+    Hypergeometric; cell type `all`."""
+    if tf_cres.empty or background.empty:
+        return []
+    tss = genes.dropna(subset=["tss"]).drop_duplicates("gene").set_index("gene")
+    edges = prior[prior.target.isin(tss.index)]
+    sites = pd.DataFrame({"tf": edges.tf.to_numpy(), "Chromosome": tss.chrom.reindex(edges.target).to_numpy(),
+                          "Start": np.maximum(0, tss.tss.reindex(edges.target).to_numpy() - TF_TARGET_WINDOW),
+                          "End": tss.tss.reindex(edges.target).to_numpy() + TF_TARGET_WINDOW})
+    near = pr.PyRanges(pd.DataFrame({"Chromosome": background.chrom.to_numpy(), "Start": background.start.to_numpy(),
+                                     "End": background.end.to_numpy(), "cre": background.cre.to_numpy()})
+                       ).join(pr.PyRanges(sites)).df
+    members = {tf: g.cre.unique() for tf, g in near.groupby("tf")} if not near.empty else {}
+    rows = []
+    for tf, top in tf_cres.groupby("tf"):
+        if tf in members:
+            rows += [row | {"links": "top attended cCREs"} for row in hypergeometric_rows(
+                "tf_attention", "all", background.cre.to_numpy(), top.cre.to_numpy(), {tf: members[tf]})]
     return rows
 
 

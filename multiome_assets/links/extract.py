@@ -246,3 +246,36 @@ def links_table(pairs: pd.DataFrame, scored: pd.DataFrame, method: str) -> pd.Da
     table["rank"] = table.groupby(["cell_type", "gene"]).score.rank(ascending=False, method="min").astype(np.int64)
     return table[["method", "cell_type", "gene", "cre", "chrom", "start", "end", "distance", "score", "rank",
                   "zscore", "pvalue"]]
+
+
+@torch.no_grad()
+def tf_attended_cres(model, cells: VocabCells, rows: np.ndarray, tf_pos: np.ndarray, *, cre_chunk: int,
+                     max_genes: int, top: int, batch_size: int = 8, seed: int = 0, device: str = "cpu") -> pd.DataFrame:
+    """(tf_pos, cre_pos, attention, rank) of each TF gene's `top` most attended covered cCREs in
+    RNA→ATAC translation: the last layer's cross-attention every cCRE query pays the TF gene (heads
+    averaged), summed over `rows` cells where the TF is expressed. `tf_pos`: positions in
+    `cells.genes`. The paper's check of a TF's top-attended peaks against its ChIP-seq peaks reads these."""
+    model.eval().to(device)
+    rng = np.random.default_rng(seed)
+    slot = np.full(len(cells.genes), -1)
+    slot[tf_pos] = np.arange(len(tf_pos))
+    total = torch.zeros(len(tf_pos), len(cells.cres), dtype=torch.float32)
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        gi, gv, gm = padded(sample_per_row(cells.rna, batch, max_genes, rng))
+        key_slot = torch.as_tensor(slot[np.searchsorted(cells.genes, gi.numpy()).clip(max=len(cells.genes) - 1)])
+        b, k = torch.nonzero(gm & (key_slot >= 0), as_tuple=True)
+        if not len(b):
+            continue
+        value = gv.round().long().clamp(0, MAX_COUNT).to(device)
+        for c0 in range(0, len(cells.cres), cre_chunk):
+            cres = torch.as_tensor(cells.cres[c0:c0 + cre_chunk]).expand(len(batch), -1)
+            _, layers = model.attention(gi.to(device), gm.to(device), cres.to(device),
+                                        torch.ones_like(cres, dtype=torch.bool, device=device), value, only_last=True)
+            paid = layers[-1].mean(1).float().cpu()  # (B, cCRE queries, gene keys)
+            total[:, c0:c0 + cres.shape[1]].index_add_(0, key_slot[b, k], paid[b, :, k])
+    n = min(top, len(cells.cres))
+    values, cre_pos = total.topk(n, dim=1)
+    out = pd.DataFrame({"tf_pos": np.repeat(tf_pos, n), "cre_pos": cre_pos.numpy().ravel(),
+                        "attention": values.numpy().ravel(), "rank": np.tile(np.arange(1, n + 1), len(tf_pos))})
+    return out[out.attention > 0].reset_index(drop=True)

@@ -13,6 +13,7 @@ from multiome_assets.dataset import DatasetSpec
 from multiome_assets.intervals import read_ccre_bed
 from multiome_assets.links import analysis, enrichment, extract, tracks
 from multiome_assets.preprocess import log_normalize
+from multiome_assets.priors import read_tf_list
 from multiome_assets.readers import Multiome
 from multiome_assets.translation.pipeline import Translators, load_cells, vocab_genes
 from multiome_assets.translation.splits import rows_of
@@ -91,6 +92,29 @@ def cre_link_scores(cre_gene_links: pd.DataFrame) -> pd.DataFrame:
     return analysis.cre_link_scores(attention[typed] if typed.any() else attention)
 
 
+TF_TOP_CRES = 500  # each TF gene's most attended cCREs kept
+
+
+def tf_attention_cres(translators: Translators, mo: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix,
+                      spec: DatasetSpec, device: str) -> pd.DataFrame:
+    """`tf_attention_cres`: each TF gene's TF_TOP_CRES most attended cCREs in RNA→ATAC translation,
+    over the `all` cell set (the paper's ChIP-seq check of a TF's top-attended peaks reads these)."""
+    cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec)
+    rows = cell_sets(None, cells.n_cells, max_cells=extract.MAX_CELLS_PER_SET)["all"]
+    vocab = vocab_genes(cells.genes, spec.reference("gene_vocab_38244"))
+    named = gene_vocab_map.dropna(subset=["vocab_index"]).drop_duplicates("vocab_index")
+    names = named.set_index(named.vocab_index.astype(np.int64)).gene.reindex(cells.genes).fillna(
+        pd.Series(vocab.symbol.to_numpy(), index=cells.genes)).to_numpy()
+    tf_pos = np.flatnonzero(pd.Index(names).isin(read_tf_list(spec.tf_list)))
+    config = training_config("rna2atac", translators.profile, 0)
+    top = extract.tf_attended_cres(translators.model(SCENARIO, device), cells, rows, tf_pos, cre_chunk=config.n_queries,
+                                   max_genes=config.max_source, top=TF_TOP_CRES, device=device)
+    bed = read_ccre_bed(spec.reference("ccre_hg38")).iloc[cells.cres[top.cre_pos.to_numpy()]]
+    return pd.DataFrame({"tf": names[top.tf_pos.to_numpy()], "cre": [f"cCRE{i}" for i in cells.cres[top.cre_pos.to_numpy()]],
+                         "chrom": bed.Chromosome.to_numpy(), "start": bed.Start.to_numpy(), "end": bed.End.to_numpy(),
+                         "attention": top.attention.to_numpy(), "rank": top["rank"].to_numpy()})
+
+
 def cre_gwas_scores(cre_gene_links: pd.DataFrame) -> pd.DataFrame:
     """Each cCRE's summed attention link score per cell type, `all` included: what the GWAS score ranks."""
     return analysis.cre_link_scores(cre_gene_links[cre_gene_links.method == "attention"])
@@ -144,11 +168,13 @@ def _pseudobulk_correlation(cells: VocabCells, expression: sp.csr_matrix, labels
 
 
 def enrichment_table(cre_gene_links: pd.DataFrame, specific: pd.DataFrame, prior_edges: pd.DataFrame,
-                     spec: DatasetSpec) -> pd.DataFrame:
-    """`enrichment`: regulons always; BED overlaps, causal variants and motifs when the dataset names
-    those files."""
+                     tf_cres: pd.DataFrame, gene_annotation: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """`enrichment`: regulons and each TF's top-attended cCREs near its prior targets always; BED
+    overlaps, causal variants, the GWAS score and motifs when the dataset names those files."""
     sets = enrichment.specific_sets(specific)
     rows = enrichment.regulons(cre_gene_links, sets, prior_edges)
+    rows += enrichment.tf_attention_targets(tf_cres, prior_edges, gene_annotation,
+                                            cre_gene_links[["cre", "chrom", "start", "end"]].drop_duplicates("cre"))
     cres = cre_gene_links[["cre", "chrom", "start", "end"]].drop_duplicates("cre").reset_index(drop=True)
     if spec.enrichment_beds:
         rows += enrichment.bed_overlaps(cres, sets, spec.enrichment_beds)

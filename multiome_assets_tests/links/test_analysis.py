@@ -121,7 +121,10 @@ def test_a_dataset_without_cell_types_gets_scores_for_one_set_and_no_specific_cr
     specific = pipeline.celltype_specific_cres(scores)
     assert specific.empty
     spec = DatasetSpec(key="x", folder=None, format="h5ad_pair", files={})
-    table = pipeline.enrichment_table(links, specific, pd.DataFrame({"tf": ["T"], "target": ["G1"]}), spec)
+    no_tf_cres = pd.DataFrame(columns=["tf", "cre", "chrom", "start", "end", "attention", "rank"])
+    genes = pd.DataFrame({"gene": ["G1", "G2"], "chrom": "chr1", "tss": [50, 5000]})
+    table = pipeline.enrichment_table(links, specific, pd.DataFrame({"tf": ["T"], "target": ["G1"]}), no_tf_cres,
+                                      genes, spec)
     assert table.empty and list(table.columns) == enrichment.COLUMNS
 
 
@@ -176,3 +179,15 @@ def test_the_papers_gwas_score_averages_traits_against_their_own_variants(tmp_pa
     assert row["links"] == "top 100 cCREs" and row["n_term"] == 2 and row["n_hits"] == 3
     assert row["fold"] == pytest.approx((0.4 / 0.3 + 1.0) / 2)
     assert row["expected"] == pytest.approx(1.0, abs=0.05) and 0 < row["pvalue"] <= 1
+
+
+def test_a_tfs_top_attended_cres_are_tested_against_cres_near_its_prior_targets():
+    background = pd.DataFrame({"cre": [f"c{i}" for i in range(20)], "chrom": "chr1",
+                               "start": np.arange(20) * 100_000, "end": np.arange(20) * 100_000 + 500})
+    genes = pd.DataFrame({"gene": ["T1", "T2", "T3", "X"], "chrom": "chr1", "tss": [5_000, 105_000, 205_000, 1_505_000]})
+    prior = pd.DataFrame({"tf": ["TF1", "TF1", "TF1", "TF2"], "target": ["T1", "T2", "T3", "X"]})
+    tf_cres = pd.DataFrame({"tf": "TF1", "cre": ["c0", "c1", "c2", "c9"], "rank": [1, 2, 3, 4]})
+    (row,) = enrichment.tf_attention_targets(tf_cres, prior, genes, background)
+    # c0, c1, c2 lie within 10 kb of TF1's targets: all 3 are among its 4 top-attended of 20
+    assert (row["kind"], row["term"], row["n_term"], row["n_selected"], row["n_hits"]) == ("tf_attention", "TF1", 3, 4, 3)
+    assert row["pvalue"] == pytest.approx(stats.hypergeom.sf(2, 20, 3, 4))

@@ -119,3 +119,31 @@ def test_a_planted_correlation_link_is_significant_and_a_random_pair_is_not():
     chrom = np.where(np.arange(len(cells.cres)) < 10, "chr1", "chr2")
     links = extract.correlation_links(cells, sp.csr_matrix(np.log1p(counts.toarray())), pairs, chrom)
     assert links.pvalue[0] < 1e-3 < links.pvalue[1] and links.zscore[0] > 3
+
+
+def test_each_tf_genes_top_attended_cres_equal_a_slow_loop(tiny):
+    """tf_attended_cres against a loop over cells: the last layer's attention every cCRE query pays
+    the TF gene (heads averaged), summed over the cells expressing it, then its top cCREs."""
+    cells, _, _ = tiny
+    torch.manual_seed(1)
+    model = Translator(TranslatorConfig("rna2atac", n_genes=N_GENES, n_cres=N_CRES, d_model=14, n_layers=2,
+                                        n_heads=2, head_dim=4, dropout=0.0)).eval()
+    rows, tf_pos = np.arange(9), np.array([1, 4])
+    fast = extract.tf_attended_cres(model, cells, rows, tf_pos, cre_chunk=len(cells.cres), max_genes=N_GENES,
+                                    top=5, batch_size=4)
+    slow = np.zeros((len(tf_pos), len(cells.cres)))
+    for r in rows:  # one cell at a time, every expressed gene in
+        gi, gv, gm = padded(sample_per_row(cells.rna, np.array([r]), N_GENES, np.random.default_rng(0)))
+        cres = torch.as_tensor(cells.cres)[None]
+        with torch.no_grad():
+            _, layers = model.attention(gi, gm, cres, torch.ones_like(cres, dtype=torch.bool),
+                                        gv.round().long().clamp(0, 64), only_last=True)
+        w = layers[-1].mean(1)[0]  # (cCREs, genes of the cell)
+        for j, g in enumerate(gi[0].numpy()):
+            pos = np.searchsorted(cells.genes, g)
+            if gm[0, j] and pos in tf_pos:
+                slow[list(tf_pos).index(pos)] += w[:, j].numpy()
+    for t, pos in enumerate(tf_pos):
+        mine = fast[fast.tf_pos == pos].sort_values("rank")
+        np.testing.assert_allclose(mine.attention.to_numpy(), np.sort(slow[t])[::-1][:len(mine)], rtol=1e-5)
+        assert set(mine.cre_pos[:3]) == set(np.argsort(-slow[t])[:3])
