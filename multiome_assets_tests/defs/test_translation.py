@@ -14,6 +14,7 @@ from multiome_assets import warehouse
 from multiome_assets.build import applicable
 from multiome_assets.dataset import DatasetError, load_spec
 from multiome_assets.definitions import ASSETS, RESOURCES, defs
+from multiome_assets.priors import read_tf_list
 from multiome_assets.translation import cross
 from multiome_assets_tests.conftest import BUNDLED
 
@@ -208,7 +209,11 @@ def test_a_single_modality_source_is_refused(built):
 
 def test_links_answer_the_questions_in_sql(built):
     assert {"cre_gene_links", "gene_link_scores", "cre_link_scores", "celltype_specific_cres", "link_validation",
-            "enrichment"} <= _made(built["bmmc_starter"])
+            "enrichment", "tf_attention_cres"} <= _made(built["bmmc_starter"])
+    # each TF gene's most attended cCREs, and the check of them against its prior targets
+    tf_cres = warehouse.query("select tf, count(*) n, min(rank) best from tf_attention_cres group by tf")
+    assert len(tf_cres) and (tf_cres.best == 1).all() and (tf_cres.n <= 500).all()
+    assert set(tf_cres.tf) <= set(read_tf_list(BUNDLED / "reference/human_tfs_lambert2018.txt"))
     # which cCREs link to gene X in cell type Y, by attention and by correlation
     top = warehouse.query("""
         select method, cell_type, gene, cre, distance, score, rank from cre_gene_links
