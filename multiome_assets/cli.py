@@ -246,9 +246,8 @@ def priors_update(name, file):
     it makes stale (the automation sensor reruns it under `make ui`; else `build --stale`)."""
     import shutil
 
-    import dagster as dg
-
     from multiome_assets.definitions import defs
+    from multiome_assets.defs.automation import following
     from multiome_assets.defs.inputs import INPUTS
     from multiome_assets.files import atomic_path
     from multiome_assets.priors import check_update, read_tf_list
@@ -271,13 +270,13 @@ def priors_update(name, file):
     with atomic_path(target) as tmp:
         shutil.copyfile(file, tmp)
     click.echo(f"installed {file} as {target}")
-    stale = sorted(k.to_user_string() for k in dg.AssetSelection.assets(INPUTS["prior"]).downstream()
-                   .resolve(defs.resolve_asset_graph()) if k != INPUTS["prior"])
+    stale = sorted(k.to_user_string() for k in following(defs.resolve_asset_graph(), [INPUTS["prior"]]))
     instance = _instance()
     for key, spec in specs.items():
         changed = _register(instance, key, spec)
         if "prior" in changed:
-            click.echo(f"{key}: {kept[key]} edges in the dataset; stale: {', '.join(stale)}")
+            click.echo(f"{key}: {kept[key]} edges in the dataset; stale: {', '.join(stale)} "
+                       f"(and grn_genes: `build --select 'grn_genes*'` retrains the GRN on the prior's genes)")
     if not specs:
         click.echo("no dataset names it")
 

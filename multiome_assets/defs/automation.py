@@ -17,8 +17,22 @@ from multiome_assets.defs.partitions import dataset_partitions
 
 OBSERVE_CRON = os.environ.get("MULTIOME_OBSERVE_CRON", "0 3 * * *")  # nightly at 03:00 by default
 
-# on every asset downstream of input/prior and input/tf_list (tests check the set stays exact)
+# on every asset downstream of input/prior and input/tf_list but the GRN's gene selection and what
+# reaches them only through it (tests check the set stays exact)
 FOLLOWS_INPUTS = dg.AutomationCondition.eager()
+NOT_FOLLOWING = dg.AssetKey("grn_genes")  # a new gene set retrains the backbones: a deliberate rerun
+
+
+def following(graph, inputs) -> set[dg.AssetKey]:
+    """What reruns on its own when `inputs` change: everything downstream of them, except through
+    NOT_FOLLOWING."""
+    out, todo = set(), list(inputs)
+    while todo:
+        for child in graph.get(todo.pop()).child_keys:
+            if child != NOT_FOLLOWING and child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
 
 observe_inputs_job = dg.define_asset_job(
     "observe_inputs", selection=dg.AssetSelection.assets(*INPUTS.values()), partitions_def=dataset_partitions)

@@ -53,7 +53,8 @@ def gene_link_scores(context: dg.AssetExecutionContext, datasets: DatasetCatalog
                                      datasets.spec(key), compute.torch_device(), log=context.log.info)
 
 
-@dg.asset(**ARGS, deps=[INPUTS["tf_list"]], pool="gpu", code_version="1", kinds={"parquet"})
+@dg.asset(**ARGS, deps=[INPUTS["tf_list"]], pool="gpu", code_version="1", kinds={"parquet"},
+          automation_condition=FOLLOWS_INPUTS)
 def tf_attention_cres(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
                       multiome: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
                       translator_rna2atac: Translators) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import pytest
 
 from multiome_assets.dataset import load_spec
 from multiome_assets.definitions import defs
+from multiome_assets.defs.automation import following
 from multiome_assets.defs.inputs import changed_inputs
 from multiome_assets.warehouse import warehouse_dir
 from multiome_assets_tests.conftest import two_priors_data_dir
@@ -92,12 +93,16 @@ def test_automation_is_on_by_default_and_the_observation_is_scheduled():
     assert defs.resolve_sensor_def("automation").default_status == dg.DefaultSensorStatus.RUNNING
     schedule = defs.resolve_schedule_def("input_observation_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING and schedule.cron_schedule == "0 3 * * *"
-    # exactly the assets downstream of the prior and the TF list follow their inputs on their own
+    # exactly the assets downstream of the prior and the TF list follow their inputs on their own,
+    # except the GRN's gene selection and what reaches them only through it (the backbones: retraining
+    # them is a deliberate rerun, grn.md)
     graph = defs.resolve_asset_graph()
     automated = {key.to_user_string() for key in graph.materializable_asset_keys
                  if graph.get(key).automation_condition is not None}
-    downstream = dg.AssetSelection.assets(["input", "prior"], ["input", "tf_list"]).downstream().resolve(graph)
-    assert automated == {key.to_user_string() for key in downstream} - {"input/prior", "input/tf_list"}
+    inputs = [dg.AssetKey(["input", "prior"]), dg.AssetKey(["input", "tf_list"])]
+    assert automated == {key.to_user_string() for key in following(graph, inputs)}
+    assert {"grn_head", "grn_baselines", "edge_scores", "tf_attention_cres"} <= automated
+    assert graph.get(dg.AssetKey("grn_backbone")).automation_condition is None
 
 
 def test_priors_update_refuses_a_bad_file_and_installs_a_good_one_into_reruns(instance, tmp_path, monkeypatch):
