@@ -7,9 +7,7 @@ translators fitted on the same source cells, over the features both datasets hav
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp

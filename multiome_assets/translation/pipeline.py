@@ -6,7 +6,6 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
