@@ -229,3 +229,25 @@ def test_materialize_partition_from_ui(page, ui_env, dagster_dev):
         expect(page.get_by_text("Materialized (1)")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("Missing (0)")).to_be_visible()
         page.screenshot(path=str(shots / "asset_materialized.png"), full_page=True)
+
+
+def test_the_asset_checks_show_on_the_asset_page(page, ui_env, dagster_dev, monkeypatch):
+    """The input checks as Dagster evaluated them, on the asset's Checks tab (issue 30, part 4): the
+    cCRE-vocabulary overlap of the peaks, evaluated by a real materialization in this instance."""
+    import dagster as dg
+
+    from multiome_assets.definitions import ASSETS, RESOURCES
+
+    monkeypatch.setenv("MULTIOME_DATA_DIR", str(ui_env["data"]))
+    monkeypatch.setenv("MULTIOME_WAREHOUSE", str(ui_env["warehouse"]))
+    with dg.DagsterInstance.from_config(str(ui_env["home"])) as instance:
+        result = dg.materialize(ASSETS, partition_key=DATASET, instance=instance, resources=RESOURCES,
+                                selection=["multiome", "peak_vocab_matrix"])
+        assert result.success
+        (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "ccre_overlap"]
+        assert evaluation.passed
+    with screenshot_on_failure(page, ui_env["shots"], dagster_dev, "asset_checks"):
+        open_page(page, "/assets/peak_vocab_matrix?view=checks")
+        expect(page.get_by_text("ccre_overlap").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Passed").first).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(ui_env["shots"] / "asset_checks.png"), full_page=True)
