@@ -36,6 +36,7 @@ from multiome_assets.translation.tokens import VocabCells, padded, sample_per_ro
 
 MAX_CELLS_PER_SET = 100
 N_BACKGROUND = 100
+BACKGROUND_CHUNK = 20_000  # pairs whose background is drawn and correlated at once (2 M correlations)
 BATCH_ELEMENTS = 2 * 10**7  # cells x genes x cCRE keys per batch of attention links (~80 MB of fp32 each copy)
 
 
@@ -206,13 +207,16 @@ def correlation_links(cells: VocabCells, rna_log: sp.csr_matrix, pairs: pd.DataF
     weights = metacells(rna_log, seed=seed)
     expression = (weights @ rna_log).toarray()
     access = (weights @ cells.atac[:, cells.cres].astype(np.float64)).toarray()
-    gene_pos, cre_pos = pairs.gene_pos.to_numpy(), pairs.cre_pos.to_numpy()
+    gene_pos, cre_pos, gene_chrom = pairs.gene_pos.to_numpy(), pairs.cre_pos.to_numpy(), pairs.chrom.to_numpy()
     r = correlation(expression, access, gene_pos, cre_pos)
-    background = background_cres(access.mean(0), np.asarray(cre_chrom), cre_pos, pairs.chrom.to_numpy(),
-                                 np.random.default_rng(seed))  # (pairs, N_BACKGROUND)
-    r_bg = correlation(expression, access, np.repeat(gene_pos, background.shape[1]), background.ravel(),
-                       chunk=50_000).reshape(background.shape)
-    mean, sd = np.nanmean(r_bg, 1), np.nanstd(r_bg, 1)
+    accessibility, rng = access.mean(0), np.random.default_rng(seed)
+    mean, sd = np.full(len(r), np.nan), np.full(len(r), np.nan)
+    for i in range(0, len(r), BACKGROUND_CHUNK):  # chunks of pairs: (chunk, N_BACKGROUND) at a time, not (pairs, ...)
+        part = slice(i, i + BACKGROUND_CHUNK)
+        background = background_cres(accessibility, np.asarray(cre_chrom), cre_pos[part], gene_chrom[part], rng)
+        r_bg = correlation(expression, access, np.repeat(gene_pos[part], background.shape[1]), background.ravel(),
+                           chunk=50_000).reshape(background.shape)
+        mean[part], sd[part] = np.nanmean(r_bg, 1), np.nanstd(r_bg, 1)
     z = np.divide(r - mean, sd, out=np.full_like(r, np.nan), where=sd > 0)
     return pd.DataFrame({"cell_set": "all", "pair": np.arange(len(pairs)), "score": r, "zscore": z,
                          "pvalue": stats.norm.sf(z)})
