@@ -47,12 +47,8 @@ def select_genes(mo: Multiome, tfs: pd.Index, prior_edges: pd.DataFrame, max_gen
     kept_as = np.full(len(genes), "dropped", dtype=object)
     kept_as[genes.isin(prior_edges["tf"]) | genes.isin(prior_edges["target"])] = "prior"
     kept_as[genes.isin(tfs)] = "tf"
-    free = 0 if max_genes is None else max(0, max_genes - int((kept_as != "dropped").sum()))
-    if max_genes is None:
-        kept_as[kept_as == "dropped"] = "variable"
-    else:
-        candidates = order[kept_as[order] == "dropped"]
-        kept_as[candidates[:free]] = "variable"
+    free = len(genes) if max_genes is None else max(0, max_genes - int((kept_as != "dropped").sum()))
+    kept_as[order[kept_as[order] == "dropped"][:free]] = "variable"  # the most variable of the rest
     return pd.DataFrame({"gene": np.asarray(genes, dtype=object), "kept_as": kept_as,
                          "variance": variance.astype(np.float32), "variance_rank": rank})
 
