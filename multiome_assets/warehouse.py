@@ -117,6 +117,9 @@ def list_tables(root: Path | None = None) -> list[str]:
 DERIVED_VIEWS = {
     # every exported GRN with decoupler's column names, for decoupler.mt.* / decoupler.run_* as `net`
     "edge_scores_decoupler": ("edge_scores", "SELECT * RENAME (tf AS source, score AS weight) FROM edge_scores"),
+    # the triplets as TF -> gene regulons (a pair's best triplet), one net per cell type, link method and evidence
+    "tf_cre_gene_decoupler": ("tf_cre_gene", "SELECT dataset, cell_type, link_method, tf_cre_evidence, source, target, "
+                              "max(score) AS weight, count(*) AS n_cres FROM tf_cre_gene GROUP BY ALL"),
 }
 
 

@@ -11,9 +11,13 @@ import scipy.sparse as sp
 from multiome_assets.cells import cell_labels, cell_sets
 from multiome_assets.dataset import DatasetSpec
 from multiome_assets.intervals import read_ccre_bed
-from multiome_assets.links import analysis, enrichment, extract, tracks
+from multiome_assets.grn.artifacts import EdgeHeads, GeneEmbeddings, HeadInput
+from multiome_assets.grn.metrics import evaluate
+from multiome_assets.grn.nulls import null_networks
+from multiome_assets.grn.pipeline import edge_space, head_scores
+from multiome_assets.links import analysis, enrichment, extract, tracks, triplets
 from multiome_assets.preprocess import log_normalize
-from multiome_assets.priors import read_tf_list
+from multiome_assets.priors import SPLITS, read_tf_list
 from multiome_assets.readers import Multiome
 from multiome_assets.translation.pipeline import Translators, load_cells, vocab_genes
 from multiome_assets.translation.splits import rows_of
@@ -189,3 +193,45 @@ def enrichment_table(cre_gene_links: pd.DataFrame, specific: pd.DataFrame, prior
 def link_tracks(cre_gene_links: pd.DataFrame, gene_annotation: pd.DataFrame) -> pd.DataFrame:
     """`link_tracks`: every link as a BEDPE row (cCRE and TSS anchors, 0-based), per method and cell type."""
     return tracks.link_tracks(cre_gene_links, gene_annotation)
+
+
+def tf_cre_evidence(tf_attention_cres: pd.DataFrame, cre_gene_links: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """Each TF's evidence in cCREs: its gene's top-attended cCREs always; its JASPAR motifs in the
+    linked cCREs when the dataset names a genome FASTA."""
+    evidence = [triplets.attention_evidence(tf_attention_cres)]
+    if spec.genome_fasta:
+        cres = cre_gene_links[["cre", "chrom", "start", "end"]].drop_duplicates("cre").reset_index(drop=True)
+        evidence.append(triplets.motif_evidence(cres, spec.genome_fasta, spec.reference("jaspar2024"),
+                                                read_tf_list(spec.tf_list)))
+    return pd.concat(evidence, ignore_index=True)
+
+
+def tf_cre_gene(edge_scores: pd.DataFrame, cre_gene_links: pd.DataFrame, tf_attention_cres: pd.DataFrame,
+                prior_edges: pd.DataFrame, embeddings: GeneEmbeddings, heads: EdgeHeads, spec: DatasetSpec, *,
+                n_random: int, device: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`tf_cre_gene` (the triplets of every cell type) and `tf_cre_gene_metrics` (triplet-supported
+    TF → gene edges against the head alone and the TF's evidence + distance alone, on each GRN
+    split's held-out prior edges)."""
+    evidence = tf_cre_evidence(tf_attention_cres, cre_gene_links, spec)
+    table = triplets.tf_cre_gene(edge_scores, cre_gene_links, evidence)
+    everyone = cre_gene_links[cre_gene_links.cell_type == "all"]
+    links = triplets.strongest_links(everyone)
+    pairs = everyone.drop_duplicates(["gene", "cre"])
+    genes = pd.Index(embeddings.genes)
+    rows = []
+    for split in SPLITS:
+        space = edge_space(prior_edges, genes, split)
+        head = head_scores(space, split, embeddings, heads, device, inputs=(HeadInput("full"),),
+                           objectives=("bce",))[triplets.EDGE_METHOD]
+        networks = null_networks(space, n_random=n_random)  # the same for every method
+        for kind, tf_cres in evidence.groupby("tf_cre_evidence"):
+            methods = {triplets.EDGE_METHOD: (head, np.nan)}
+            for method in ("attention", "correlation"):
+                methods[f"triplet_{method}"] = triplets.triplet_edge_scores(
+                    head, links[links.method == method], tf_cres, space.regulators, space.genes)
+            methods["evidence_distance"] = (triplets.evidence_distance_scores(
+                pairs, tf_cres, spec.link_window, space.regulators, space.genes), np.nan)
+            rows += [{"split": split, "tf_cre_evidence": kind, "method": name, "n_supported": supported,
+                      **evaluate(scores, space, n_random=n_random, networks=networks)}
+                     for name, (scores, supported) in methods.items()]
+    return table, pd.DataFrame(rows)

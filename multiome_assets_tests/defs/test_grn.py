@@ -38,7 +38,7 @@ def built(tmp_path_factory):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("dataset", ["bmmc_starter"])
     result = dg.materialize(ASSETS, partition_key="bmmc_starter", instance=instance, resources=RESOURCES,
-                            selection=dg.AssetSelection.all() - dg.AssetSelection.groups("translation", "links"),
+                            selection=dg.AssetSelection.all() - dg.AssetSelection.groups("translation", "links", "regulons"),
                             run_config={"ops": SMALL}, raise_on_error=False)
     yield instance, result
     mp.undo()

@@ -21,6 +21,10 @@ from multiome_assets_tests.conftest import BUNDLED
 pytestmark = pytest.mark.slow  # whole asset groups really materialized: minutes
 
 ONE_EPOCH = {name: {"config": {"max_epochs": 1}} for name in ("translator_rna2atac", "translator_atac2rna")}
+SMALL_GRN = {**{name: {"config": {"max_epochs": 1}} for name in
+                ("grn_backbone", "grn_backbone_rna_only", "grn_backbone_random_candidates")},
+             "grn_head": {"config": {"epochs": 2}},
+             "grn_baselines": {"config": {"methods": ["pearson"]}}}  # the triplets need the GRN's head
 SNARE = yaml.safe_load((BUNDLED / "datasets/snareseq_hesc/dataset.yaml").read_text())
 CROSS = {  # SNARE-seq translated by BMMC's translators: paired (scored), RNA only, ATAC only
     "snare_paired": {**SNARE, "files": {"rna": "../snareseq_hesc/rna.h5ad", "atac": "../snareseq_hesc/atac.h5ad"}},
@@ -48,11 +52,12 @@ def built(tmp_path_factory):
     graph = defs.resolve_asset_graph()
     results = {}
     crossing = dg.AssetSelection.assets("cross_translated_atac", "cross_translated_rna", "cross_translation_metrics")
-    for key, selection in (("bmmc_starter", (dg.AssetSelection.groups("translation", "links") - crossing).upstream()),
+    first = dg.AssetSelection.groups("translation", "links", "regulons") - crossing
+    for key, selection in (("bmmc_starter", first.upstream()),
                            *((key, crossing.upstream() | dg.AssetSelection.assets("translated_profiles")) for key in CROSS)):
         keys = applicable(defs, (selection - dg.AssetSelection.groups("inputs")).resolve(graph), load_spec(key))
         results[key] = dg.materialize(ASSETS, partition_key=key, instance=instance, resources=RESOURCES,
-                                      selection=keys, run_config={"ops": {k: v for k, v in ONE_EPOCH.items()
+                                      selection=keys, run_config={"ops": {k: v for k, v in (ONE_EPOCH | SMALL_GRN).items()
                                                                           if dg.AssetKey(k) in keys}},
                                       raise_on_error=False)
     yield results
@@ -249,3 +254,33 @@ def test_links_answer_the_questions_in_sql(built):
     assert set(checks[checks.cells != "held_out"].n_cells) == {splits.cell.nunique()}
     genes = warehouse.query("select cell_type, score from gene_link_scores where dataset = 'bmmc_starter'")
     assert genes.score.between(0, 1).all() and "all" in set(genes.cell_type)
+
+
+def test_triplets_of_both_methods_answer_in_sql(built):
+    """`select * from tf_cre_gene` answers with triplets whose three pieces are in the other tables,
+    and tf_cre_gene_metrics compares them with the head alone and evidence + distance alone."""
+    assert {"tf_cre_gene", "tf_cre_gene_metrics"} <= _made(built["bmmc_starter"])
+    triplets = warehouse.query("select * from tf_cre_gene where dataset = 'bmmc_starter'")
+    assert len(triplets) and set(triplets.link_method) <= {"attention", "correlation"}
+    assert set(triplets.tf_cre_evidence) == {"tf_attention"}  # no genome FASTA in the bundled data
+    assert triplets.score.between(0, 1).all() and (triplets.cre == triplets.chrom + "-" + triplets.start.astype(str)
+                                                   + "-" + triplets.end.astype(str)).all()
+    # every piece is where the triplet says: the edge, the link (among the gene's 10 best), the TF's cCRE
+    edge = warehouse.query("""select count(*) from tf_cre_gene t left join edge_scores e on e.dataset = t.dataset
+        and e.method = 'epiawarenet_bce' and e.context = t.cell_type and e.tf = t.source and e.target = t.target
+        where e.tf is null""").iloc[0, 0]
+    link = warehouse.query("""select count(*) from tf_cre_gene t left join cre_gene_links l on l.dataset = t.dataset
+        and l.method = t.link_method and l.cell_type = t.cell_type and l.cre = t.cre_id and l.gene = t.target
+        and l.rank <= 10 where l.gene is null""").iloc[0, 0]
+    tf_cre = warehouse.query("""select count(*) from tf_cre_gene t left join tf_attention_cres a
+        on a.dataset = t.dataset and a.tf = t.source and a.cre = t.cre_id where a.tf is null""").iloc[0, 0]
+    assert edge == link == tf_cre == 0
+    assert (triplets.groupby(["cell_type", "link_method", "tf_cre_evidence"])["rank"].min() == 1).all()
+    net = warehouse.query("""select source, target, weight from tf_cre_gene_decoupler where cell_type = 'all'
+        and link_method = 'attention'""")  # decoupler's net: one row per TF -> gene pair
+    assert len(net) and not net.duplicated(["source", "target"]).any()
+    metrics = warehouse.query("select split, method, n_supported, auroc, degree_matched_auroc from tf_cre_gene_metrics")
+    assert set(metrics.split) == {"random", "tf_heldout"}
+    assert set(metrics.method) == {"epiawarenet_bce", "triplet_attention", "triplet_correlation", "evidence_distance"}
+    assert metrics.auroc.between(0, 1).all()
+    assert (metrics[metrics.method.str.startswith("triplet")].n_supported > 0).all()
