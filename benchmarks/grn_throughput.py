@@ -10,6 +10,10 @@ step is forward + backward + AdamW step on ``--batch`` cells. Rows:
   (10% of genes and 4% of peaks non-zero per cell).
 - ``snareseq``: the bundled SNARE-seq data (385 cells, 8,595 genes, 36,954 peaks, candidates
   within 100 kb of each TSS) with the ``cpu`` profile and its batch size.
+- ``pbmc``: a 10x run at the EpiAwareNet paper's size as the ``cpu`` profile sees it: the 11,053 GRN
+  genes that ``grn_genes`` keeps of 36,600 (docs/performance.md), 112,000 peaks, ~2,000 genes and
+  ~7,000 peaks non-zero per cell (synthetic values), 16 random candidates per gene; 64 cells for
+  the embedding export.
 
 Wall time on a shared VM includes the hypervisor's steal time; the table also prints the
 process's CPU seconds per cell and the machine's steal % over the timed steps.
@@ -31,6 +35,7 @@ is printed.
     python benchmarks/grn_throughput.py                       # both configs, auto dtype, grad ckpt on
     python benchmarks/grn_throughput.py --dtypes fp32 bf16 --checkpointing both   # the former default
     python benchmarks/grn_throughput.py --configs reference --dtypes fp32 --batch 2 4
+    python benchmarks/grn_throughput.py --configs pbmc --dtypes fp32 --steps 1   # a 10x run's cost per cell
     python benchmarks/grn_throughput.py --configs reference --dtypes bf16 --batch 2 4 8 \
         --checkpointing on --allocator glibc hugepage-mmap jemalloc --steps 3 \
         --reference /tmp/EpiAwareNet_pub   # the table of docs/performance.md
@@ -88,14 +93,14 @@ def _cpu_clock() -> tuple[float, float, float]:
     return ru.ru_utime + ru.ru_stime, user + nice + system + irq + softirq + steal, steal
 
 
-def _synthetic(G, P, C, n_cells, seed=0):
+def _synthetic(G, P, C, n_cells, seed=0, gene_density=0.10, peak_density=0.04):
     import numpy as np
     import scipy.sparse as sp
 
     rng = np.random.default_rng(seed)
-    counts = sp.random(n_cells, G, density=0.10, random_state=seed, data_rvs=lambda n: rng.poisson(2.0, n) + 1)
+    counts = sp.random(n_cells, G, density=gene_density, random_state=seed, data_rvs=lambda n: rng.poisson(2.0, n) + 1)
     rna = sp.csr_matrix(counts, dtype=np.float32).log1p()
-    atac = sp.csr_matrix(sp.random(n_cells, P, density=0.04, random_state=seed + 1), dtype=np.float32)
+    atac = sp.csr_matrix(sp.random(n_cells, P, density=peak_density, random_state=seed + 1), dtype=np.float32)
     atac.data[:] = 1.0
     cand = rng.integers(0, P, (G, C))  # as the reference's "random" candidate mode (repeats allowed)
     return rna, atac, cand
@@ -141,6 +146,11 @@ def worker(spec: dict) -> dict:
         G, P, C = 5000, 20000, 50
         rna, atac, cand = _synthetic(G, P, C, n_cells=max(8, B * (spec["steps"] + spec["warmup"])))
         cfg = GRNTransformerConfig(n_genes=G, n_peaks=P, ffn_mult=4, dropout=spec["dropout"])
+    elif spec["config"] == "pbmc":
+        G, P, C = 11053, 112000, 16
+        rna, atac, cand = _synthetic(G, P, C, n_cells=max(64, B * (spec["steps"] + spec["warmup"])),
+                                     gene_density=2000 / G, peak_density=7000 / P)
+        cfg = GRNTransformerConfig(n_genes=G, n_peaks=P, **PROFILES["cpu"][0])
     else:
         rna, atac, cand = _snareseq()
         cfg = GRNTransformerConfig(n_genes=rna.shape[1], n_peaks=atac.shape[1], **PROFILES["cpu"][0])
@@ -255,12 +265,13 @@ def specs(args, dtypes: list[str]):
             for ckpt, dtype, allocator in itertools.product(ckpts, dtypes, args.allocator):
                 yield dict(config=config, batch=B, dtype=dtype, checkpointing=ckpt, steps=args.steps, allocator=allocator,
                            warmup=args.warmup, device=args.device, threads=args.threads, dropout=args.dropout,
-                           embed_cells=8 if config == "reference" else 0, embed_batch=4 if config == "reference" else 32)
+                           embed_cells={"reference": 8, "pbmc": 64}.get(config, 0),
+                           embed_batch=4 if config == "reference" else 32)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--configs", nargs="+", default=["reference", "snareseq"], choices=["reference", "snareseq"])
+    p.add_argument("--configs", nargs="+", default=["reference", "snareseq"], choices=["reference", "snareseq", "pbmc"])
     p.add_argument("--dtypes", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 where the hardware computes it natively (CUDA, AVX512_BF16, AMX), else fp32")
     p.add_argument("--batch", type=int, nargs="+", default=None, help="cells per step (default: 2 reference, the cpu profile's for snareseq)")

@@ -41,15 +41,17 @@ def cell_types(labels: np.ndarray | None, min_cells: int = 1) -> tuple[np.ndarra
 
 
 def cell_sets(labels: np.ndarray | None, n_cells: int, *, max_cells: int | None = None,
-              seed: int = 0) -> dict[str, np.ndarray]:
+              max_cells_per_type: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """`all`, plus one set per cell type with at least MIN_CELLS_PER_CONTEXT cells: sorted cell
-    positions. With `max_cells`, each set is a seeded sample of at most that many cells."""
+    positions. With `max_cells`, each set is a seeded sample of at most that many cells;
+    `max_cells_per_type` (None: `max_cells`) bounds the cell-type sets on their own."""
     rng = np.random.default_rng(seed)
+    per_type = max_cells if max_cells_per_type is None else max_cells_per_type
 
-    def pick(rows: np.ndarray) -> np.ndarray:
-        return rows if max_cells is None else np.sort(rng.choice(rows, min(max_cells, len(rows)), replace=False))
+    def pick(rows: np.ndarray, budget: int | None) -> np.ndarray:
+        return rows if budget is None else np.sort(rng.choice(rows, min(budget, len(rows)), replace=False))
 
-    sets = {"all": pick(np.arange(n_cells))}
+    sets = {"all": pick(np.arange(n_cells), max_cells)}
     for name in cell_types(labels, MIN_CELLS_PER_CONTEXT)[0]:
-        sets[str(name)] = pick(np.flatnonzero(labels == name))
+        sets[str(name)] = pick(np.flatnonzero(labels == name), per_type)
     return sets

@@ -23,6 +23,9 @@ def test_sampled_cell_sets_follow_the_same_rule():
     assert set(sets) == {"all", "T"}
     assert len(sets["all"]) == len(sets["T"]) == 5
     assert set(sets["T"]) <= set(range(12))
+    # a cell type's own budget (the backbone embeddings': 500 for all, 100 per type)
+    sets = cell_sets(cell_labels(OBS, "cell_type"), len(OBS), max_cells=20, max_cells_per_type=4, seed=1)
+    assert len(sets["all"]) == 20 and len(sets["T"]) == 4 and set(sets["T"]) <= set(range(12))
 
 
 def test_a_missing_cell_type_column_names_the_file_and_the_columns():

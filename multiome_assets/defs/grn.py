@@ -138,7 +138,9 @@ def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
     a seeded sample of each set's cells where the backbone's profile sets a budget)."""
     spec = datasets.spec(context.partition_key)
     labels = cell_labels(multiome.rna.obs, spec.cell_type_column, source=str(spec.yaml_path))
-    sets = cell_sets(labels, multiome.n_cells, max_cells=grn_backbone.train_config.get("embed_cells_per_set"))
+    budget = grn_backbone.train_config
+    sets = cell_sets(labels, multiome.n_cells, max_cells=budget.get("embed_cells_per_set"),
+                     max_cells_per_type=budget.get("embed_cells_per_type"))
     embeddings = pipeline.gene_embeddings(genes.restrict(multiome, grn_genes), sets, {
         "full": grn_backbone, "rna_only": grn_backbone_rna_only, "random_candidates": grn_backbone_random_candidates,
     }, compute.torch_device())

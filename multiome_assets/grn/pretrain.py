@@ -62,6 +62,7 @@ class PretrainConfig:
     cells_per_epoch: int | None = None
     max_val_cells: int | None = None
     embed_cells_per_set: int | None = None
+    embed_cells_per_type: int | None = None  # None: embed_cells_per_set
 
 
 # name -> (GRNTransformerConfig overrides, training config)
@@ -77,7 +78,8 @@ PROFILES: dict[Profile, tuple[dict, PretrainConfig]] = {
     "cpu": (
         dict(d_model=32, n_layers=2, n_heads=4, max_candidates=16),
         PretrainConfig(lr=2e-3, batch_size=32, max_epochs=1, patience=1,
-                       cells_per_epoch=1000, max_val_cells=128, embed_cells_per_set=500),
+                       cells_per_epoch=1000, max_val_cells=128, embed_cells_per_set=500,
+                       embed_cells_per_type=100),
     ),
 }
 

@@ -128,15 +128,16 @@ def test_an_assets_metadata_renders_its_table_and_its_curves(operated):
         page.screenshot(path=str(shots / "metadata_summary.png"))
         dialog.get_by_role("button", name="Close").click()
 
-        row = page.locator("tr").filter(has=page.get_by_text("curves_tf_heldout", exact=True))
-        row.get_by_text("[Show Markdown]").click()
-        figure = page.get_by_role("dialog").locator("img")
-        expect(figure).to_be_visible()
-        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=figure.element_handle())
-        box, frame = figure.bounding_box(), page.get_by_role("dialog").bounding_box()
-        assert box["width"] > 600 and box["x"] + box["width"] <= frame["x"] + frame["width"]  # whole, not clipped
-        page.screenshot(path=str(shots / "metadata_curves.png"))
-        page.get_by_role("dialog").get_by_role("button", name="Close").click()
+        for key in ("curves_tf_heldout", "methods_vs_baselines"):  # the PR/ROC curves, each method against its baselines
+            row = page.locator("tr").filter(has=page.get_by_text(key, exact=True))
+            row.get_by_text("[Show Markdown]").click()
+            figure = page.get_by_role("dialog").locator("img")
+            expect(figure).to_be_visible()
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=figure.element_handle())
+            box, frame = figure.bounding_box(), page.get_by_role("dialog").bounding_box()
+            assert box["width"] > 400 and box["x"] + box["width"] <= frame["x"] + frame["width"]  # whole, not clipped
+            page.screenshot(path=str(shots / f"metadata_{key}.png"))
+            page.get_by_role("dialog").get_by_role("button", name="Close").click()
 
 
 def test_the_schedule_and_the_sensors_are_running(operated):

@@ -284,3 +284,19 @@ def test_triplets_of_both_methods_answer_in_sql(built):
     assert set(metrics.method) == {"epiawarenet_bce", "triplet_attention", "triplet_correlation", "evidence_distance"}
     assert metrics.auroc.between(0, 1).all()
     assert (metrics[metrics.method.str.startswith("triplet")].n_supported > 0).all()
+
+
+def test_the_docs_results_tables_are_written_from_the_tables(built):
+    from multiome_assets import doc_tables
+
+    root = warehouse.warehouse_dir()
+    text = ("before\n<!-- table: translation_metrics bmmc_starter rna2atac -->\nstale\n<!-- end table -->\n"
+            "between\n<!-- table: tf_cre_gene_metrics -->\n<!-- end table -->\nafter\n")
+    new = doc_tables.rewritten(text, root)
+    assert "stale" not in new and new.startswith("before\n") and new.endswith("after\n")
+    value = warehouse.query("""select value from translation_metrics where dataset = 'bmmc_starter'
+        and direction = 'rna2atac' and scenario = 'random' and method = 'cisformer'
+        and metric = 'per_cre_auroc_macro'""").value[0]
+    assert f"| random | cisformer | {value:.3f} |" in new
+    assert "| bmmc_starter | random | tf_attention | triplet_attention |" in new
+    assert doc_tables.rewritten(new, root) == new
