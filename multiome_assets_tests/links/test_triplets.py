@@ -1,14 +1,16 @@
 """TF → cCRE → gene triplets: a triplet needs all three pieces in its cell type, scores the geometric
 mean of their percentiles, names its region chr-start-end; motif evidence comes from a FASTA the test
 writes; triplet support lifts the pairs it supports in the evaluation's ranking."""
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from multiome_assets.dataset import reference_path
+from multiome_assets.dataset import load_spec, reference_path
 from multiome_assets.grn.edge_space import EdgeSpace
 from multiome_assets.grn.metrics import evaluate
-from multiome_assets.links import motifs, triplets
+from multiome_assets.links import motifs, pipeline, triplets
 
 COLUMNS = ["method", "cell_type", "gene", "cre", "chrom", "start", "end", "distance", "score", "rank"]
 
@@ -62,23 +64,52 @@ def test_jaspar_motif_names_give_their_tfs():
     assert triplets.motif_tfs("TFAP2A") == ["TFAP2A"]
 
 
-def test_motif_evidence_finds_the_tf_planted_in_a_written_genome(tmp_path):
-    jaspar = motifs.read_meme(reference_path("jaspar2024"))
-    i = jaspar.names.index("TFAP2A")
-    word = "".join("ACGT"[j] for j in jaspar.log_odds[i, :, :jaspar.widths[i]].argmax(0).tolist())
+def _planted_genome(tmp_path, word: str, cres: pd.DataFrame, planted: range) -> str:
     rng = np.random.default_rng(0)
-    sequence = np.array(list("ACGT"))[rng.integers(0, 4, 20_000)]
-    cres = pd.DataFrame({"cre": [f"cCRE{k}" for k in range(20)], "chrom": "chr1",
-                         "start": np.arange(20) * 900 + 100, "end": np.arange(20) * 900 + 300})
-    for k in range(5):
+    sequence = np.array(list("ACGT"))[rng.integers(0, 4, int(cres.end.max()) + 1000)]
+    for k in planted:
         sequence[cres.start[k] + 40:cres.start[k] + 40 + len(word)] = list(word)
     text = "".join(sequence)
     fasta = tmp_path / "genome.fa"
     fasta.write_text(">chr1\n" + "\n".join(text[j:j + 60] for j in range(0, len(text), 60)) + "\n")
+    return fasta
+
+
+def _consensus(name: str) -> str:
+    jaspar = motifs.read_meme(reference_path("jaspar2024"))
+    i = jaspar.names.index(name)
+    return "".join("ACGT"[j] for j in jaspar.log_odds[i, :, :jaspar.widths[i]].argmax(0).tolist())
+
+
+def test_motif_evidence_finds_the_tf_planted_in_a_written_genome(tmp_path):
+    cres = pd.DataFrame({"cre": [f"cCRE{k}" for k in range(20)], "chrom": "chr1",
+                         "start": np.arange(20) * 900 + 100, "end": np.arange(20) * 900 + 300})
+    fasta = _planted_genome(tmp_path, _consensus("TFAP2A"), cres, range(5))
     evidence = triplets.motif_evidence(cres, fasta, reference_path("jaspar2024"), ["TFAP2A", "PAX5"])
     tfap2a = set(evidence[evidence.tf == "TFAP2A"].cre)
     assert {f"cCRE{k}" for k in range(5)} <= tfap2a and len(tfap2a) < 10
     assert set(evidence.tf) <= {"TFAP2A", "PAX5"} and (evidence.tf_cre_evidence == "motif").all()
+
+
+def test_a_dataset_naming_a_genome_gets_motif_triplets_beside_attention_ones(tmp_path):
+    """The asset's path: with `genome_fasta` in dataset.yaml, the TF's motifs in the linked cCREs
+    are evidence too, and make triplets of their own (`tf_cre_evidence` = 'motif')."""
+    links = _links([("attention", "all", "GENE1", f"cCRE{k}", "chr1", 900 * k + 100, 900 * k + 300, 10, 1 / (k + 1), 1)
+                    for k in range(8)])
+    links["gene"] = [f"G{k}" for k in range(8)]
+    cres = links[["cre", "chrom", "start", "end"]].reset_index(drop=True)
+    fasta = _planted_genome(tmp_path, _consensus("TFAP2A"), cres, range(3))
+    spec = replace(load_spec("bmmc_starter"), genome_fasta=fasta)
+    tf_cres = pd.DataFrame({"tf": "PAX5", "cre": ["cCRE7"], "rank": [1]})
+    evidence = pipeline.tf_cre_evidence(tf_cres, links, spec)
+    assert set(evidence.tf_cre_evidence) == {"tf_attention", "motif"}
+    assert {"cCRE0", "cCRE1", "cCRE2"} <= set(evidence[evidence.tf == "TFAP2A"].cre)
+    edges = _edges([("all", "epiawarenet_bce", "TFAP2A", f"G{k}", 1.0 - k / 10) for k in range(8)]
+                   + [("all", "epiawarenet_bce", "PAX5", "G7", 0.5)])
+    table = triplets.tf_cre_gene(edges, links, evidence)
+    motif = table[table.tf_cre_evidence == "motif"]
+    assert {"G0", "G1", "G2"} <= set(motif[motif.source == "TFAP2A"].target)
+    assert table[table.tf_cre_evidence == "tf_attention"][["source", "target"]].values.tolist() == [["PAX5", "G7"]]
 
 
 def _space(rng, R=20, G=200):
