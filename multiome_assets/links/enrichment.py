@@ -140,10 +140,11 @@ def read_bed(path: Path) -> pd.DataFrame:
 
 
 def read_variants(path: Path) -> pd.DataFrame:
-    """chrom, start, end (0-based, half-open: the one base), pip, trait of a fine-mapped variant table
-    (tab-separated, header with chrom, pos, pip and optionally trait; without it every variant is of
-    one trait named after the file). `pos` is 1-based, as in VCF and fine-mapping output; it is
-    converted here, once: the base at pos is [pos - 1, pos)."""
+    """chrom, start, end (0-based, half-open: the one base), pip, trait (and ref, when the file has
+    it) of a fine-mapped variant table (tab-separated, header with chrom, pos, pip and optionally
+    trait and ref; without a trait every variant is of one trait named after the file). `pos` is
+    1-based, as in VCF and fine-mapping output; it is converted here, once: the base at pos is
+    [pos - 1, pos)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: the variant file does not exist")
@@ -165,8 +166,39 @@ def read_variants(path: Path) -> pd.DataFrame:
     variants = pd.DataFrame({"chrom": table.chrom.to_numpy(), "start": pos.to_numpy(np.int64) - 1,
                              "end": pos.to_numpy(np.int64), "pip": pip.to_numpy(np.float64),
                              "trait": table.trait.astype(str).to_numpy() if "trait" in table else path.stem})
+    if "ref" in table:
+        variants["ref"] = table.ref.astype(str).str.upper().to_numpy()
     _check_build(path, variants, first_line=2, what="pos (1-based)")
     return variants
+
+
+MIN_REF_MATCH = 0.9  # hg38 variants match their reference allele; another build's match by chance (~25% for SNVs)
+
+
+def check_reference_alleles(path: Path, fasta: Path) -> float:
+    """The fraction of the variant file's `ref` alleles that the genome FASTA holds at their
+    positions; refused (naming the file, the fraction and the first line that differs) below
+    MIN_REF_MATCH: the variants are of another genome build than the FASTA's (hg38). NaN when the
+    file has no `ref` column."""
+    variants = read_variants(path)
+    if "ref" not in variants:
+        return float("nan")
+    genome = motifs.read_fasta(fasta, set(variants.chrom))
+    refs = variants.ref.to_numpy().astype("S")  # fixed width: one byte column per allele position
+    width = refs.dtype.itemsize
+    letters = refs.view(np.uint8).reshape(len(refs), width)
+    match = np.zeros(len(variants), dtype=bool)
+    for chrom, rows in variants.groupby("chrom").indices.items():  # one array per chromosome, not per variant
+        sequence = np.frombuffer(genome[chrom], dtype=np.uint8)
+        at = np.minimum(variants.start.to_numpy()[rows, None] + np.arange(width), len(sequence) - 1)
+        used = letters[rows] != 0  # the allele's own letters (shorter ones are padded with 0)
+        match[rows] = ((sequence[at] == letters[rows]) | ~used).all(1)
+    if match.mean() < MIN_REF_MATCH:
+        i = int(np.argmax(~match))
+        raise DatasetError(f"{path}: only {match.mean():.0%} of the ref alleles are the bases {fasta} holds at "
+                           f"their positions (first at line {i + 2}: {variants.chrom.iloc[i]}:{variants.end.iloc[i]} "
+                           f"ref {variants.ref.iloc[i]}): the variants are of another genome build than the FASTA (hg38)?")
+    return float(match.mean())
 
 
 def _check_build(path: Path, intervals: pd.DataFrame, first_line: int, what: str) -> None:

@@ -183,6 +183,8 @@ def enrichment_table(cre_gene_links: pd.DataFrame, specific: pd.DataFrame, prior
     if spec.enrichment_beds:
         rows += enrichment.bed_overlaps(cres, sets, spec.enrichment_beds)
     if spec.fine_mapped_variants:
+        if spec.genome_fasta:
+            enrichment.check_reference_alleles(spec.fine_mapped_variants, spec.genome_fasta)
         rows += enrichment.causal_variants(cres, sets, spec.fine_mapped_variants)
         rows += enrichment.gwas_scores(cre_gwas_scores(cre_gene_links), spec.fine_mapped_variants)
     if spec.genome_fasta:

@@ -78,6 +78,26 @@ def test_a_variant_file_of_another_build_is_refused(tmp_path):
         enrichment.read_variants(path)
 
 
+def test_reference_alleles_catch_a_file_of_another_build_within_hg38s_lengths(tmp_path):
+    """With a genome FASTA, the `ref` column is checked against the bases at the 1-based positions:
+    a file of another build (here: every position shifted, as liftover would) is refused."""
+    rng = np.random.default_rng(0)
+    genome = "".join(np.array(list("ACGT"))[rng.integers(0, 4, 5000)])
+    fasta = tmp_path / "genome.fa"
+    fasta.write_text(">chr1\n" + "\n".join(genome[i:i + 60] for i in range(0, len(genome), 60)) + "\n")
+    pos = np.arange(1, 4000, 37)
+    refs = [genome[p - 1] if k % 10 else genome[p - 1:p + 2] for k, p in enumerate(pos)]  # SNVs and 3-base refs
+    path = tmp_path / "finemap.tsv"
+    path.write_text("chrom\tpos\tpip\tref\n" + "".join(f"chr1\t{p}\t0.5\t{r}\n" for p, r in zip(pos, refs)))
+    assert enrichment.check_reference_alleles(path, fasta) == 1.0
+    shifted = tmp_path / "other_build.tsv"
+    shifted.write_text("chrom\tpos\tpip\tref\n" + "".join(f"chr1\t{p + 500}\t0.5\t{r}\n" for p, r in zip(pos, refs)))
+    with pytest.raises(DatasetError, match=rf"{shifted}: only \d+% of the ref alleles .* another genome build"):
+        enrichment.check_reference_alleles(shifted, fasta)
+    path.write_text("chrom\tpos\tpip\nchr1\t10\t0.5\n")  # no ref column: nothing to check
+    assert np.isnan(enrichment.check_reference_alleles(path, fasta))
+
+
 def test_bed_overlap_counts_cres_touching_the_regions(tmp_path):
     cres = pd.DataFrame({"cre": list("abcdef"), "chrom": "chr2", "start": np.arange(6) * 1000,
                          "end": np.arange(6) * 1000 + 200})
