@@ -211,18 +211,25 @@ def tf_cre_evidence(tf_attention_cres: pd.DataFrame, cre_gene_links: pd.DataFram
 def tf_cre_gene(edge_scores: pd.DataFrame, cre_gene_links: pd.DataFrame, tf_attention_cres: pd.DataFrame,
                 prior_edges: pd.DataFrame, embeddings: GeneEmbeddings, heads: EdgeHeads, spec: DatasetSpec, *,
                 n_random: int, device: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`tf_cre_gene` (the triplets of every cell type) and `tf_cre_gene_metrics` (triplet-supported
-    TF → gene edges against the head alone and the TF's evidence + distance alone, on each GRN
-    split's held-out prior edges)."""
+    """`tf_cre_gene` (the triplets of every cell type) and `tf_cre_gene_metrics`."""
     evidence = tf_cre_evidence(tf_attention_cres, cre_gene_links, spec)
-    table = triplets.tf_cre_gene(edge_scores, cre_gene_links, evidence)
+    return (triplets.tf_cre_gene(edge_scores, cre_gene_links, evidence),
+            triplet_metrics(cre_gene_links, evidence, prior_edges, embeddings, heads, spec.link_window,
+                            n_random=n_random, device=device))
+
+
+def triplet_metrics(cre_gene_links: pd.DataFrame, evidence: pd.DataFrame, prior_edges: pd.DataFrame,
+                    embeddings: GeneEmbeddings, heads: EdgeHeads, window: int, *, n_random: int,
+                    device: str) -> pd.DataFrame:
+    """On each GRN split's held-out prior edges (cell set `all`): the split's head alone, the pairs
+    with a triplet first (attention links, correlation links), and the TF's evidence + distance alone;
+    one row per split, evidence kind and method."""
     everyone = cre_gene_links[cre_gene_links.cell_type == "all"]
     links = triplets.strongest_links(everyone)
     pairs = everyone.drop_duplicates(["gene", "cre"])
-    genes = pd.Index(embeddings.genes)
     rows = []
     for split in SPLITS:
-        space = edge_space(prior_edges, genes, split)
+        space = edge_space(prior_edges, pd.Index(embeddings.genes), split)
         head = head_scores(space, split, embeddings, heads, device, inputs=(HeadInput("full"),),
                            objectives=("bce",))[triplets.EDGE_METHOD]
         networks = null_networks(space, n_random=n_random)  # the same for every method
@@ -232,8 +239,8 @@ def tf_cre_gene(edge_scores: pd.DataFrame, cre_gene_links: pd.DataFrame, tf_atte
                 methods[f"triplet_{method}"] = triplets.triplet_edge_scores(
                     head, links[links.method == method], tf_cres, space.regulators, space.genes)
             methods["evidence_distance"] = (triplets.evidence_distance_scores(
-                pairs, tf_cres, spec.link_window, space.regulators, space.genes), np.nan)
+                pairs, tf_cres, window, space.regulators, space.genes), np.nan)
             rows += [{"split": split, "tf_cre_evidence": kind, "method": name, "n_supported": supported,
                       **evaluate(scores, space, n_random=n_random, networks=networks)}
                      for name, (scores, supported) in methods.items()]
-    return table, pd.DataFrame(rows)
+    return pd.DataFrame(rows)
