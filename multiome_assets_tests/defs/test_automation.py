@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # whole asset groups really materialized: minutes
 
 # what reads the prior, directly or not (the expression baselines read the TF list, not the prior)
 FOLLOW_THE_PRIOR = {"prior_edges", "prior_versions", "grn_head", "edge_scores", "grn_metrics", "grn_regulator_enrichment",
-                    "grn_metrics_history", "enrichment"}
+                    "grn_metrics_history", "enrichment", "tf_cre_gene", "tf_cre_gene_metrics"}
 
 
 @pytest.fixture
