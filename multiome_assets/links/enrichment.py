@@ -344,10 +344,7 @@ def _trait_averaged_ratio(variants: pd.DataFrame, hit: np.ndarray, rng: np.rando
 
 def motif_enrichment(cres: pd.DataFrame, specific: dict[str, np.ndarray], fasta: Path, motif_file: Path) -> list[dict]:
     """`motif` rows: each motif among each cell type's specific cCREs vs every scored cCRE."""
-    jaspar = motifs.read_meme(motif_file)
-    genome = motifs.read_fasta(fasta, set(cres.chrom))
-    sequences, lengths = motifs.one_hot(genome, cres, fasta)
-    hits = motifs.motif_hits(jaspar, sequences, lengths)
+    jaspar, hits = motifs.scan(cres, fasta, motif_file)
     ids = cres.cre.to_numpy()
     terms = {f"{name} ({mid})": ids[hits[:, m]] for m, (mid, name) in enumerate(zip(jaspar.ids, jaspar.names))}
     return [row for cell_type, chosen in specific.items()

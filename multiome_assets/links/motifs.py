@@ -144,3 +144,11 @@ def motif_hits(motifs: Motifs, sequences: torch.Tensor, lengths: torch.Tensor) -
         best = scores.masked_fill(~inside, float("-inf")).amax(dim=(1, 3))
         hits[start:start + len(x)] = (best >= motifs.thresholds).numpy()
     return hits
+
+
+def scan(cres: pd.DataFrame, fasta: Path, motif_file: Path) -> tuple[Motifs, np.ndarray]:
+    """The JASPAR motifs of `motif_file` and their (N, M) hits in the cCREs (chrom, start, end) of
+    the genome `fasta`."""
+    jaspar = read_meme(motif_file)
+    genome = read_fasta(fasta, set(cres.chrom))
+    return jaspar, motif_hits(jaspar, *one_hot(genome, cres, fasta))

@@ -69,9 +69,7 @@ def motif_tfs(motif_name: str) -> list[str]:
 def motif_evidence(cres: pd.DataFrame, fasta, motif_file, tfs) -> pd.DataFrame:
     """(tf, cre, tf_cre_pct=1, tf_cre_evidence='motif'): a motif of the TF in the cCRE's sequence.
     `cres`: cre, chrom, start, end; `tfs`: the TF symbols to keep."""
-    jaspar = motifs.read_meme(motif_file)
-    genome = motifs.read_fasta(fasta, set(cres.chrom))
-    hits = motifs.motif_hits(jaspar, *motifs.one_hot(genome, cres, fasta))
+    jaspar, hits = motifs.scan(cres, fasta, motif_file)
     cre_rows, motif_cols = np.nonzero(hits)
     owners = pd.DataFrame([(m, tf) for m, name in enumerate(jaspar.names) for tf in motif_tfs(name)],
                           columns=["motif", "tf"])
