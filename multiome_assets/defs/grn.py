@@ -51,7 +51,7 @@ class ExportConfig(dg.Config):
 class BaselineConfig(dg.Config):
     methods: list[str] = ["pearson", "spearman", "wgcna", "grnboost2"]
     seed: int = 0
-    grnboost2_max_cells: int | None = 1000  # GRNBoost2 on a seeded sample of cells (None: all)
+    grnboost2_max_cells: int | None = 500  # GRNBoost2 on a seeded sample of cells (None: all)
 
 
 class GeneBudgetConfig(dg.Config):

@@ -78,7 +78,7 @@ PROFILES: dict[Profile, tuple[dict, PretrainConfig]] = {
     "cpu": (
         dict(d_model=32, n_layers=2, n_heads=4, max_candidates=16),
         PretrainConfig(lr=2e-3, batch_size=32, max_epochs=1, patience=1,
-                       cells_per_epoch=1000, max_val_cells=128, embed_cells_per_set=500,
+                       cells_per_epoch=500, max_val_cells=128, embed_cells_per_set=500,
                        embed_cells_per_type=100),
     ),
 }

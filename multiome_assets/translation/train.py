@@ -41,6 +41,9 @@ class TrainConfig:
     # the early-stopping validation on a fixed sample of the validation cells
     cells_per_epoch: int | None = None
     max_val_cells: int | None = None
+    # at most this many training cells seen in all (epochs x cells per epoch x resamples; None:
+    # max_epochs decides): fewer epochs where the cells are many
+    max_cells_seen: int | None = None
 
 
 # the reference code's defaults (cisformer/generate_default_config.py): 500 and 100 epochs, stopped
@@ -59,14 +62,16 @@ PROFILES: dict[Profile, dict[str, tuple[dict, TrainConfig]]] = {
     # the bundled datasets in minutes on 2 CPU cores: the paper's optimizer and schedule, a larger
     # rate (tiny models sit longer on the uniform-attention plateau), fewer epochs, and fewer tokens
     # per cell (attention cost grows with queries x keys; ATAC→RNA's gene self-attention with their square);
-    # at most 2,000 cells per epoch and 256 validation cells (the bundled datasets, 385 and 500 cells,
-    # stay whole; a 10x run's 12,000 cells do not)
+    # at most 1,000 cells per epoch, 6,000 seen in all, and 256 validation cells: the bundled datasets
+    # (385 and 500 cells) stay whole and train their 12 epochs; a 10x run trains about as long as they do
+    # (docs/performance.md#budgets)
     "cpu": {"rna2atac": (dict(d_model=56, n_layers=2, n_heads=4, head_dim=16),
                          replace(PAPER_TRAINING["rna2atac"], lr=3e-3, resamples=1, max_epochs=12, max_source=512,
-                                 n_queries=512, cells_per_epoch=2_000, max_val_cells=256)),
+                                 n_queries=512, cells_per_epoch=1_000, max_cells_seen=6_000, max_val_cells=256)),
             "atac2rna": (dict(d_model=56, n_layers=2, n_heads=4, head_dim=16),
                          replace(PAPER_TRAINING["atac2rna"], lr=1e-2, batch_size=32, max_epochs=12, patience=3,
-                                 max_source=2_000, n_queries=1_000, cells_per_epoch=2_000, max_val_cells=256))},
+                                 max_source=2_000, n_queries=1_000, cells_per_epoch=1_000, max_cells_seen=6_000,
+                                 max_val_cells=256))},
 }
 
 
@@ -86,6 +91,14 @@ def make_batch(direction: str, cells: VocabCells, rows: np.ndarray, rng: np.rand
         half = config.n_queries // 2
         return rna2atac_batch(cells, rows, rng, max_genes=config.max_source, n_active=half, n_inactive=half)
     return atac2rna_batch(cells, rows, rng, upper, max_cres=config.max_source, n_genes=config.n_queries)
+
+
+def epoch_limit(config: TrainConfig, n_train: int) -> int:
+    """max_epochs, or fewer where `max_cells_seen` binds (at least one epoch)."""
+    if config.max_cells_seen is None:
+        return config.max_epochs
+    per_epoch = min(n_train, config.cells_per_epoch or n_train) * config.resamples
+    return max(1, min(config.max_epochs, config.max_cells_seen // max(per_epoch, 1)))
 
 
 def source_lengths(direction: str, cells: VocabCells) -> np.ndarray:
@@ -148,7 +161,7 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
                         total=int(whole.query_mask.sum()))
 
         history, _ = fit(model, opt, sched, rng,
-                         Schedule(config.max_epochs, config.patience, grad_clip=config.grad_clip, scheduler_per="epoch"),
+                         Schedule(epoch_limit(config, len(train_rows)), config.patience, grad_clip=config.grad_clip, scheduler_per="epoch"),
                          batches=lambda rng: _epoch_batches(direction, cells, train_rows, config, rng), step=step,
                          validate=lambda: validation_loss(model, cells, val_rows, config, upper, device) if len(val_rows) else None,
                          checkpoint=None if checkpoint_dir is None else checkpoint_dir / "last.pt",

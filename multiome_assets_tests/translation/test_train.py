@@ -8,7 +8,7 @@ import torch
 
 from multiome_assets.models.cisformer import TranslatorConfig
 from multiome_assets.translation.tokens import vocab_cells
-from multiome_assets.translation.train import TrainConfig, train_translator
+from multiome_assets.translation.train import TrainConfig, train_translator, training_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -95,7 +95,7 @@ def test_the_paper_profile_is_the_reference_codes_model_and_schedule():
     import torch.nn as nn
 
     from multiome_assets.models.cisformer import Translator
-    from multiome_assets.translation.train import training_config, translator_config
+    from multiome_assets.translation.train import translator_config
 
     for direction, epochs in (("rna2atac", 500), ("atac2rna", 100)):
         model = Translator(replace(translator_config(direction, "paper"), n_genes=50, n_cres=1000))
@@ -117,3 +117,14 @@ def test_a_cell_budget_trains_each_epoch_on_a_fresh_sample_of_the_training_cells
     assert set(first) != set(second)  # another sample next epoch
     whole = np.concatenate(_epoch_batches("atac2rna", cells, rows, replace(config, cells_per_epoch=None), rng))
     assert sorted(whole) == list(rows)
+
+
+def test_the_cells_seen_budget_cuts_epochs_only_where_the_cells_are_many():
+    from multiome_assets.translation.train import epoch_limit
+
+    cpu = training_config("atac2rna", "cpu", 0)
+    assert epoch_limit(cpu, 400) == cpu.max_epochs  # a bundled dataset trains every epoch
+    assert epoch_limit(cpu, 9_600) == 6  # a 10x run: 1,000 cells per epoch, 6,000 seen in all
+    assert epoch_limit(replace(cpu, max_cells_seen=None), 9_600) == cpu.max_epochs
+    assert epoch_limit(replace(cpu, max_cells_seen=10), 9_600) == 1  # never no training
+    assert epoch_limit(replace(cpu, resamples=2), 9_600) == 3  # each resample counts as a cell seen
