@@ -90,12 +90,17 @@ def training_end(backbone) -> dict:
 
 
 def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotation, prior_edges, regulators,
-             expression_scores, profile: str, device: str, overrides: dict) -> pd.DataFrame:
-    """Metrics of every method at every window for one seed."""
+             expression_scores, profile: str, device: str, overrides: dict,
+             embed_cells: int | None = None) -> pd.DataFrame:
+    """Metrics of every method at every window for one seed. `embed_cells`: the embeddings average
+    a seeded sample of that many cells (the assets' `embed_cells_per_set` budget) instead of all."""
     genes = mo.rna.var_names
     prior = resplit(prior_edges, seed=seed)
-    sets = {"all": np.arange(mo.n_cells)}
     backbone_seed = 42 + seed
+    cells = np.arange(mo.n_cells)
+    if embed_cells is not None and embed_cells < mo.n_cells:
+        cells = np.sort(np.random.default_rng(backbone_seed).choice(cells, embed_cells, replace=False))
+    sets = {"all": cells}
     # the backbones' starting identities: same width, same seed
     embeddings = {"svd": pipeline.svd_embeddings(mo, sets, _width(profile), seed=backbone_seed,
                                                  solver=overrides.get("svd_solver", "randomized"))}
@@ -155,7 +160,7 @@ def combine(tables: list[pd.DataFrame], seeds: list[int] | None = None) -> pd.Da
         runs = runs[runs.seed.isin(seeds)]
     labels = variant(runs)
     if labels.nunique() > 1:
-        free = runs.kind.isin(SETTINGS_FREE_KINDS)
+        free = runs.kind.isin(SETTINGS_FREE_KINDS) & ~labels.str.contains("grnboost2_cells")  # unless its budget moved
         runs = runs.assign(method=runs.method.where(free, runs.method + " [" + labels + "]"))
         runs = runs.drop_duplicates(["window", "split", "seed", "method"])
     return runs.reset_index(drop=True)
@@ -207,6 +212,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="override PretrainConfig fields of the profile, e.g. peak_id_init=svd max_epochs=3")
+    p.add_argument("--embed-cells", type=int, help="embeddings from a seeded sample of this many cells (a budget)")
+    p.add_argument("--grnboost2-cells", type=int,
+                   help="GRNBoost2 on a sample of this many cells, drawn and trained afresh with each seed (a budget)")
     p.add_argument("--prior", help="dorothea, collectri or a source,target CSV/TSV (default: the dataset's prior)")
     p.add_argument("--out", help="also write every run's metrics to this CSV")
     p.add_argument("--reference", default="epiawarenet_bce", help="method the paired differences are taken to")
@@ -236,20 +244,27 @@ def main() -> None:
     print(f"prior {prior_edges.prior.iloc[0]}: {len(prior_edges)} edges, {prior_edges.tf.nunique()} TFs",
           file=sys.stderr)
     regulators = pipeline.regulator_universe(genes, tfs)
-    t0 = time.perf_counter()
-    scores = baselines.expression_baselines(args.baselines, mo.rna.X, np.asarray(genes), regulators, seed=0)
-    _stamp(f"baselines {', '.join(args.baselines)}", t0)
-    expression_scores = BaselineScores(regulators, np.asarray(genes), scores)
+    settings = " ".join(args.set + [f"{flag}={n}" for flag, n in (("embed_cells", args.embed_cells),
+                                                                   ("grnboost2_cells", args.grnboost2_cells)) if n])
+
+    def expression_scores(seed: int) -> BaselineScores:
+        t0 = time.perf_counter()
+        scores = baselines.expression_baselines(args.baselines, mo.rna.X, np.asarray(genes), regulators, seed=seed,
+                                                grnboost2_max_cells=args.grnboost2_cells)
+        _stamp(f"baselines {', '.join(args.baselines)}", t0)
+        return BaselineScores(regulators, np.asarray(genes), scores)
+
+    shared = None if args.grnboost2_cells else expression_scores(0)  # a budget draws its cells per seed
     runs = []
     for seed in tqdm(seeds, desc="seeds", file=sys.stderr):
         runs.append(run_seed(seed, windows, tuple(args.inputs), mo, annotation, prior_edges, regulators,
-                             expression_scores, args.profile, args.device, overrides)
-                    .assign(prior=prior_edges.prior.iloc[0], profile=args.profile, settings=" ".join(args.set)))
+                             shared or expression_scores(seed), args.profile, args.device, overrides, args.embed_cells)
+                    .assign(prior=prior_edges.prior.iloc[0], profile=args.profile, settings=settings))
         if args.out:  # a crash in a later seed keeps the seeds done
             runs[-1].to_csv(args.out, index=False, mode="w" if len(runs) == 1 else "a", header=len(runs) == 1)
     runs = pd.concat(runs, ignore_index=True)
     print(f"\n{args.dataset}, prior {prior_edges.prior.iloc[0]}: GRN metrics over seeds {seeds}, windows {windows} "
-          f"(profile {args.profile} {' '.join(args.set)}; mean ± sd over seeds)\n")
+          f"(profile {args.profile} {settings}; mean ± sd over seeds)\n")
     print(summary(runs, args.reference, args.metric))
 
 

@@ -110,18 +110,19 @@ def link_validation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
     return table
 
 
-@dg.asset(**ARGS, deps=[INPUTS["enrichment_files"]], code_version="2", kinds={"parquet"},
+@dg.asset(**ARGS, deps=[INPUTS["enrichment_files"]], code_version="3", kinds={"parquet"},
           automation_condition=FOLLOWS_INPUTS)
 def enrichment(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
                warehouse: dg.ResourceParam[WarehouseIOManager], cre_gene_links: pd.DataFrame,
                celltype_specific_cres: pd.DataFrame, prior_edges: pd.DataFrame, tf_attention_cres: pd.DataFrame,
-               gene_annotation: pd.DataFrame) -> pd.DataFrame:
+               gene_link_scores: pd.DataFrame, gene_annotation: pd.DataFrame) -> pd.DataFrame:
     """Per cell type, what is over-represented among its specific cCREs: prior regulons among the
-    genes they link to; and, when the dataset names them, BED sets, fine-mapped variants (PIP
-    ratio) and JASPAR motifs (with a genome FASTA). One table, a `kind` column."""
+    genes they link to, chromatin remodelers and TFs among the most attended genes; and, when the
+    dataset names them, BED sets, fine-mapped variants (PIP ratio) and JASPAR motifs (with a genome
+    FASTA). One table, a `kind` column."""
     key = context.partition_key
     table = pipeline.enrichment_table(cre_gene_links, celltype_specific_cres, prior_edges, tf_attention_cres,
-                                      gene_annotation, datasets.spec(key))
+                                      gene_link_scores, gene_annotation, datasets.spec(key))
     path = warehouse.artifact_path("enrichment_dotplot", key, ".png")
     drawn = enrichment_dotplot(table[table.kind != "gwas_score"], path, title=key)
     context.add_output_metadata({**_note(datasets, key), "by_kind": dg.MetadataValue.json(

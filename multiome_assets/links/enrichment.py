@@ -23,6 +23,11 @@ genes they link to), one row per (kind, cell type, term).
   prior targets' TSSs among its top-attended cCREs, against every linked cCRE. Hypergeometric.
 - `motif`: a JASPAR motif in the specific cCREs' sequence against the other scored cCREs', when the
   dataset names a genome FASTA. Hypergeometric.
+- `gene_class`: the paper's Fig. 3a comparison of chromatin remodelers, TFs and the other genes: is
+  either class over-represented among the genes that draw the most attention in RNA→ATAC
+  translation (each cell type's top 10% of `gene_link_scores`), against every scored gene?
+  Remodelers: the catalytic ATPases of the four remodeler families (CHROMATIN_REMODELERS); TFs:
+  the dataset's TF list. Hypergeometric.
 
 Specific cCREs come from the summed attention scores (`celltype_specific_cres`); the BED, variant
 and motif tests compare them with every scored cCRE (`links` = `specific cCREs`). FDR: Benjamini–
@@ -261,6 +266,26 @@ def causal_variants(cres: pd.DataFrame, specific: dict[str, np.ndarray], path: P
                      "n_background": len(on), "n_term": len(on), "n_selected": len(chosen), "n_hits": len(top),
                      "expected": float(other.mean()), "fold": float(top.mean() / other.mean()) if other.mean() > 0 else np.nan,
                      "pvalue": float(p)})
+    return rows
+
+
+# the catalytic ATPases of the four chromatin-remodeler families, SWI/SNF, ISWI, CHD and INO80
+# (Clapier & Cairns 2009, Annu. Rev. Biochem. 78:273): the `gene_class` test's remodelers
+CHROMATIN_REMODELERS = ("SMARCA2", "SMARCA4", "SMARCA1", "SMARCA5", "CHD1", "CHD2", "CHD3", "CHD4", "CHD5", "CHD6",
+                        "CHD7", "CHD8", "CHD9", "INO80", "SRCAP", "EP400")
+TOP_GENE_FRACTION = 0.1
+
+
+def gene_classes(gene_scores: pd.DataFrame, tfs: list[str]) -> list[dict]:
+    """`gene_class` rows: chromatin remodelers and TFs among each cell type's top TOP_GENE_FRACTION
+    of genes by the attention they draw (`gene_link_scores`), against every gene scored there."""
+    terms = {"chromatin remodelers": np.array(CHROMATIN_REMODELERS), "TFs": np.asarray(tfs, dtype=object)}
+    selection = f"top {TOP_GENE_FRACTION:.0%} genes by attention"
+    rows = []
+    for cell_type, scored in gene_scores.groupby("cell_type"):
+        top = scored.nlargest(int(np.ceil(TOP_GENE_FRACTION * len(scored))), "score").gene.to_numpy()
+        rows += [row | {"links": selection} for row in hypergeometric_rows(
+            "gene_class", cell_type, scored.gene.to_numpy(), top, terms)]
     return rows
 
 

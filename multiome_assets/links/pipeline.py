@@ -172,11 +172,15 @@ def _pseudobulk_correlation(cells: VocabCells, expression: sp.csr_matrix, labels
 
 
 def enrichment_table(cre_gene_links: pd.DataFrame, specific: pd.DataFrame, prior_edges: pd.DataFrame,
-                     tf_cres: pd.DataFrame, gene_annotation: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """`enrichment`: regulons and each TF's top-attended cCREs near its prior targets always; BED
-    overlaps, causal variants, the GWAS score and motifs when the dataset names those files."""
+                     tf_cres: pd.DataFrame, gene_scores: pd.DataFrame, gene_annotation: pd.DataFrame,
+                     spec: DatasetSpec) -> pd.DataFrame:
+    """`enrichment`: regulons, each TF's top-attended cCREs near its prior targets and the
+    remodeler/TF gene classes always; BED overlaps, causal variants, the GWAS score and motifs when
+    the dataset names those files."""
     sets = enrichment.specific_sets(specific)
     rows = enrichment.regulons(cre_gene_links, sets, prior_edges)
+    if not gene_scores.empty:
+        rows += enrichment.gene_classes(gene_scores, read_tf_list(spec.tf_list))
     rows += enrichment.tf_attention_targets(tf_cres, prior_edges, gene_annotation,
                                             cre_gene_links[["cre", "chrom", "start", "end"]].drop_duplicates("cre"))
     cres = cre_gene_links[["cre", "chrom", "start", "end"]].drop_duplicates("cre").reset_index(drop=True)

@@ -143,8 +143,9 @@ def test_a_dataset_without_cell_types_gets_scores_for_one_set_and_no_specific_cr
     spec = DatasetSpec(key="x", folder=None, format="h5ad_pair", files={})
     no_tf_cres = pd.DataFrame(columns=["tf", "cre", "chrom", "start", "end", "attention", "rank"])
     genes = pd.DataFrame({"gene": ["G1", "G2"], "chrom": "chr1", "tss": [50, 5000]})
+    no_gene_scores = pd.DataFrame(columns=["cell_type", "gene", "score"])
     table = pipeline.enrichment_table(links, specific, pd.DataFrame({"tf": ["T"], "target": ["G1"]}), no_tf_cres,
-                                      genes, spec)
+                                      no_gene_scores, genes, spec)
     assert table.empty and list(table.columns) == enrichment.COLUMNS
 
 
@@ -160,6 +161,24 @@ def test_links_learn_from_the_translators_cells_and_are_validated_on_its_test_ce
     assert len(np.intersect1d(seen, held_out)) == 0 and len(seen) + len(held_out) == 200
     random_test = splits[(splits.scenario == "random") & (splits.role == "test")].cell
     assert set(obs.index[held_out]) == set(random_test)
+
+
+def test_remodelers_and_tfs_are_tested_among_the_most_attended_genes_of_each_cell_type():
+    """The paper's Fig. 3a classes: the top 10% of genes by attention drawn, per cell type, against
+    every gene scored there."""
+    others = [f"G{i}" for i in range(94)]
+    genes = ["SMARCA4", "CHD4", "INO80", "SPI1", "GATA1", "PAX5"] + others
+    # B: the remodelers and one TF draw the most attention; T: the order reversed
+    score_b = np.r_[[10, 9, 8, 7, 0, 0], np.linspace(6, 0, 94)]
+    scores = pd.concat([pd.DataFrame({"cell_type": t, "gene": genes, "score": s})
+                        for t, s in (("B", score_b), ("T", -score_b))])
+    rows = pd.DataFrame(enrichment.gene_classes(scores, ["SPI1", "GATA1", "PAX5", "NOTATF"]))
+    assert set(rows.kind) == {"gene_class"} and set(rows["links"]) == {"top 10% genes by attention"}
+    b = rows[rows.cell_type == "B"].set_index("term")
+    assert b.loc["chromatin remodelers", ["n_background", "n_term", "n_selected", "n_hits"]].tolist() == [100, 3, 10, 3]
+    assert b.loc["TFs", ["n_term", "n_hits"]].tolist() == [3, 1]  # a TF absent from the scored genes is not counted
+    assert b.loc["chromatin remodelers", "pvalue"] < 0.01 < b.loc["TFs", "pvalue"]
+    assert rows[rows.cell_type == "T"].set_index("term").loc["chromatin remodelers", "n_hits"] == 0
 
 
 def test_the_fdr_family_is_the_whole_table():
