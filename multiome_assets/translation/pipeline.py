@@ -34,6 +34,7 @@ from multiome_assets.translation.train import (
     train_translator,
     training_config,
     translator_config,
+    validation_sample,
 )
 
 DIRECTIONS = ("rna2atac", "atac2rna")
@@ -134,7 +135,8 @@ def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: 
         checkpoints[scenario] = Checkpoint("translator", asdict(model_config), {k: v.cpu() for k, v in model.state_dict().items()},
                                            features={"vocabularies": list(vocabularies)})
         histories[scenario] = history
-        if direction == "rna2atac":
+        if direction == "rna2atac":  # the call threshold, on the validation cells early stopping saw
+            val_rows = validation_sample(config, val_rows)
             truth = cells.atac[val_rows][:, cells.cres].toarray()
             probability = translate_atac(model, cells, val_rows, device=device, cre_chunk=config.n_queries,
                                          max_genes=config.max_source)

@@ -93,6 +93,14 @@ def make_batch(direction: str, cells: VocabCells, rows: np.ndarray, rng: np.rand
     return atac2rna_batch(cells, rows, rng, upper, max_cres=config.max_source, n_genes=config.n_queries)
 
 
+def validation_sample(config: TrainConfig, val_rows: np.ndarray) -> np.ndarray:
+    """The validation cells early stopping (and RNA→ATAC's threshold) reads: a fixed seeded sample
+    of `max_val_cells`, or all."""
+    if config.max_val_cells is None or len(val_rows) <= config.max_val_cells:
+        return val_rows
+    return np.sort(np.random.default_rng(config.seed + 2).choice(val_rows, config.max_val_cells, replace=False))
+
+
 def epoch_limit(config: TrainConfig, n_train: int) -> int:
     """max_epochs, or fewer where `max_cells_seen` binds (at least one epoch)."""
     if config.max_cells_seen is None:
@@ -139,8 +147,7 @@ def train_translator(model_config: TranslatorConfig, config: TrainConfig, cells:
     direction = model_config.direction
     amp = training_amp(device)
     rng = np.random.default_rng(config.seed)
-    if config.max_val_cells is not None and len(val_rows) > config.max_val_cells:
-        val_rows = np.sort(np.random.default_rng(config.seed + 2).choice(val_rows, config.max_val_cells, replace=False))
+    val_rows = validation_sample(config, val_rows)
     # what a training learns from: its cells, the data they hold, the bins' upper edge
     data = resume.fingerprint(train_rows, val_rows, cells.rna.indptr, cells.rna.indices, cells.rna.data,
                               cells.atac.indptr, cells.atac.indices, cells.cres, np.array([upper]))
