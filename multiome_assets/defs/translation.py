@@ -78,7 +78,7 @@ def _translated(context, compute, datasets, multiome, gene_vocab_map, peak_vocab
     spec = datasets.spec(context.partition_key)
     cells, _ = pipeline.load_cells(multiome, gene_vocab_map, peak_vocab_matrix, spec)
     profiles = pipeline.translated(translators, cells, multiome.rna.obs_names, splits, compute.torch_device(), spec,
-                                   gene_vocab_map, cell_labels(multiome.rna.obs, spec.cell_type_column))
+                                   gene_vocab_map, cell_labels(multiome.rna.obs, spec.cell_type_column), log=context.log.info)
     context.add_output_metadata({s: f"{a.n_obs} cells x {a.n_vars} features" for s, a in profiles.mod.items()})
     return profiles
 

@@ -139,16 +139,17 @@ def train(direction: str, cells: VocabCells, cell_names: pd.Index, split_table: 
             val_rows = validation_sample(config, val_rows)
             truth = cells.atac[val_rows][:, cells.cres].toarray()
             probability = translate_atac(model, cells, val_rows, device=device, cre_chunk=config.n_queries,
-                                         max_genes=config.max_source)
+                                         max_genes=config.max_source, log=told and (lambda line: told(f"calibration: {line}")))
             thresholds[scenario] = metrics.calibrate_threshold(probability, truth)
     return Translators(direction, checkpoints, histories, uppers, thresholds, profile, libraries)
 
 
 def translated(translators: Translators, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
-               device: str, spec: DatasetSpec, gene_vocab_map: pd.DataFrame, labels: np.ndarray | None):
+               device: str, spec: DatasetSpec, gene_vocab_map: pd.DataFrame, labels: np.ndarray | None, log=None):
     """A MuData of the held-out cells' translated profiles, a modality per scenario, shaped as
     scanpy and muon expect (:mod:`multiome_assets.translation.outputs`): accessibility scores and
-    calls over the covered cCREs (`chr:start-end`), or expression over the dataset's vocabulary genes."""
+    calls over the covered cCREs (`chr:start-end`), or expression over the dataset's vocabulary genes.
+    `log(line)` hears of the progress."""
     var = feature_var(translators.direction, cells.cres if translators.direction == "rna2atac" else cells.genes,
                       spec, gene_vocab_map)
     out = {}
@@ -156,11 +157,13 @@ def translated(translators: Translators, cells: VocabCells, cell_names: pd.Index
         rows = rows_of(split_table, cell_names, scenario, "test")
         model = translators.model(scenario, device)
         config = training_config(translators.direction, translators.profile, 0)
+        told = log and (lambda line, s=scenario: log(f"{s} split: {line}"))
         if translators.direction == "rna2atac":
-            x = translate_atac(model, cells, rows, device=device, cre_chunk=config.n_queries, max_genes=config.max_source)
+            x = translate_atac(model, cells, rows, device=device, cre_chunk=config.n_queries, max_genes=config.max_source,
+                               log=told)
         else:
             x = translate_rna(model, cells, rows, translators.uppers[scenario], device=device, gene_chunk=config.n_queries,
-                              max_cres=config.max_source)
+                              max_cres=config.max_source, log=told)
         name = outputs.modality_name(translators.direction, scenario, main=scenario == "random")
         out[name] = outputs.profile(
             translators.direction, x, var, cell_names[rows], scenario=scenario, source=spec.key, role="test",

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from multiome_assets.models.cisformer import MAX_COUNT, N_BINS, Translator
+from multiome_assets.models.progress import ChunkLog
 from multiome_assets.translation.tokens import VocabCells, padded, sample_per_row
 
 
@@ -21,9 +22,12 @@ def bin_centres(upper: float) -> torch.Tensor:
 
 @torch.no_grad()
 def translate_rna(model: Translator, cells: VocabCells, rows: np.ndarray, upper: float, *, batch_size: int = 32,
-                  gene_chunk: int = 3_000, max_cres: int = 10_000, seed: int = 0, device: str = "cpu") -> np.ndarray:
-    """(len(rows), len(cells.genes)) expected log1p expression, columns in `cells.genes` order."""
+                  gene_chunk: int = 3_000, max_cres: int = 10_000, seed: int = 0, device: str = "cpu",
+                  log=None) -> np.ndarray:
+    """(len(rows), len(cells.genes)) expected log1p expression, columns in `cells.genes` order.
+    `log(line)` hears of the progress over the cells."""
     model.eval().to(device)
+    progress = ChunkLog(log, "ATAC→RNA translation", len(rows), "cells")
     rng = np.random.default_rng(seed)
     centres = bin_centres(upper).to(device)
     out = np.zeros((len(rows), len(cells.genes)), dtype=np.float32)
@@ -36,14 +40,18 @@ def translate_rna(model: Translator, cells: VocabCells, rows: np.ndarray, upper:
             genes = torch.from_numpy(cells.genes[columns]).expand(len(batch_rows), -1)
             logits, _ = model(ci.to(device), cm.to(device), genes.to(device), torch.ones_like(genes, dtype=torch.bool, device=device))
             out[start:start + len(batch_rows), columns] = (logits.softmax(-1) @ centres).cpu().numpy()
+        progress.advance(len(batch_rows))
     return out
 
 
 @torch.no_grad()
 def translate_atac(model: Translator, cells: VocabCells, rows: np.ndarray, *, batch_size: int = 16,
-                   cre_chunk: int = 2_048, max_genes: int = 2_048, seed: int = 0, device: str = "cpu") -> np.ndarray:
-    """(len(rows), len(cells.cres)) accessibility scores in [0, 1], columns in `cells.cres` order."""
+                   cre_chunk: int = 2_048, max_genes: int = 2_048, seed: int = 0, device: str = "cpu",
+                   log=None) -> np.ndarray:
+    """(len(rows), len(cells.cres)) accessibility scores in [0, 1], columns in `cells.cres` order.
+    `log(line)` hears of the progress over the cells."""
     model.eval().to(device)
+    progress = ChunkLog(log, "RNA→ATAC translation", len(rows), "cells")
     rng = np.random.default_rng(seed)
     out = np.zeros((len(rows), len(cells.cres)), dtype=np.float32)
     for start in range(0, len(rows), batch_size):
@@ -54,4 +62,5 @@ def translate_atac(model: Translator, cells: VocabCells, rows: np.ndarray, *, ba
             cres = torch.from_numpy(cells.cres[c0:c0 + cre_chunk]).expand(len(batch_rows), -1)
             logits, _ = model(gi.to(device), gm.to(device), cres.to(device), torch.ones_like(cres, dtype=torch.bool, device=device), value)
             out[start:start + len(batch_rows), c0:c0 + cres.shape[1]] = torch.sigmoid(logits).cpu().numpy()
+        progress.advance(len(batch_rows))
     return out
