@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
-from sklearn.linear_model import Ridge
 from sklearn.neighbors import NearestNeighbors
 
 from multiome_assets.cells import cell_types
@@ -39,25 +38,41 @@ def source_embedding(source: sp.csr_matrix, train: np.ndarray, kind: str, n_comp
     return z[:, 1:] if kind == "atac" else z
 
 
-def global_mean(target_train: np.ndarray, n_test: int) -> np.ndarray:
-    return np.broadcast_to(target_train.mean(0, keepdims=True), (n_test, target_train.shape[1])).copy()
+def global_mean(target_train, n_test: int) -> np.ndarray:
+    """`target_train`: (cells, features), dense or sparse (a 10x run's cCREs are never densified
+    for the training cells); the baselines return dense (test cells, features)."""
+    mean = np.asarray(target_train.mean(0), dtype=np.float32).reshape(1, -1)
+    return np.broadcast_to(mean, (n_test, mean.shape[1])).copy()
 
 
-def knn(z_train: np.ndarray, target_train: np.ndarray, z_test: np.ndarray, k: int = 15) -> np.ndarray:
-    nn = NearestNeighbors(n_neighbors=min(k, len(z_train)), metric="cosine").fit(z_train)
-    _, idx = nn.kneighbors(z_test)
-    return target_train[idx].mean(1)
+def _row_means(target_train, groups: sp.csr_matrix) -> np.ndarray:
+    """Dense (groups, features): each row of `groups` (weights over the training cells) times the target."""
+    return np.asarray((groups @ sp.csr_matrix(target_train)).todense(), dtype=np.float32)
 
 
-def ridge(z_train: np.ndarray, target_train: np.ndarray, z_test: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    return Ridge(alpha=alpha).fit(z_train, target_train).predict(z_test)
+def knn(z_train: np.ndarray, target_train, z_test: np.ndarray, k: int = 15) -> np.ndarray:
+    k = min(k, len(z_train))
+    _, idx = NearestNeighbors(n_neighbors=k, metric="cosine").fit(z_train).kneighbors(z_test)
+    weights = sp.csr_matrix((np.full(idx.size, 1.0 / k), idx.ravel(), np.arange(0, idx.size + 1, k)),
+                            shape=(len(z_test), len(z_train)))
+    return _row_means(target_train, weights)
 
 
-def cell_type_mean(target_train: np.ndarray, labels_train: np.ndarray, labels_test: np.ndarray) -> np.ndarray:
+def ridge(z_train: np.ndarray, target_train, z_test: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Ridge with an intercept, solved in closed form over the embedding's few dimensions:
+    W = (Zc'Zc + alpha I)^-1 Zc'Y, so a sparse target stays sparse (scikit-learn's Ridge, exactly)."""
+    mean_z = z_train.mean(0)
+    zc = z_train - mean_z
+    w = np.linalg.solve(zc.T @ zc + alpha * np.eye(zc.shape[1]), np.asarray(sp.csr_matrix(target_train).T @ zc).T)
+    return (global_mean(target_train, len(z_test)) + ((z_test - mean_z) @ w)).astype(np.float32)
+
+
+def cell_type_mean(target_train, labels_train: np.ndarray, labels_test: np.ndarray) -> np.ndarray:
     """Each test cell gets the training mean of its type; unlabelled cells and unseen types the global mean."""
     out = global_mean(target_train, len(labels_test))
     for label in cell_types(labels_test)[0]:
-        seen = labels_train == label
-        if seen.any():
-            out[labels_test == label] = target_train[seen].mean(0)
+        seen = np.flatnonzero(labels_train == label)
+        if len(seen):
+            mean = sp.csr_matrix((np.full(len(seen), 1.0 / len(seen)), seen, [0, len(seen)]), shape=(1, len(labels_train)))
+            out[labels_test == label] = _row_means(target_train, mean)
     return out

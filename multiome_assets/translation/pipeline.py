@@ -33,6 +33,7 @@ from multiome_assets.translation.tokens import VocabCells, vocab_cells
 from multiome_assets.translation.train import (
     train_translator,
     training_config,
+    held_out_sample,
     translator_config,
     validation_sample,
 )
@@ -154,9 +155,9 @@ def translated(translators: Translators, cells: VocabCells, cell_names: pd.Index
                       spec, gene_vocab_map)
     out = {}
     for scenario in translators.checkpoints:
-        rows = rows_of(split_table, cell_names, scenario, "test")
-        model = translators.model(scenario, device)
         config = training_config(translators.direction, translators.profile, 0)
+        rows = held_out_sample(config, rows_of(split_table, cell_names, scenario, "test"))
+        model = translators.model(scenario, device)
         told = log and (lambda line, s=scenario: log(f"{s} split: {line}"))
         if translators.direction == "rna2atac":
             x = translate_atac(model, cells, rows, device=device, cre_chunk=config.n_queries, max_genes=config.max_source,
@@ -191,14 +192,14 @@ def evaluate(direction: str, profiles, cells: VocabCells, cell_names: pd.Index,
     """Long table (direction, scenario, method, metric, value, n_cells) of the transformer and the
     simple translators on the same held-out cells."""
     source, kind = (cells.rna, "rna") if direction == "rna2atac" else (cells.atac[:, cells.cres], "atac")
-    target = measured(direction, cells)
+    target = measured_sparse(direction, cells)  # the training cells' targets stay sparse
     rows = []
     for profile in profiles.mod.values():
         scenario = outputs.scenario_of(profile)
         train, val, test = (rows_of(split_table, cell_names, scenario, r) for r in ("train", "validation", "test"))
-        if not profile.obs_names.equals(pd.Index(cell_names[test].astype(str))):
-            raise ValueError(f"the translated profiles of {scenario!r} hold other cells than its test cells; "
-                             "rematerialize them")
+        test = _profile_rows(profile, cell_names, test, scenario)
+        val = validation_sample(training_config(direction, profile.uns.get("profile", "cpu"), 0), val)
+        truth = {"val": target[val].toarray(), "test": target[test].toarray()}
         predictions = {"cisformer": outputs.scores(profile)}
         fitted = _baselines(source, kind, target, train, np.r_[val, test], labels)
         for name, both in fitted.items():
@@ -206,26 +207,43 @@ def evaluate(direction: str, profiles, cells: VocabCells, cell_names: pd.Index,
         for method, predicted in predictions.items():
             if direction == "rna2atac":
                 threshold = thresholds[scenario] if method == "cisformer" else \
-                    metrics.calibrate_threshold(fitted[method][:len(val)], target[val])
-                values = metrics.atac_metrics(predicted, target[test], threshold, None if labels is None else labels[test])
+                    metrics.calibrate_threshold(fitted[method][:len(val)], truth["val"])
+                values = metrics.atac_metrics(predicted, truth["test"], threshold, None if labels is None else labels[test])
             else:
-                values = metrics.rna_metrics(predicted, target[test])
+                values = metrics.rna_metrics(predicted, truth["test"])
             if labels is not None:
                 values |= metrics.clustering_scores(predicted, labels[test])
             rows += [{"direction": direction, "scenario": scenario, "method": method, "metric": k, "value": float(v),
                       "n_cells": len(test)} for k, v in values.items()]
         if labels is not None:  # the measured profiles clustered the same way: the ceiling
             rows += [{"direction": direction, "scenario": scenario, "method": "measured", "metric": k, "value": float(v),
-                      "n_cells": len(test)} for k, v in metrics.clustering_scores(target[test], labels[test]).items()]
+                      "n_cells": len(test)} for k, v in metrics.clustering_scores(truth["test"], labels[test]).items()]
     return pd.DataFrame(rows, columns=["direction", "scenario", "method", "metric", "value", "n_cells"])
 
 
-def measured(direction: str, cells: VocabCells) -> np.ndarray:
-    """What `direction` translates into, as measured: accessibility at the covered cCREs, or log1p
-    counts at the dataset's vocabulary genes (the columns of the translated profiles)."""
+def measured(direction: str, cells: VocabCells, rows: np.ndarray | None = None) -> np.ndarray:
+    """What `direction` translates into, as measured, dense for `rows` (every cell when None)."""
+    m = measured_sparse(direction, cells)
+    return (m if rows is None else m[rows]).toarray()
+
+
+def measured_sparse(direction: str, cells: VocabCells) -> sp.csr_matrix:
+    """float32 accessibility at the covered cCREs, or log1p counts at the dataset's vocabulary genes
+    (the columns of the translated profiles), one row per cell."""
     if direction == "rna2atac":
-        return cells.atac[:, cells.cres].toarray().astype(np.float32)
-    return np.log1p(cells.rna[:, cells.genes].toarray()).astype(np.float32)
+        return sp.csr_matrix(cells.atac[:, cells.cres], dtype=np.float32)
+    x = sp.csr_matrix(cells.rna[:, cells.genes], dtype=np.float32)
+    x.data = np.log1p(x.data)
+    return x
+
+
+def _profile_rows(profile, cell_names: pd.Index, test: np.ndarray, scenario: str) -> np.ndarray:
+    """The rows of the cells a translated profile holds; refused unless they are test cells."""
+    rows = pd.Index(cell_names.astype(str)).get_indexer(profile.obs_names)
+    if (rows < 0).any() or not np.isin(rows, test).all():
+        raise ValueError(f"the translated profiles of {scenario!r} hold other cells than its test cells; "
+                         "rematerialize them")
+    return rows
 
 
 def umap_pictures(profiles: dict, cells: VocabCells, cell_names: pd.Index, split_table: pd.DataFrame,
@@ -236,9 +254,9 @@ def umap_pictures(profiles: dict, cells: VocabCells, cell_names: pd.Index, split
     for direction, mdata in profiles.items():
         profile = mdata.mod[outputs.MODALITY[direction]] if outputs.MODALITY[direction] in mdata.mod else next(iter(mdata.mod.values()))
         scenario = outputs.scenario_of(profile)
-        test = rows_of(split_table, cell_names, scenario, "test")
+        test = _profile_rows(profile, cell_names, rows_of(split_table, cell_names, scenario, "test"), scenario)
         pictures[direction] = path_for(direction)
-        umap_measured_vs_translated(measured(direction, cells)[test], outputs.scores(profile),
+        umap_measured_vs_translated(measured(direction, cells, test), outputs.scores(profile),
                                     None if labels is None else labels[test], pictures[direction],
                                     title=f"{direction}, {scenario} split: test cells")
     return pictures

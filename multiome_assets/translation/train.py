@@ -44,6 +44,7 @@ class TrainConfig:
     # at most this many training cells seen in all (epochs x cells per epoch x resamples; None:
     # max_epochs decides): fewer epochs where the cells are many
     max_cells_seen: int | None = None
+    max_test_cells: int | None = None  # held-out cells translated and scored per scenario
 
 
 # the reference code's defaults (cisformer/generate_default_config.py): 500 and 100 epochs, stopped
@@ -62,16 +63,17 @@ PROFILES: dict[Profile, dict[str, tuple[dict, TrainConfig]]] = {
     # the bundled datasets in minutes on 2 CPU cores: the paper's optimizer and schedule, a larger
     # rate (tiny models sit longer on the uniform-attention plateau), fewer epochs, and fewer tokens
     # per cell (attention cost grows with queries x keys; ATAC→RNA's gene self-attention with their square);
-    # at most 1,000 cells per epoch, 6,000 seen in all, and 256 validation cells: the bundled datasets
-    # (385 and 500 cells) stay whole and train their 12 epochs; a 10x run trains about as long as they do
-    # (docs/performance.md#budgets)
+    # at most 1,000 cells per epoch, 6,000 seen in all, 256 validation cells and 1,000 test cells per
+    # scenario: the bundled datasets (385 and 500 cells) stay whole and train their 12 epochs; a 10x
+    # run trains about as long as they do (docs/performance.md#budgets)
     "cpu": {"rna2atac": (dict(d_model=56, n_layers=2, n_heads=4, head_dim=16),
                          replace(PAPER_TRAINING["rna2atac"], lr=3e-3, resamples=1, max_epochs=12, max_source=512,
-                                 n_queries=512, cells_per_epoch=1_000, max_cells_seen=6_000, max_val_cells=256)),
+                                 n_queries=512, cells_per_epoch=1_000, max_cells_seen=6_000, max_val_cells=256,
+                                 max_test_cells=1_000)),
             "atac2rna": (dict(d_model=56, n_layers=2, n_heads=4, head_dim=16),
                          replace(PAPER_TRAINING["atac2rna"], lr=1e-2, batch_size=32, max_epochs=12, patience=3,
                                  max_source=2_000, n_queries=1_000, cells_per_epoch=1_000, max_cells_seen=6_000,
-                                 max_val_cells=256))},
+                                 max_val_cells=256, max_test_cells=1_000))},
 }
 
 
@@ -94,11 +96,20 @@ def make_batch(direction: str, cells: VocabCells, rows: np.ndarray, rng: np.rand
 
 
 def validation_sample(config: TrainConfig, val_rows: np.ndarray) -> np.ndarray:
-    """The validation cells early stopping (and RNA→ATAC's threshold) reads: a fixed seeded sample
-    of `max_val_cells`, or all."""
-    if config.max_val_cells is None or len(val_rows) <= config.max_val_cells:
-        return val_rows
-    return np.sort(np.random.default_rng(config.seed + 2).choice(val_rows, config.max_val_cells, replace=False))
+    """The validation cells early stopping, RNA→ATAC's threshold and the baselines' thresholds read:
+    a fixed sample of `max_val_cells` (the same whatever the training seed), or all."""
+    return _sample(val_rows, config.max_val_cells, seed=2)
+
+
+def held_out_sample(config: TrainConfig, test_rows: np.ndarray) -> np.ndarray:
+    """The held-out cells a scenario translates and scores: a fixed sample of `max_test_cells`, or all."""
+    return _sample(test_rows, config.max_test_cells, seed=3)
+
+
+def _sample(rows: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    if n is None or len(rows) <= n:
+        return rows
+    return np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
 
 
 def epoch_limit(config: TrainConfig, n_train: int) -> int:
