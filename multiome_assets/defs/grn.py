@@ -143,7 +143,7 @@ def grn_embeddings(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
                      max_cells_per_type=budget.get("embed_cells_per_type"))
     embeddings = pipeline.gene_embeddings(genes.restrict(multiome, grn_genes), sets, {
         "full": grn_backbone, "rna_only": grn_backbone_rna_only, "random_candidates": grn_backbone_random_candidates,
-    }, compute.torch_device())
+    }, compute.torch_device(), log=context.log.info)
     context.add_output_metadata({"contexts": dg.MetadataValue.json({k: len(v) for k, v in sets.items()}),
                                  "d": grn_backbone.d_model})
     return embeddings

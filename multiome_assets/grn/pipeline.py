@@ -92,13 +92,14 @@ def _no_candidates() -> pd.DataFrame:
                          "rank": pd.Series([], dtype=np.int64)})
 
 
-def embed(backbone: Backbone, mo: Multiome, sets: dict[str, np.ndarray], device: str) -> dict[str, np.ndarray]:
-    """(G, d) gene embeddings per cell set from a frozen backbone trained on `mo`'s genes and peaks."""
+def embed(backbone: Backbone, mo: Multiome, sets: dict[str, np.ndarray], device: str, log=None) -> dict[str, np.ndarray]:
+    """(G, d) gene embeddings per cell set from a frozen backbone trained on `mo`'s genes and peaks;
+    `log(line)` hears of the progress."""
     try:
         model = stage1.load_backbone(backbone, device=device, genes=mo.rna.var_names, peaks=mo.atac.var_names)
     except CheckpointMismatch as e:
         raise CheckpointMismatch(f"{e}; rematerialize the backbone assets") from None
-    return stage1.gene_embeddings(model, mo.rna.X, mo.atac.X, sets, device=device)
+    return stage1.gene_embeddings(model, mo.rna.X, mo.atac.X, sets, device=device, log=log)
 
 
 def svd_embeddings(mo: Multiome, sets: dict[str, np.ndarray], d: int, seed: int,
@@ -111,10 +112,11 @@ def svd_embeddings(mo: Multiome, sets: dict[str, np.ndarray], d: int, seed: int,
 
 
 def gene_embeddings(mo: Multiome, sets: dict[str, np.ndarray], backbones: dict[str, Backbone],
-                    device: str) -> GeneEmbeddings:
+                    device: str, log=None) -> GeneEmbeddings:
     """Every backbone's embeddings per cell set, and the full backbone's SVD start (the `svd` input)."""
     full = backbones["full"]
-    embeddings = {name: embed(b, mo, sets, device) for name, b in backbones.items()}
+    embeddings = {name: embed(b, mo, sets, device, log=log and (lambda line, n=name: log(f"{n} backbone {line}")))
+                  for name, b in backbones.items()}
     embeddings["svd"] = svd_embeddings(mo, sets, full.d_model, seed=full.train_config["seed"],
                                        solver=full.train_config.get("svd_solver", "randomized"))
     return GeneEmbeddings(list(mo.rna.var_names), sets, embeddings, full.profile)

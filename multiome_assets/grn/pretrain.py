@@ -35,6 +35,7 @@ from multiome_assets.models import distributed, resume
 from multiome_assets.models.checkpoint import Checkpoint
 from multiome_assets.models.grn_transformer import GRNTransformer, GRNTransformerConfig
 from multiome_assets.models.precision import autocast, training_amp
+from multiome_assets.models.progress import ChunkLog
 from multiome_assets.models.profiles import Profile
 from multiome_assets.models.trainer import Schedule, Step, cpu_weights, fit, seeded
 from multiome_assets.preprocess import nb_targets
@@ -287,8 +288,10 @@ def gene_embeddings(
     batch_size: int = 32,
     device: str = "cpu",
     amp: bool | None = None,
+    log=None,
 ) -> dict[str, np.ndarray]:
-    """Final gene states of the frozen backbone (eval mode, nothing masked) averaged per cell set.
+    """Final gene states of the frozen backbone (eval mode, nothing masked) averaged per cell set;
+    `log(line)` hears of the cells done and the time left.
 
     One pass over the cells that belong to any set; each cell's (G, d) states are added into
     every set holding it (a (sets, cells) membership matmul per batch). The model is moved to
@@ -316,11 +319,13 @@ def gene_embeddings(
     G, d = model.config.n_genes, model.config.d_model
     sums = torch.zeros(len(names), G * d, dtype=torch.float64, device=dev)
     member_t = torch.from_numpy(member).to(dev)
+    progress = ChunkLog(log, "embeddings", len(cells), "cells")
     for start in range(0, len(cells), batch_size):
         rows = cells[start : start + batch_size]
         with autocast(dev, amp):
             states, _ = model(_dense(rna, rows, dev), _dense(atac, rows, dev) if model.config.use_atac else None)
         sums += (member_t[:, rows] @ states.float().reshape(len(rows), G * d)).double()
+        progress.advance(len(rows))
     model.train(was_training)
     means = sums / torch.from_numpy(member.sum(1)).to(dev, torch.float64)[:, None]
     return {name: means[s].view(G, d).float().cpu().numpy() for s, name in enumerate(names)}
