@@ -160,7 +160,8 @@ def combine(tables: list[pd.DataFrame], seeds: list[int] | None = None) -> pd.Da
         runs = runs[runs.seed.isin(seeds)]
     labels = variant(runs)
     if labels.nunique() > 1:
-        free = runs.kind.isin(SETTINGS_FREE_KINDS) & ~labels.str.contains("grnboost2_cells")  # unless its budget moved
+        budgeted = (runs.method == "grnboost2") & labels.str.contains("grnboost2_cells")  # its cell budget moved
+        free = runs.kind.isin(SETTINGS_FREE_KINDS) & ~budgeted
         runs = runs.assign(method=runs.method.where(free, runs.method + " [" + labels + "]"))
         runs = runs.drop_duplicates(["window", "split", "seed", "method"])
     return runs.reset_index(drop=True)
