@@ -161,7 +161,7 @@ def grn_head(context: dg.AssetExecutionContext, config: HeadConfig, datasets: Da
     gene_names = pd.Index(grn_embeddings.genes)
     heads = pipeline.train_heads(grn_embeddings, prior_edges, gene_names,
                                  _regulators(datasets, context.partition_key, gene_names), **config.model_dump(),
-                                 device=compute.torch_device())
+                                 device=compute.torch_device(), log=context.log.info)
     context.add_output_metadata({"heads": len(heads.heads), "regulators": len(heads.regulators)})
     return heads
 

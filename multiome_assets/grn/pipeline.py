@@ -49,6 +49,7 @@ from multiome_assets.models.distributed import launch
 from multiome_assets.models.edge_head import EdgeHeadConfig
 from multiome_assets.models.grn_transformer import GRNTransformerConfig
 from multiome_assets.models.profiles import check_profile
+from multiome_assets.models.progress import ChunkLog
 from multiome_assets.priors import SPLITS, split_frames
 from multiome_assets.readers import Multiome
 
@@ -170,8 +171,10 @@ def top_targets(scores: np.ndarray, regulators: np.ndarray, genes: np.ndarray, t
 def train_heads(embeddings: GeneEmbeddings, prior_edges: pd.DataFrame, genes: pd.Index, regulators: np.ndarray, *,
                 seed: int, device: str, epochs: int | None = None, min_steps: int | None = None,
                 prior_pi: float | None = None, inputs: tuple[HeadInput, ...] = HEAD_INPUTS,
-                objectives: tuple[str, ...] = OBJECTIVES, splits: tuple[str, ...] = (*SPLITS, "all")) -> EdgeHeads:
-    """One Stage 2 head per (input, objective, split) on the 'all' cell set.
+                objectives: tuple[str, ...] = OBJECTIVES, splits: tuple[str, ...] = (*SPLITS, "all"),
+                log=None) -> EdgeHeads:
+    """One Stage 2 head per (input, objective, split) on the 'all' cell set; `log(line)` hears of
+    the heads done and the time left.
 
     Rows are every TF of the TF list (`regulators`); positives are the split's training edges;
     held-out edges are never seen (they are unlabeled like every other pair). `epochs`,
@@ -184,6 +187,7 @@ def train_heads(embeddings: GeneEmbeddings, prior_edges: pd.DataFrame, genes: pd
     settings = {k: v for k, v in (("epochs", epochs), ("min_steps", min_steps), ("prior_pi", prior_pi)) if v is not None}
     reg_index = pd.Index(genes).get_indexer(regulators)
     heads, histories = {}, []
+    progress = ChunkLog(log, "heads", len(splits) * len(inputs) * len(objectives), "heads")
     for split in splits:
         positives = train_pairs(prior_edges, split, genes, regulators)
         for head_input in inputs:
@@ -194,6 +198,7 @@ def train_heads(embeddings: GeneEmbeddings, prior_edges: pd.DataFrame, genes: pd
                 head, history = train_edge_head(z, reg_index, positives, config, device=device)
                 heads[HeadKey(head_input, objective, split)] = edge_head_checkpoint(head)
                 histories.append(history.assign(head=f"{head_input.name}/{objective}/{split}"))
+                progress.advance()
     return EdgeHeads(regulators, heads, pd.concat(histories, ignore_index=True), asdict(config))
 
 
