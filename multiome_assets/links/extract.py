@@ -67,34 +67,33 @@ def window_pairs(cells: VocabCells, genes: pd.DataFrame, vocab: pd.DataFrame, wi
     })
 
 
-def average_ranks(x: torch.Tensor, dim: int, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Ranks 0..n-1 along `dim`, ties given their average rank; entries not `valid` rank after all
-    valid ones and are not counted (their ranks are meaningless). One sort, then each tie group's
-    first and last sorted position by running max/min, scattered back."""
-    x = x.movedim(dim, -1)  # a view; `dim=-1` on a contiguous tensor sorts without a copy
-    if valid is not None:
-        x = x.masked_fill(~valid.movedim(dim, -1), float("inf"))
-    ordered, order = x.sort(-1)
-    n = ordered.shape[-1]
-    position = torch.arange(n, dtype=torch.float32).expand_as(ordered)
-    starts = torch.ones_like(ordered, dtype=torch.bool)
-    starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
-    ends = torch.ones_like(starts)
-    ends[..., :-1] = starts[..., 1:]
-    first = torch.where(starts, position, 0.0).cummax(-1).values
-    last = torch.where(ends, position, float(n)).flip(-1).cummin(-1).values.flip(-1)
-    return torch.empty_like(first).scatter_(-1, order, (first + last) / 2).movedim(-1, dim)
+def pair_rank_scores(weights: torch.Tensor, key_mask: torch.Tensor, cell: torch.Tensor, gene: torch.Tensor,
+                     key: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """The rank-normalized scores of the (cell, gene, key) entries of (B, K, G) attention laid out key
+    by key (`key_mask` (B, K): real keys): genes ranked within each key, those ranks ranked within
+    each gene over the real keys, ties averaged, scaled by (keys - 1).
 
-
-def rank_normalize(weights: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-    """(B, K, G) attention of G genes over K keys, laid out key by key (`key_mask` (B, K): real keys)
-    -> (B, G, K) per cell: genes ranked within each key, those ranks ranked within each gene, scaled
-    by (keys - 1). Both rankings run along the contiguous last dimension."""
-    within_cre = average_ranks(weights, -1).transpose(1, 2).contiguous()  # (B, G, K)
-    valid = key_mask[:, None, :].expand_as(within_cre)
-    within_gene = average_ranks(within_cre, -1, valid)
+    Only the entries asked for are ranked within their gene: the within-key ranks of the genes asked
+    about come from one sort per key and a binary search, and each entry's within-gene rank is a
+    count over its gene's row (the full (B, G, K) rank matrix is ~3x the work at a 10x run's size)."""
+    n_genes = weights.shape[-1]
+    ordered = torch.from_numpy(np.sort(weights.numpy(), -1))  # numpy's vectorized sort: ~4x torch's here
+    genes, slot = torch.unique(gene, return_inverse=True)
+    values = weights[:, :, genes].contiguous()  # (B, K, U)
+    first = torch.searchsorted(ordered, values)
+    after = (first + 1).clamp(max=n_genes - 1)
+    tied = (ordered.gather(-1, after) == values) & (first + 1 < n_genes) & key_mask[:, :, None]
+    last = torch.searchsorted(ordered, values, right=True) - 1 if tied.any() else first
+    within_key = ((first + last).to(torch.float32) / 2).transpose(1, 2).contiguous()  # (B, U, K)
     n_keys = key_mask.sum(1).clamp(min=2).to(torch.float32)  # one key: every gene ranks 0
-    return (within_gene / (n_keys[:, None, None] - 1)).masked_fill(~valid, 0.0)
+    out = torch.empty(len(cell))
+    for i in range(0, len(cell), chunk):
+        b, u, k = cell[i:i + chunk], slot[i:i + chunk], key[i:i + chunk]
+        row, value, valid = within_key[b, u], within_key[b, u, k][:, None], key_mask[b]
+        below = ((row < value) & valid).sum(1)
+        equal = ((row == value) & valid).sum(1)
+        out[i:i + chunk] = (below + (equal - 1) / 2) / (n_keys[b] - 1)
+    return out
 
 
 @torch.no_grad()
@@ -122,16 +121,14 @@ def attention_links(model, cells: VocabCells, pairs: pd.DataFrame, sets: dict[st
                 _, layers = model.attention(ci.to(device), cm.to(device), genes.to(device),
                                             torch.ones_like(genes, dtype=torch.bool, device=device), only_last=True)
                 weights[:, :, columns] = layers[-1].mean(1).float().transpose(1, 2).cpu()
-            score = rank_normalize(weights, cm)
             # each cell's key position of every covered cCRE (-1: not among its keys)
             position = torch.full((len(batch), len(cells.cres)), -1, dtype=torch.long)
             cre_pos = torch.as_tensor(np.searchsorted(cells.cres, ci.numpy()))
             b, k = torch.nonzero(cm, as_tuple=True)
             position[b, cre_pos[b, k]] = k
             at = position[:, pair_cre]  # (B, pairs)
-            present = at >= 0
-            value = score[torch.arange(len(batch))[:, None], pair_gene[None, :], at.clamp(min=0)]
-            total += (value * present).sum(0)
+            b, pair = torch.nonzero(at >= 0, as_tuple=True)
+            total.index_add_(0, pair, pair_rank_scores(weights, cm, b, pair_gene[pair], at[b, pair]))
             progress.advance(len(batch))
         out.append(pd.DataFrame({"cell_set": name, "pair": np.arange(len(pairs)), "score": (total / len(rows)).numpy()}))
     return pd.concat(out, ignore_index=True)

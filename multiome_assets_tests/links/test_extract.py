@@ -28,12 +28,19 @@ def tiny():
     return cells, model, pairs
 
 
-def test_average_ranks_match_scipy():
-    x = torch.tensor([[3.0, 1.0, 3.0, 2.0, 3.0], [0.0, 0.0, 5.0, 1.0, 0.0]])
-    np.testing.assert_allclose(extract.average_ranks(x, 1).numpy(), rankdata(x.numpy(), axis=1) - 1)
-    valid = torch.tensor([[True, True, True, False, False]] * 2)
-    ranked = extract.average_ranks(x, 1, valid)[valid].view(2, 3).numpy()
-    np.testing.assert_allclose(ranked, rankdata(x[:, :3].numpy(), axis=1) - 1)
+def test_pair_rank_scores_match_scipy_with_ties_and_padding():
+    rng = np.random.default_rng(0)
+    weights = torch.as_tensor(rng.integers(0, 4, (2, 6, 9)).astype(np.float32))  # (cells, keys, genes): many ties
+    key_mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    cell, key, gene = (torch.as_tensor(x) for x in np.nonzero(key_mask.numpy()[:, :, None].repeat(9, 2)))
+    got = extract.pair_rank_scores(weights, key_mask, cell, gene, key, chunk=7)
+    want = []
+    for b in range(2):
+        n = int(key_mask[b].sum())
+        within_key = rankdata(weights[b, :n].numpy(), axis=1) - 1  # genes ranked within each real key
+        within_gene = rankdata(within_key, axis=0) - 1
+        want.append((within_gene / (n - 1)).ravel())
+    np.testing.assert_allclose(got.numpy(), np.concatenate(want))
 
 
 def _slow_links(model, cells, pairs, rows, max_cres):
