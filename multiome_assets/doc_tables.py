@@ -1,6 +1,10 @@
-"""The docs' results tables, written from the warehouse's SQL tables so that the docs say what the
-tables hold. A table in a docs page sits between `<!-- table: NAME ARGS -->` and `<!-- end table -->`;
-NAME is one of TABLES, ARGS its arguments (a dataset, a direction).
+"""The docs' results, written from the warehouse's SQL tables so that the docs say what the tables
+hold. A table in a docs page sits between `<!-- table: NAME ARGS -->` and `<!-- end table -->`;
+NAME is one of TABLES, ARGS its arguments (a dataset, a direction). A number in the prose sits
+between `<!-- value: NAME -->` and `<!-- end value -->`, and a `<!-- values ... -->` block of that
+page (or of another page checked with it) holds each NAME's query (`NAME: SELECT ...`, continued on indented lines): one row, one
+column; an integer is printed with thousands separators, a float with 3 decimals (a column named
+`p`: as p-values, 2 decimals or short scientific), text as it comes (printf for other formats).
 
     python -m multiome_assets.doc_tables --check     # after `make demo`: which docs tables differ (exit 1 if any)
     python -m multiome_assets.doc_tables --write     # rewrite them from the warehouse
@@ -21,7 +25,9 @@ from multiome_assets import warehouse
 from multiome_assets.dataset import PROJECT_ROOT
 
 MARKER = re.compile(r"<!-- table: (?P<spec>[^>]*?) -->\n(?P<body>.*?)<!-- end table -->", re.S)
-DOCS = ("docs/translation.md", "docs/links.md")
+VALUE = re.compile(r"<!-- value: (?P<name>[\w.-]+) -->(?P<body>.*?)<!-- end value -->", re.S)
+QUERIES = re.compile(r"^<!-- values\n(?P<block>.*?)^-->", re.S | re.M)
+DOCS = ("docs/translation.md", "docs/links.md", "README.md")
 TRANSLATION_METRICS = {"atac2rna": ["gene_pearson", "gene_spearman", "cell_pearson", "ari", "prediction_spread"],
                        "rna2atac": ["per_cre_auroc_macro", "auroc", "auprc", "f1", "pseudobulk_pearson", "ari",
                                     "prediction_spread"]}
@@ -89,14 +95,51 @@ TABLES = {"translation_metrics": translation_metrics, "link_validation": link_va
           "tf_cre_gene_metrics": tf_cre_gene_metrics}
 
 
-def rewritten(text: str, root: Path) -> str:
-    """`text` with each marked table written from the warehouse at `root`."""
+def rewritten(text: str, root: Path, known: dict[str, str] | None = None) -> str:
+    """`text` with each marked table and value written from the warehouse at `root`; `known`:
+    value queries of other pages, which the page's own block extends."""
     def table(match: re.Match) -> str:
         name, *args = match["spec"].split()
         if name not in TABLES:
             raise ValueError(f"unknown docs table {name!r}; known: {', '.join(TABLES)}")
         return f"<!-- table: {match['spec']} -->\n{TABLES[name](root, *args)}<!-- end table -->"
-    return MARKER.sub(table, text)
+    return _values(MARKER.sub(table, text), root, {**(known or {}), **queries(text)})
+
+
+def queries(text: str) -> dict[str, str]:
+    """NAME -> query of a page's `<!-- values -->` blocks."""
+    out: dict[str, str] = {}
+    for block in QUERIES.finditer(text):
+        for entry in re.split(r"\n(?=\S)", block["block"].strip()):
+            name, sep, sql = entry.partition(":")
+            if not sep or not re.fullmatch(r"[\w.-]+", name.strip()):
+                raise ValueError(f"a docs value query must read `NAME: SELECT ...`; got {entry[:60]!r}")
+            out[name.strip()] = " ".join(sql.split())
+    return out
+
+
+def value(sql: str, root: Path) -> str:
+    """The one value of `sql` over the warehouse at `root`, as the docs print it."""
+    rows = warehouse.query(sql, root=root)
+    if rows.shape != (1, 1) or pd.isna(rows.iat[0, 0]):
+        raise ValueError(f"a docs value needs one row and one non-null column; {rows.shape[0]} row(s) of "
+                         f"{rows.shape[1]} column(s) from: {sql}")
+    x = rows.iat[0, 0]
+    if isinstance(x, str):
+        return x
+    x = x.item() if isinstance(x, np.generic) else x
+    return number(x, 2, scientific=True) if rows.columns[0] == "p" else number(x)
+
+
+def _values(text: str, root: Path, sql: dict[str, str]) -> str:
+    def fill(match: re.Match) -> str:
+        if match["name"] not in sql:
+            raise ValueError(f"docs value {match['name']!r} has no query in a <!-- values --> block")
+        try:
+            return f"<!-- value: {match['name']} -->{value(sql[match['name']], root)}<!-- end value -->"
+        except Exception as error:
+            raise ValueError(f"docs value {match['name']!r}: {error}") from error
+    return VALUE.sub(fill, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,10 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.warehouse or warehouse.warehouse_dir()
     differ = 0
-    for page in args.pages:
-        path = Path(page) if Path(page).is_absolute() else PROJECT_ROOT / page
+    paths = [Path(page) if Path(page).is_absolute() else PROJECT_ROOT / page for page in args.pages]
+    known = {name: sql for path in paths for name, sql in queries(path.read_text()).items()}
+    for page, path in zip(args.pages, paths):
         text = path.read_text()
-        new = rewritten(text, root)
+        try:
+            new = rewritten(text, root, known)
+        except ValueError as error:
+            print(f"{page}: {error}", file=sys.stderr)
+            differ += 1
+            continue
         if new != text:
             differ += 1
             if args.write:

@@ -300,3 +300,17 @@ def test_the_docs_results_tables_are_written_from_the_tables(built):
     assert f"| random | cisformer | {value:.3f} |" in new
     assert "| bmmc_starter | random | tf_attention | triplet_attention |" in new
     assert doc_tables.rewritten(new, root) == new
+
+
+def test_the_docs_prose_values_query_real_tables(built):
+    """Every number the docs' prose takes from SQL names tables and columns the warehouse has (the
+    values themselves are the demo's: `python -m multiome_assets.doc_tables --check`)."""
+    from multiome_assets import doc_tables
+    from multiome_assets.dataset import PROJECT_ROOT
+
+    queries = {name: sql for page in doc_tables.DOCS for name, sql in
+               doc_tables.queries((PROJECT_ROOT / page).read_text()).items()}
+    assert len(queries) >= 20
+    for name, sql in queries.items():
+        described = warehouse.query(f"describe {sql}")  # binds every table and column, reads no row
+        assert len(described) == 1, f"{name}: {len(described)} columns"
