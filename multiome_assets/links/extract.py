@@ -76,14 +76,11 @@ def pair_rank_scores(weights: torch.Tensor, key_mask: torch.Tensor, cell: torch.
     Only the entries asked for are ranked within their gene: the within-key ranks of the genes asked
     about come from one sort per key and a binary search, and each entry's within-gene rank is a
     count over its gene's row (the full (B, G, K) rank matrix is ~3x the work at a 10x run's size)."""
-    n_genes = weights.shape[-1]
     ordered = torch.from_numpy(np.sort(weights.numpy(), -1))  # numpy's vectorized sort: ~4x torch's here
     genes, slot = torch.unique(gene, return_inverse=True)
     values = weights[:, :, genes].contiguous()  # (B, K, U)
     first = torch.searchsorted(ordered, values)
-    after = (first + 1).clamp(max=n_genes - 1)
-    tied = (ordered.gather(-1, after) == values) & (first + 1 < n_genes) & key_mask[:, :, None]
-    last = torch.searchsorted(ordered, values, right=True) - 1 if tied.any() else first
+    last = _tie_ends(ordered, values, first, key_mask)
     within_key = ((first + last).to(torch.float32) / 2).transpose(1, 2).contiguous()  # (B, U, K)
     n_keys = key_mask.sum(1).clamp(min=2).to(torch.float32)  # one key: every gene ranks 0
     out = torch.empty(len(cell))
@@ -94,6 +91,30 @@ def pair_rank_scores(weights: torch.Tensor, key_mask: torch.Tensor, cell: torch.
         equal = ((row == value) & valid).sum(1)
         out[i:i + chunk] = (below + (equal - 1) / 2) / (n_keys[b] - 1)
     return out
+
+
+def _tie_ends(ordered: torch.Tensor, values: torch.Tensor, first: torch.Tensor, key_mask: torch.Tensor,
+              max_steps: int = 32) -> torch.Tensor:
+    """The last sorted position of each value (`first`: its first) in its row of `ordered`. Ties are
+    few in float attention (a few % of entries, runs of 2-3), so the tied entries step along their
+    row; a second binary search of every entry would cost as much as the first. Padded keys' rows
+    are never read, so not resolved."""
+    n = ordered.shape[-1]
+    after = (first + 1).clamp(max=n - 1)
+    tied = (ordered.gather(-1, after) == values) & (first + 1 < n) & key_mask[:, :, None]
+    if not tied.any():
+        return first
+    b, k, u = torch.nonzero(tied, as_tuple=True)
+    base, end, value = (b * ordered.shape[1] + k) * n, first[b, k, u], values[b, k, u]
+    flat = ordered.view(-1)
+    for _ in range(max_steps):
+        more = (end + 1 < n) & (flat[base + (end + 1).clamp(max=n - 1)] == value)
+        if not more.any():
+            last = first.clone()
+            last[b, k, u] = end
+            return last
+        end = end + more
+    return torch.searchsorted(ordered, values, right=True) - 1  # long runs (e.g. many exact zeros)
 
 
 @torch.no_grad()

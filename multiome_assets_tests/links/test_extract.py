@@ -154,3 +154,13 @@ def test_each_tf_genes_top_attended_cres_equal_a_slow_loop(tiny):
         mine = fast[fast.tf_pos == pos].sort_values("rank")
         np.testing.assert_allclose(mine.attention.to_numpy(), np.sort(slow[t])[::-1][:len(mine)], rtol=1e-5)
         assert set(mine.cre_pos[:3]) == set(np.argsort(-slow[t])[:3])
+
+
+@pytest.mark.parametrize("max_steps", [1, 32])  # 1: runs longer than the steps fall back to a binary search
+def test_tie_ends_are_the_last_equal_position(max_steps):
+    values = torch.as_tensor(np.random.default_rng(1).integers(0, 3, (2, 4, 10)).astype(np.float32))
+    ordered, _ = values.sort(-1)
+    first = torch.searchsorted(ordered, values)
+    key_mask = torch.ones(2, 4, dtype=torch.bool)
+    want = torch.searchsorted(ordered, values, right=True) - 1
+    assert torch.equal(extract._tie_ends(ordered, values, first, key_mask, max_steps), want)
