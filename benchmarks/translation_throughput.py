@@ -26,6 +26,7 @@ Without it, no ratio is printed.
     python benchmarks/translation_throughput.py --rows real:bmmc_starter real:snareseq_hesc
     python benchmarks/translation_throughput.py --device cuda --batch-full 16
     python benchmarks/translation_throughput.py --links      # link extraction time on the bundled datasets
+    python benchmarks/translation_throughput.py --links-10x  # attention links per cell at a 10x run's size
 
 ``--links`` times what the link assets compute (`links.extract`) with `cpu`-profile translators
 (weights do not change the cost): attention links of up to 100 cells per cell type and of `all`,
@@ -178,6 +179,40 @@ def worker(spec: dict) -> dict:
             "matmul_gflops": matmul_gflops(matmul_dtype, device), "threads": torch.get_num_threads()}
 
 
+def time_attention_links_10x(n_cells: int = 8, seed: int = 0) -> float:
+    """Seconds per cell of the attention links at a 10x run's size (the simulated 12,000 x 36,600 x
+    112,000 build of docs/performance.md: 27,444 vocabulary genes, ~1,850 of a cell's accessible
+    cCREs as keys, ~140,000 in-window pairs), on synthetic cells; cpu-profile ATAC->RNA model."""
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from multiome_assets.links import extract
+    from multiome_assets.models.cisformer import Translator
+    from multiome_assets.translation.tokens import vocab_cells
+    from multiome_assets.translation.train import training_config, translator_config
+
+    rng = np.random.default_rng(seed)
+    n_vocab_genes, n_vocab_cres, covered, keys = 38_244, 1_033_239, 29_549, 1_850
+    genes = np.sort(rng.choice(n_vocab_genes, 27_444, replace=False)).astype(float)
+    counts = sp.random(n_cells, len(genes), density=0.07, random_state=seed, format="csr") * 5
+    cres = np.sort(rng.choice(n_vocab_cres, covered, replace=False))
+    open_ = sp.random(n_cells, covered, density=keys / covered, random_state=seed + 1, format="csr")
+    atac = sp.csr_matrix((np.ones(open_.nnz, bool), cres[open_.indices], open_.indptr), shape=(n_cells, n_vocab_cres))
+    cells = vocab_cells(counts, genes, n_vocab_genes, atac)
+    pairs = pd.DataFrame({"gene_pos": rng.integers(0, len(cells.genes), 140_000),
+                          "cre_pos": rng.integers(0, len(cells.cres), 140_000)})
+    torch.manual_seed(seed)
+    config = training_config("atac2rna", "cpu", seed)
+    model = Translator(translator_config("atac2rna", "cpu"))
+    t = time.perf_counter()
+    extract.attention_links(model, cells, pairs, {"all": np.arange(n_cells)}, gene_chunk=config.n_queries,
+                            max_cres=config.max_source)
+    return (time.perf_counter() - t) / n_cells
+
+
 def time_links(dataset: str) -> dict:
     """Seconds for each link computation on a bundled dataset, cpu-profile models, fp32, CPU."""
     import torch
@@ -288,12 +323,16 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", help="also write the rows as JSON here")
     p.add_argument("--links", action="store_true", help="time link extraction on the bundled datasets instead")
+    p.add_argument("--links-10x", action="store_true", help="time the attention links per cell at a 10x run's size")
     p.add_argument("--reference", metavar="DIR", help="a checkout of Cisformer: time its step in this run and print "
                    "the ratios against it (../shared/bench/README.md); without it, no ratio")
     p.add_argument("--reference-deps", metavar="DIR", help="where the reference's extra packages were installed")
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.links_10x:
+        print(f"machine: {_machine('cpu')}\nattention links at a 10x run's size: {time_attention_links_10x():.2f} s per cell")
         return
     if args.links:
         print(f"machine: {_machine('cpu')}\n")
