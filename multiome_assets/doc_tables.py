@@ -1,12 +1,13 @@
 """The docs' results, written from the warehouse's SQL tables so that the docs say what the tables
 hold. A table in a docs page sits between `<!-- table: NAME ARGS -->` and `<!-- end table -->`;
 NAME is one of TABLES, ARGS its arguments (a dataset, a direction). A number in the prose sits
-between `<!-- value: NAME -->` and `<!-- end value -->`, and a `<!-- values ... -->` block of that
-page (or of another page checked with it) holds each NAME's query (`NAME: SELECT ...`, continued on indented lines): one row, one
-column; an integer is printed with thousands separators, a float with 3 decimals (a column named
-`p`: as p-values, 2 decimals or short scientific), text as it comes (printf for other formats).
+between `<!-- value: NAME -->` and `<!-- end value -->`; a `<!-- values ... -->` block of that page
+(or of another page checked with it) holds NAME's query, `NAME: SELECT ...` continued on indented
+lines, giving one row and one column. An integer is printed with thousands separators, a float with
+3 decimals (a column named `p`: as a p-value, 2 decimals or short scientific), text as it comes
+(printf for other formats).
 
-    python -m multiome_assets.doc_tables --check     # after `make demo`: which docs tables differ (exit 1 if any)
+    python -m multiome_assets.doc_tables --check     # after `make demo`: which docs tables and values differ (exit 1 if any)
     python -m multiome_assets.doc_tables --write     # rewrite them from the warehouse
     python -m multiome_assets.doc_tables --warehouse DIR --check docs/links.md
 """
