@@ -91,7 +91,7 @@ def training_end(backbone) -> dict:
 
 def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotation, prior_edges, regulators,
              expression_scores, profile: str, device: str, overrides: dict,
-             embed_cells: int | None = None) -> pd.DataFrame:
+             embed_cells: int | None = None, head_epochs: int = 20) -> pd.DataFrame:
     """Metrics of every method at every window for one seed. `embed_cells`: the embeddings average
     a seeded sample of that many cells (the assets' `embed_cells_per_set` budget) instead of all."""
     genes = mo.rna.var_names
@@ -122,7 +122,7 @@ def run_seed(seed: int, windows: list[int], inputs: tuple[str, ...], mo, annotat
             embeddings["full"], trained["full"] = pipeline.embed(ckpt, mo, sets, device), training_end(ckpt)
         grn_embeddings = GeneEmbeddings(list(genes), sets, embeddings)
         head_inputs = tuple(HeadInput.from_name(x) for x in window_inputs)
-        heads = pipeline.train_heads(grn_embeddings, prior, genes, regulators, epochs=20, seed=backbone_seed,
+        heads = pipeline.train_heads(grn_embeddings, prior, genes, regulators, epochs=head_epochs, seed=backbone_seed,
                                      device=device, inputs=head_inputs, objectives=("bce",),
                                      splits=SPLITS) if head_inputs else None
         for split in SPLITS:
@@ -214,6 +214,8 @@ def main() -> None:
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="override PretrainConfig fields of the profile, e.g. peak_id_init=svd max_epochs=3")
     p.add_argument("--embed-cells", type=int, help="embeddings from a seeded sample of this many cells (a budget)")
+    p.add_argument("--head-epochs", type=int, default=20,
+                   help="epochs of every head (EdgeHeadConfig's 20; min_steps still applies): a budget")
     p.add_argument("--grnboost2-cells", type=int,
                    help="GRNBoost2 on a sample of this many cells, drawn and trained afresh with each seed (a budget)")
     p.add_argument("--prior", help="dorothea, collectri or a source,target CSV/TSV (default: the dataset's prior)")
@@ -246,7 +248,8 @@ def main() -> None:
           file=sys.stderr)
     regulators = pipeline.regulator_universe(genes, tfs)
     settings = " ".join(args.set + [f"{flag}={n}" for flag, n in (("embed_cells", args.embed_cells),
-                                                                   ("grnboost2_cells", args.grnboost2_cells)) if n])
+                                                                   ("grnboost2_cells", args.grnboost2_cells)) if n]
+                        + ([f"head_epochs={args.head_epochs}"] if args.head_epochs != 20 else []))
 
     def expression_scores(seed: int) -> BaselineScores:
         t0 = time.perf_counter()
@@ -259,7 +262,8 @@ def main() -> None:
     runs = []
     for seed in tqdm(seeds, desc="seeds", file=sys.stderr):
         runs.append(run_seed(seed, windows, tuple(args.inputs), mo, annotation, prior_edges, regulators,
-                             shared or expression_scores(seed), args.profile, args.device, overrides, args.embed_cells)
+                             shared or expression_scores(seed), args.profile, args.device, overrides, args.embed_cells,
+                             args.head_epochs)
                     .assign(prior=prior_edges.prior.iloc[0], profile=args.profile, settings=settings))
         if args.out:  # a crash in a later seed keeps the seeds done
             runs[-1].to_csv(args.out, index=False, mode="w" if len(runs) == 1 else "a", header=len(runs) == 1)
