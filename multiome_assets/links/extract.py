@@ -76,7 +76,7 @@ def pair_rank_scores(weights: torch.Tensor, key_mask: torch.Tensor, cell: torch.
     Only the entries asked for are ranked within their gene: the within-key ranks of the genes asked
     about come from one sort per key and a binary search, and each entry's within-gene rank is a
     count over its gene's row (the full (B, G, K) rank matrix is ~3x the work at a 10x run's size)."""
-    ordered = torch.from_numpy(np.sort(weights.numpy(), -1))  # numpy's vectorized sort: ~4x torch's here
+    ordered = torch.from_numpy(np.sort(weights.numpy(), -1))  # numpy's vectorized sort: ~3x torch's on (2,000 x 27,444)
     genes, slot = torch.unique(gene, return_inverse=True)
     values = weights[:, :, genes].contiguous()  # (B, K, U)
     first = torch.searchsorted(ordered, values)
