@@ -30,16 +30,25 @@ def instance_home() -> Path:
     text = config.read_text() if config.exists() else ""
     missing = [block for key, block in INSTANCE_SETTINGS.items() if not any(
         line.startswith(f"{key}:") for line in text.splitlines())]
-    if missing:
-        config.write_text(text + ("\n" if text and not text.endswith("\n") else "") + "".join(missing))
+    if missing:  # written whole, then renamed: a process starting beside this one reads it whole
+        partial = home / f".dagster.yaml.{os.getpid()}"
+        partial.write_text(text + ("\n" if text and not text.endswith("\n") else "") + "".join(missing))
+        partial.replace(config)
     return home
 
 
 def _instance():
+    """The Dagster instance at instance_home(). Its SQLite storages are created on first use, and two
+    processes creating them at once (two builds on a fresh home) collide in Dagster's schema stamping:
+    an exclusive lock on the home makes one create them while the other waits, then opens them."""
+    import fcntl
+
     import dagster as dg
 
-    instance_home()
-    return dg.DagsterInstance.get()
+    home = instance_home()
+    with open(home / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return dg.DagsterInstance.get()
 
 
 @click.group()

@@ -270,6 +270,34 @@ def test_edited_inputs_rebuild_what_reads_them(data_root, tmp_path, monkeypatch)
     assert warehouse.query("select distinct window_bp from candidate_sets").window_bp.tolist() == [5000]
 
 
+OPEN_INSTANCE = """
+import sys, time
+start = float(sys.argv[1])
+from multiome_assets.cli import _instance
+time.sleep(max(0.0, start - time.time()))  # every process past its imports, then all at once
+instance = _instance()
+instance.add_dynamic_partitions("dataset", [sys.argv[2]])
+"""
+
+
+def test_processes_opening_a_fresh_instance_at_once_all_open_it(tmp_path):
+    """Four processes (four `build` commands started together on a new machine) create the Dagster
+    instance of one fresh home at the same moment: none fails in Dagster's schema set-up, and the
+    home's dagster.yaml holds each setting once."""
+    import time
+
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+    start = str(time.time() + 8)
+    processes = [subprocess.Popen([sys.executable, "-c", OPEN_INSTANCE, start, f"d{i}"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(4)]
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, outputs
+    config = (tmp_path / "home" / "dagster.yaml").read_text()
+    assert config.count("telemetry:") == config.count("nux:") == 1
+    instance = dg.DagsterInstance.from_config(str(tmp_path / "home"))
+    assert sorted(instance.get_dynamic_partitions("dataset")) == ["d0", "d1", "d2", "d3"]
+
+
 READER = """
 import json, sys, threading, time
 import duckdb
