@@ -1,33 +1,44 @@
-"""Scaling of the pipeline's stages with cells (N) and genes (G), on calibrated simulated data.
+"""Scaling of the pipeline's stages with cells (N) and genes (G), on calibrated simulated data at a
+10x run's depth, up to the paper's PBMC (12,000 cells x 36,600 genes x 112,000 peaks).
 
 For each size a dataset is simulated (:func:`multiome_assets.simulate.dataset.simulate_dataset`,
-peaks = 5 x genes) and each stage runs in a fresh subprocess, so that its peak RSS
-(``ru_maxrss``) is its own. A stage's inputs are built in that subprocess before the clock starts;
-``rss_before_gb`` is the peak RSS once they are built, ``peak_rss_gb`` the peak after the stage.
-The stages call the plain functions behind the Dagster assets:
+peaks P = G x 112,000 / 36,600, ~3,000 UMI and ~8,000 open peaks per cell as
+docs/performance.md's 10x build). Its inputs are prepared once (read, QC, annotation, the `cpu`
+gene selection, cCRE vocabulary, window pairs: each stage's inputs as the assets hand them on) and
+kept in the work folder. Each stage then runs in a forked child of a process holding those inputs,
+so its peak RSS (``ru_maxrss``: the inputs it inherits, ``rss_before_gb``, included) and a failure
+are its own. The stages call the plain functions behind the assets, `cpu` profiles:
 
 - ``read_qc``: ``readers.read_dataset`` + ``preprocess.preprocess`` (asset ``multiome``)
-- ``candidates``: ``annotation.match_genes`` + ``intervals.candidate_sets`` (``gene_annotation``,
-  ``candidate_sets``)
-- ``peak_vocab``: ``intervals.peak_to_vocab`` + ``binarize_to_vocab`` (``peak_vocab_matrix``; the
-  1M-row cCRE BED is read before the clock: it does not depend on the data's size)
-- ``backbone_epoch``: ``grn.pipeline.pretrain`` with the ``cpu`` profile, one epoch (SVD start,
-  training, validation; ``grn_backbone``)
-- ``export``: ``grn.pipeline.export_scores`` (``edge_scores``), top 500 targets per TF
-- ``evaluation``: ``grn.pipeline.evaluate_grn`` (``grn_evaluation``), 100 random networks
+- ``candidates``: ``annotation.match_genes`` + ``intervals.candidate_sets`` (``gene_annotation``, ``candidate_sets``)
+- ``peak_vocab``: ``intervals.peak_to_vocab`` + ``binarize_to_vocab`` (``peak_vocab_matrix``)
+- ``grn_genes``: ``grn.genes.select_genes`` with the ``cpu`` budget (``grn_genes``)
+- ``backbone_epoch``: ``grn.pipeline.pretrain`` on the GRN genes, one epoch of BUDGET["backbone"] cells
+  and as many validation cells, the SVD start on every training cell (``grn_backbone``)
+- ``embeddings``: ``grn.pipeline.embed`` of that backbone on BUDGET["embeddings"] cells (``grn_embeddings``)
+- ``heads``: ``grn.pipeline.train_heads``, 1 of its 20 epochs, on the SVD start (``grn_head``)
+- ``baselines``: Pearson, Spearman and WGCNA on every cell (``grn_baselines``; GRNBoost2 left out)
+- ``export``: ``grn.pipeline.export_scores``, top 500 targets per TF (``edge_scores``)
+- ``evaluation``: ``grn.pipeline.evaluate_grn``, 100 random networks (``grn_metrics``)
+- ``translator_atac2rna_epoch``, ``translator_rna2atac_epoch``: ``translation.train.train_translator``,
+  one epoch of BUDGET["translator"] cells, as many validation cells (``translator_*``)
+- ``translated_rna``, ``translated_atac``: ``translation.predict.translate_*`` of BUDGET["translated"]
+  cells (``translated_*``)
+- ``link_pairs``: ``links.extract.window_pairs`` (in ``cre_gene_links``)
+- ``attention_links``: ``links.extract.attention_links`` of BUDGET["links"] cells (``cre_gene_links``)
+- ``correlation_links``: ``links.extract.correlation_links`` on every cell (``cre_gene_links``)
 
-Export and evaluation read what the backbones, heads and baselines produce; their cost depends on
-the shapes (genes, TFs, cell sets, methods), not on the values, so the benchmark builds them
-cheaply: every backbone's embeddings are the SVD start (``pipeline.svd_embeddings``, d = 32), the
-heads are the real ``pipeline.train_heads`` for 1 epoch, the baselines Pearson and Spearman
-(GRNBoost2 and WGCNA left out). They are built once per size and kept in the work folder.
+The `cpu` profiles cap what the training and attention stages see at a number of cells
+(docs/performance.md#budgets: 500 cells per backbone epoch, 1,300 embedded, 1,000 translator cells
+per epoch and 1,000 test cells, 900 link cells). Here those stages run on BUDGET's smaller numbers
+of cells, the column ``cells``, so that the grid fits in an hour: their time against N says how
+what is not capped grows (the SVD start, sampling, reading rows), against G how a cell's cost grows.
+A stage's time at the profile's budget is about budget / cells times the per-cell part.
+The models' weights are their initial ones (the work does not depend on them).
 
-A backbone epoch predicted (linearly from the last measured size of its axis) to take longer than
-``--max-seconds`` is not run; the table says so.
-
-    python benchmarks/scaling.py --quick                          # a smoke run, a few minutes
-    python benchmarks/scaling.py                                  # the table of docs/performance.md
-    python benchmarks/scaling.py --cells 1000,5000 --genes 2000 --fixed-genes 2000 --fixed-cells 2000
+    python benchmarks/scaling.py --quick         # a smoke run, a few minutes
+    python benchmarks/scaling.py                 # the table of docs/performance.md#scaling, ~1 h
+    python benchmarks/scaling.py --cells 1500,3000 --genes 9150 --fixed-genes 9150 --fixed-cells 3000
 """
 from __future__ import annotations
 
@@ -36,6 +47,7 @@ import json
 import os
 import pickle
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -47,13 +59,25 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-STAGES = ("read_qc", "candidates", "peak_vocab", "backbone_epoch", "export", "evaluation")
-PEAKS_PER_GENE = 5
+PEAKS_PER_GENE = 112_000 / 36_600  # the paper's PBMC
+DEPTH = {"umi_median": 3_000, "open_median": 8_000}  # docs/performance.md's 10x build
+BUDGET = {"backbone": 64, "embeddings": 64, "translator": 128, "translated": 32, "links": 8}
+STAGES = ("read_qc", "candidates", "peak_vocab", "grn_genes", "backbone_epoch", "embeddings", "heads", "baselines",
+          "export", "evaluation", "translator_atac2rna_epoch", "translator_rna2atac_epoch", "translated_rna",
+          "translated_atac", "link_pairs", "attention_links", "correlation_links")
+NO_CELLS = ("candidates", "heads", "export", "evaluation", "link_pairs")  # read no cell: on the cells axis, its ends only
+CELLS = {"backbone_epoch": BUDGET["backbone"], "embeddings": BUDGET["embeddings"],
+         "translator_atac2rna_epoch": BUDGET["translator"], "translator_rna2atac_epoch": BUDGET["translator"],
+         "translated_rna": BUDGET["translated"], "translated_atac": BUDGET["translated"], "attention_links": BUDGET["links"]}
 
 
-# ------------------------------------------------------------------------------------- worker
+# ------------------------------------------------------------------------------------- inputs
 def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _rss_gb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
 def _read_qc(root: Path, key: str):
@@ -70,71 +94,195 @@ def _candidates(spec, mo):
 
     var = mo.rna.var
     genes = annotation.match_genes(var.index, var["gene_ids"], annotation.read_annotation(spec.annotation))
-    return intervals.candidate_sets(genes, mo.atac.var, spec.candidate_window, 50)
+    return genes, intervals.candidate_sets(genes, mo.atac.var, spec.candidate_window, 50)
 
 
-def _grn_inputs(spec, mo, work: Path):
-    """(prior edges, embeddings, heads, baselines), built once per dataset and kept in `work`."""
-    path = work / f"{spec.key}_grn_inputs.pkl"
+def _peak_vocab(vocab, mo):
+    from multiome_assets import intervals
+
+    return intervals.binarize_to_vocab(mo.atac.X, intervals.peak_to_vocab(mo.atac.var, vocab))
+
+
+def _grn_genes(spec, mo, prior):
+    from multiome_assets import priors
+    from multiome_assets.grn import genes
+
+    return genes.select_genes(mo, priors.read_tf_list(spec.tf_list), prior, genes.budget("cpu"))
+
+
+def prepare(root: Path, key: str, work: Path) -> dict:
+    """Every stage's inputs, built once per dataset and kept in `work` (what the assets upstream of
+    each stage would have written)."""
+    path = work / f"{key}_inputs.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
-    from multiome_assets import priors
+    from multiome_assets import annotation, priors
     from multiome_assets.cells import cell_labels, cell_sets
-    from multiome_assets.grn import baselines, pipeline
-    from multiome_assets.grn.artifacts import BaselineScores, GeneEmbeddings
+    from multiome_assets.dataset import reference_path
+    from multiome_assets.grn import genes, pipeline
+    from multiome_assets.intervals import read_ccre_bed
+    from multiome_assets.links import extract
+    from multiome_assets.translation.pipeline import load_cells, splits
 
+    spec, mo = _read_qc(root, key)
+    vocab = read_ccre_bed(reference_path("ccre_hg38", root))
+    gene_table, candidates = _candidates(spec, mo)
     prior = priors.load_prior_edges(spec.prior, mo.rna.var_names, priors.read_tf_list(spec.tf_list))
-    regulators = pipeline.regulator_universe(mo.rna.var_names, priors.read_tf_list(spec.tf_list))
+    grn_mo = genes.restrict(mo, _grn_genes(spec, mo, prior))
+    candidates = candidates[candidates.gene.isin(grn_mo.rna.var_names)]
+    regulators = pipeline.regulator_universe(grn_mo.rna.var_names, priors.read_tf_list(spec.tf_list))
     sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), mo.n_cells)
-    svd = pipeline.svd_embeddings(mo, sets, d=32, seed=0)
-    embeddings = GeneEmbeddings(list(mo.rna.var_names), sets,
-                                {name: svd for name in ("full", "rna_only", "random_candidates", "svd")}, "cpu")
-    heads = pipeline.train_heads(embeddings, prior, mo.rna.var_names, regulators, seed=0, device="cpu",
-                                 epochs=1, min_steps=1)
-    genes = np.asarray(mo.rna.var_names)
-    scores = baselines.expression_baselines(["pearson", "spearman"], mo.rna.X, genes, regulators)
-    inputs = (prior, embeddings, heads, BaselineScores(regulators, genes, scores))
-    path.write_bytes(pickle.dumps(inputs))
+    vocab_map = annotation.map_to_vocab(gene_table, annotation.read_gene_vocab(reference_path("gene_vocab_38244", root)))
+    cells, _ = load_cells(mo, vocab_map, _peak_vocab(vocab, mo), spec)
+    located = vocab_map.merge(gene_table[["gene", "chrom", "tss"]], on="gene")
+    inputs = dict(spec=spec, vocab=vocab, mo=mo, grn_mo=grn_mo, candidates=candidates, prior=prior, regulators=regulators,
+                  sets=sets, cells=cells, located=located, splits=splits(mo, spec.batch_column, spec.cell_type_column),
+                  pairs=extract.window_pairs(cells, located, vocab, spec.link_window))
+    path.write_bytes(pickle.dumps(inputs, protocol=5))
     return inputs
 
 
-def run_stage(stage: str, root: Path, key: str, work: Path) -> dict:
-    """Build the stage's inputs, then time the stage alone."""
-    import torch
+def _grn_inputs(x: dict, work: Path, key: str):
+    """(embeddings, heads, baselines) for export and evaluation: the SVD start as every backbone's
+    embeddings, heads of 1 epoch, Pearson and Spearman; built once per dataset and kept."""
+    path = work / f"{key}_grn_inputs.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    from multiome_assets.grn import baselines, pipeline
+    from multiome_assets.grn.artifacts import BaselineScores, GeneEmbeddings
 
-    torch.set_num_threads(2)
+    mo, genes = x["grn_mo"], np.asarray(x["grn_mo"].rna.var_names)
+    svd = pipeline.svd_embeddings(mo, x["sets"], d=32, seed=0)
+    embeddings = GeneEmbeddings(list(genes), x["sets"], {n: svd for n in ("full", "rna_only", "random_candidates", "svd")}, "cpu")
+    heads = pipeline.train_heads(embeddings, x["prior"], mo.rna.var_names, x["regulators"], seed=0, device="cpu",
+                                 epochs=1, min_steps=1)
+    scores = baselines.expression_baselines(["pearson", "spearman"], mo.rna.X, genes, x["regulators"])
+    made = (embeddings, heads, BaselineScores(x["regulators"], genes, scores))
+    path.write_bytes(pickle.dumps(made, protocol=5))
+    return made
+
+
+# ------------------------------------------------------------------------------------- stages
+def _translator(direction: str):
+    from multiome_assets.models.cisformer import Translator
+    from multiome_assets.translation.train import training_config, translator_config
+
+    return Translator(translator_config(direction, "cpu")), training_config(direction, "cpu", 0)
+
+
+def _rows(x: dict, part: str, n: int) -> np.ndarray:
+    from multiome_assets.translation.splits import rows_of
+
+    return rows_of(x["splits"], x["mo"].rna.obs_names, "random", part)[:n]
+
+
+def stage_call(stage: str, root: Path, key: str, x: dict, work: Path):
+    """The stage as a call of no arguments, its own inputs (a backbone, a model, heads) loaded or
+    built here, before the clock starts. `_grn_inputs` builds export's and evaluation's inputs."""
+    from dataclasses import replace
+
+    from multiome_assets.grn import baselines, pipeline
+    from multiome_assets.links import extract
+
+    mo, cells = x["grn_mo"], x["cells"]
     if stage == "read_qc":
-        t0 = time.perf_counter()
-        _read_qc(root, key)
-        return {"seconds": time.perf_counter() - t0, "rss_before_gb": 0.0}
-    spec, mo = _read_qc(root, key)
+        return lambda: _read_qc(root, key)
+    if stage == "candidates":
+        return lambda: _candidates(x["spec"], x["mo"])
     if stage == "peak_vocab":
-        from multiome_assets import intervals
-        from multiome_assets.dataset import reference_path
+        return lambda: _peak_vocab(x["vocab"], x["mo"])
+    if stage == "grn_genes":
+        return lambda: _grn_genes(x["spec"], x["mo"], x["prior"])
+    if stage == "backbone_epoch":
+        def backbone_epoch():
+            n = BUDGET["backbone"]
+            backbone = pipeline.pretrain(mo, x["candidates"], profile="cpu", device="cpu", seed=0, max_epochs=1,
+                                         cells_per_epoch=n, max_val_cells=n)
+            (work / f"{key}_backbone.pkl").write_bytes(pickle.dumps(backbone, protocol=5))
+        return backbone_epoch
+    if stage == "embeddings":
+        backbone = pickle.loads((work / f"{key}_backbone.pkl").read_bytes())
+        return lambda: pipeline.embed(backbone, mo, {"all": np.arange(BUDGET["embeddings"])}, "cpu")
+    if stage == "_grn_inputs":
+        return lambda: _grn_inputs(x, work, key)
+    if stage in ("heads", "export", "evaluation"):
+        embeddings, heads, base = _grn_inputs(x, work, key)
+        return {"heads": lambda: pipeline.train_heads(embeddings, x["prior"], mo.rna.var_names, x["regulators"], seed=0,
+                                                      device="cpu", epochs=1, min_steps=1),
+                "export": lambda: pipeline.export_scores(embeddings, heads, base, x["prior"], 500, device="cpu"),
+                "evaluation": lambda: pipeline.evaluate_grn(
+                    mo.rna.var_names, x["prior"], embeddings, heads, base, external_grns=[], n_random=100, top_n=100,
+                    device="cpu", curves_path=lambda split: work / f"{key}_{split}.png")}[stage]
+    if stage == "baselines":
+        return lambda: baselines.expression_baselines(["pearson", "spearman", "wgcna"], mo.rna.X,
+                                                      np.asarray(mo.rna.var_names), x["regulators"])
+    if stage.startswith("translator_"):
+        from multiome_assets.translation.train import train_translator
 
-        vocab = intervals.read_ccre_bed(reference_path("ccre_hg38", root))
-        before, t0 = _peak_rss_gb(), time.perf_counter()
-        intervals.binarize_to_vocab(mo.atac.X, intervals.peak_to_vocab(mo.atac.var, vocab))
-    elif stage == "candidates":
-        before, t0 = _peak_rss_gb(), time.perf_counter()
-        _candidates(spec, mo)
-    elif stage == "backbone_epoch":
-        from multiome_assets.grn import pipeline
+        n = BUDGET["translator"]
+        model, config = _translator(stage.split("_")[1])
+        config = replace(config, max_epochs=1, cells_per_epoch=n, max_cells_seen=None, max_val_cells=n)
+        train, val, upper = _rows(x, "train", n), _rows(x, "validation", n), float(np.log1p(cells.rna.max()))
+        return lambda: train_translator(model.config, config, cells, train, val, upper=upper)
+    if stage == "translated_rna":
+        from multiome_assets.translation.predict import translate_rna
 
-        cands = _candidates(spec, mo)
-        before, t0 = _peak_rss_gb(), time.perf_counter()
-        pipeline.pretrain(mo, cands, profile="cpu", device="cpu", seed=0, max_epochs=1)
+        (model, config), rows = _translator("atac2rna"), _rows(x, "test", BUDGET["translated"])
+        return lambda: translate_rna(model, cells, rows, 5.0, gene_chunk=config.n_queries, max_cres=config.max_source)
+    if stage == "translated_atac":
+        from multiome_assets.translation.predict import translate_atac
+
+        (model, config), rows = _translator("rna2atac"), _rows(x, "test", BUDGET["translated"])
+        return lambda: translate_atac(model, cells, rows, cre_chunk=config.n_queries, max_genes=config.max_source)
+    if stage == "link_pairs":
+        return lambda: extract.window_pairs(cells, x["located"], x["vocab"], x["spec"].link_window)
+    if stage == "attention_links":
+        model, config = _translator("atac2rna")
+        return lambda: extract.attention_links(model, cells, x["pairs"], {"all": np.arange(BUDGET["links"])},
+                                               gene_chunk=config.n_queries, max_cres=config.max_source)
+    if stage == "correlation_links":
+        from multiome_assets.preprocess import log_normalize
+
+        return lambda: extract.correlation_links(cells, log_normalize(cells.rna[:, cells.genes].tocsr()), x["pairs"],
+                                                 x["vocab"].Chromosome.to_numpy()[cells.cres])
+    raise ValueError(f"no stage {stage}")
+
+
+def run_forked(stage: str, root: Path, key: str, x: dict, work: Path, timeout: float) -> dict:
+    """The stage in a forked child (its own peak RSS, inputs included; its own failure), killed
+    after `timeout` seconds."""
+    read, write = os.pipe()
+    before = _rss_gb()
+    pid = os.fork()
+    if pid == 0:  # the child: no torch ran in the parent, so its threads start here
+        os.close(read)
+        try:
+            import torch
+
+            torch.set_num_threads(2)
+            call = stage_call(stage, root, key, x, work)
+            t0 = time.perf_counter()
+            call()
+            out = {"status": "ok", "seconds": time.perf_counter() - t0, "peak_rss_gb": _peak_rss_gb()}
+        except BaseException as e:  # noqa: BLE001 -- reported in the table
+            out = {"status": f"failed: {type(e).__name__}: {str(e)[:200]}"}
+        os.write(write, json.dumps(out).encode())
+        os._exit(0)
+    os.close(write)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.2)
     else:
-        from multiome_assets.grn import pipeline
-
-        prior, embeddings, heads, base = _grn_inputs(spec, mo, work)
-        before, t0 = _peak_rss_gb(), time.perf_counter()
-        if stage == "export":
-            pipeline.export_scores(embeddings, heads, base, prior, 500, device="cpu")
-        else:
-            pipeline.evaluate_grn(mo.rna.var_names, prior, embeddings, heads, base, external_grns=[], n_random=100,
-                                  top_n=100, device="cpu", curves_path=lambda split: work / f"{key}_{split}.png")
-    return {"seconds": time.perf_counter() - t0, "rss_before_gb": before}
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(read)
+        return {"status": f"timeout after {timeout:.0f} s"}
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    return {**json.loads(text), "rss_before_gb": before} if text else {"status": "failed: no result (killed?)"}
 
 
 # ------------------------------------------------------------------------------------- driver
@@ -153,21 +301,54 @@ def ensure_dataset(root: Path, n_cells: int, n_genes: int) -> str:
             reference.parent.mkdir(parents=True, exist_ok=True)
             reference.symlink_to(ROOT / "data" / "reference")
         t0 = time.perf_counter()
-        simulate_dataset(root / "datasets" / key, n_cells, n_genes, PEAKS_PER_GENE * n_genes, seed=0)
+        simulate_dataset(root / "datasets" / key, n_cells, n_genes, n_peaks(n_genes), seed=0, **DEPTH)
         tqdm.write(f"simulated {key}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return key
 
 
-def run_worker(stage: str, root: Path, key: str, work: Path, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--worker", stage, "--root", str(root), "--key", key, "--work", str(work)]
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"status": f"timeout after {timeout:.0f} s"}
-    if proc.returncode != 0:
-        return {"status": f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"}
-    return {"status": "ok", **json.loads(proc.stdout.strip().splitlines()[-1])}
+def n_peaks(n_genes: int) -> int:
+    return round(PEAKS_PER_GENE * n_genes)
+
+
+def run_size(root: Path, key: str, work: Path, stages: list[str], timeout: float) -> None:
+    """One dataset's stages, each forked from this process once the inputs are built; a JSON line per
+    stage, printed and kept in work/KEY_results.jsonl: a stage found there is not run again."""
+    kept = work / f"{key}_results.jsonl"
+    done = {r["stage"]: r for r in map(json.loads, kept.read_text().splitlines())} if kept.exists() else {}
+    todo = [s for s in stages if s not in done]
+    for stage in stages:
+        if stage in done:
+            print(json.dumps(done[stage]), flush=True)
+    if not todo:
+        return
+    t0 = time.perf_counter()
+    inputs = prepare(root, key, work)
+    print(json.dumps({"stage": "_inputs", "seconds": time.perf_counter() - t0, "peak_rss_gb": _peak_rss_gb()}), flush=True)
+    if {"heads", "export", "evaluation"} & set(todo):  # built in a child: the parent never runs torch
+        print(json.dumps({"stage": "_grn_inputs", **run_forked("_grn_inputs", root, key, inputs, work, timeout)}), flush=True)
+    for stage in todo:
+        line = json.dumps({"stage": stage, **run_forked(stage, root, key, inputs, work, timeout)})
+        print(line, flush=True)
+        with kept.open("a") as f:
+            f.write(line + "\n")
+
+
+def run_worker(root: Path, key: str, work: Path, stages: list[str], timeout: float) -> list[dict]:
+    """run_size in a fresh process (the driver never holds a dataset or imports torch); its lines
+    are shown as they come."""
+    cmd = [sys.executable, __file__, "--worker", key, "--root", str(root), "--work", str(work),
+           "--stages", ",".join(stages), "--timeout", str(timeout)]
+    rows = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "2"}) as proc:
+        for line in proc.stdout:
+            if line.startswith("{"):
+                rows.append(json.loads(line))
+                tqdm.write(f"{key} {line.strip()}", file=sys.stderr)
+        errors = proc.stderr.read().strip()
+    done = {r["stage"] for r in rows}
+    failure = errors.splitlines()[-1] if proc.returncode and errors else f"exit {proc.returncode}"
+    return rows + [{"stage": s, "status": f"not run: the size's process ended ({failure})"} for s in stages if s not in done]
 
 
 def growth_exponents(table: pd.DataFrame) -> pd.DataFrame:
@@ -179,6 +360,27 @@ def growth_exponents(table: pd.DataFrame) -> pd.DataFrame:
             slope = np.polyfit(np.log(size), np.log(part.seconds), 1)[0]
             rows.append({"axis": axis, "stage": stage, "exponent": slope, "sizes": len(part)})
     return pd.DataFrame(rows)
+
+
+def markdown_tables(table: pd.DataFrame, exponents: pd.DataFrame) -> str:
+    """Per axis, each stage's "seconds / peak GB" at each size; then the exponents in N and G."""
+    def cell(r) -> str:
+        return f"{r.seconds:.3g} s / {r.peak_rss_gb:.2f} GB" if r.status == "ok" else r.status
+
+    parts = []
+    for axis, part in table.groupby("axis", sort=False):
+        size = "n_cells" if axis == "cells" else "n_genes"
+        wide = part.assign(text=part.apply(cell, axis=1)).pivot(index="stage", columns=size, values="text")
+        wide = wide.reindex([s for s in STAGES if s in wide.index])
+        wide.columns = [f"{'N' if axis == 'cells' else 'G'}={c:,}" for c in wide.columns]
+        fixed = f"G={part.n_genes.iloc[0]:,}" if axis == "cells" else f"N={part.n_cells.iloc[0]:,}"
+        parts.append(f"against {axis} ({fixed}):\n\n" + wide.assign(
+            cells=[f"{CELLS[s]:,}" if s in CELLS else "all" for s in wide.index]).to_markdown())
+    if len(exponents):
+        wide = exponents.pivot(index="stage", columns="axis", values="exponent")
+        wide = wide.reindex([s for s in STAGES if s in wide.index])
+        parts.append("growth exponents (slope of log time on log size):\n\n" + wide.to_markdown(floatfmt=".2f"))
+    return "\n\n".join(parts)
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
@@ -216,52 +418,42 @@ def grid(args) -> list[tuple[str, int, int]]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ints = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
-    parser.add_argument("--cells", type=ints, default=[1_000, 5_000, 20_000, 50_000], help="N at --fixed-genes")
-    parser.add_argument("--genes", type=ints, default=[2_000, 5_000, 10_000, 20_000], help="G at --fixed-cells")
-    parser.add_argument("--fixed-genes", type=int, default=2_000)
-    parser.add_argument("--fixed-cells", type=int, default=2_000)
+    parser.add_argument("--cells", type=ints, default=[1_500, 3_000, 6_000, 12_000], help="N at --fixed-genes")
+    parser.add_argument("--genes", type=ints, default=[4_575, 9_150, 18_300, 36_600], help="G at --fixed-cells")
+    parser.add_argument("--fixed-genes", type=int, default=36_600)
+    parser.add_argument("--fixed-cells", type=int, default=12_000)
     parser.add_argument("--stages", type=lambda t: t.split(","), default=list(STAGES))
-    parser.add_argument("--max-seconds", type=float, default=600, help="skip a backbone epoch predicted to take longer")
-    parser.add_argument("--timeout", type=float, default=1200, help="per stage and size")
+    parser.add_argument("--timeout", type=float, default=600, help="per stage and size, seconds")
     parser.add_argument("--data", type=Path, default=Path("/tmp/multiome_scaling"), help="simulated datasets, kept")
     parser.add_argument("--out", type=Path, default=RESULTS / "scaling.csv")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    parser.add_argument("--worker", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.stages) - set(STAGES))
+    if unknown:
+        parser.error(f"no stage {', '.join(unknown)} (stages: {', '.join(STAGES)})")
     if args.worker:
-        result = run_stage(args.worker, args.root, args.key, args.work)
-        print(json.dumps({**result, "peak_rss_gb": _peak_rss_gb()}))
+        run_size(args.root, args.worker, args.work, args.stages, args.timeout)
         return
     if args.quick:
-        args.cells, args.genes, args.fixed_genes, args.fixed_cells = [300, 600], [300, 600], 300, 300
+        args.cells, args.genes, args.fixed_genes, args.fixed_cells = [400, 800], [1_000, 2_000], 2_000, 800
         args.out = args.out.with_name("scaling_quick.csv")
 
     root, work = args.data / "data", args.data / "work"
     work.mkdir(parents=True, exist_ok=True)
-    rows, last_backbone, gave_up = [], {}, {}
-    points = grid(args)
-    for axis, n, g in tqdm(points, desc="sizes", file=sys.stderr):
+    rows, done = [], {}
+    for axis, n, g in tqdm(grid(args), desc="sizes", file=sys.stderr):
         key = ensure_dataset(root, n, g)
-        for stage in tqdm(args.stages, desc=key, leave=False, file=sys.stderr):
-            row = {"axis": axis, "n_cells": n, "n_genes": g, "n_peaks": PEAKS_PER_GENE * g, "stage": stage}
-            size = n if axis == "cells" else g
-            predicted = last_backbone.get(axis, (0, 0))[1] * size / max(last_backbone.get(axis, (1, 1))[0], 1)
-            if stage == "backbone_epoch" and predicted > args.max_seconds:
-                rows.append({**row, "status": f"not run: predicted {predicted / 60:.0f} min"})
-                continue
-            if (axis, stage) in gave_up:  # a smaller size of this axis already timed out
-                rows.append({**row, "status": f"not run: {gave_up[axis, stage]} smaller timed out"})
-                continue
-            result = run_worker(stage, root, key, work, args.timeout)
-            rows.append({**row, **result})
-            if result["status"].startswith("timeout"):
-                gave_up[axis, stage] = size
-            if stage == "backbone_epoch" and result["status"] == "ok":
-                last_backbone[axis] = (size, result["seconds"])
-            tqdm.write(f"{key} {stage}: {result}", file=sys.stderr)
+        inner = axis == "cells" and n not in (min(args.cells), max(args.cells))
+        stages = [s for s in args.stages if not (inner and s in NO_CELLS)]
+        if key not in done:  # the shared corner is measured once, and listed on both axes
+            done[key] = run_worker(root, key, work, stages, args.timeout)
+        for r in done[key]:
+            if not r["stage"].startswith("_"):
+                rows.append({"axis": axis, "n_cells": n, "n_genes": g, "n_peaks": n_peaks(g),
+                             "cells": CELLS.get(r["stage"], n), **r})
     table = pd.DataFrame(rows)
     for column in ("seconds", "rss_before_gb", "peak_rss_gb"):
         table[column] = table.get(column, np.nan)
@@ -270,9 +462,7 @@ def main(argv=None) -> None:
     exponents = growth_exponents(table)
     exponents.to_csv(args.out.with_name(args.out.stem + "_exponents.csv"), index=False)
     plot(table, args.out.with_suffix(".png"))
-    print(table.to_markdown(index=False, floatfmt=".3g"))
-    print()
-    print(exponents.to_markdown(index=False, floatfmt=".2f"))
+    print(markdown_tables(table, exponents))
     print(f"\nwrote {args.out}, {args.out.with_suffix('.png')}")
 
 
