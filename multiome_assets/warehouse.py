@@ -83,10 +83,34 @@ def write_table(table: str, dataset: str, df: pd.DataFrame, root: Path | None = 
     columns = pa.Table.from_pandas(df.drop(columns=["dataset"]) if "dataset" in df else df, preserve_index=False)
     # the dataset's name as one Arrow array, not a Python string per row (edge_scores of a 10x run: ~100 M rows)
     columns = columns.add_column(0, "dataset", pa.repeat(pa.scalar(dataset), len(df)))
+    schema = _text_schema(columns.schema)
     with atomic_path(path, suffix=".tmp") as tmp:  # not *.parquet: the views read every *.parquet of the folder
-        pq.write_table(columns, tmp)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for start in range(0, max(len(columns), 1), WRITE_ROWS):
+                writer.write_table(columns.slice(start, WRITE_ROWS).cast(schema))
     refresh_views(root)
     return path
+
+
+WRITE_ROWS = 4_000_000  # rows whose categoricals are made text at once (~100 MB of strings)
+
+
+def _text_schema(schema):
+    """`schema` with categorical (dictionary) text columns as the text they hold, for pandas as for SQL:
+    a table built with categoricals to save memory reads back as strings, sorted as strings."""
+    import json
+
+    import pyarrow as pa
+
+    coded = {f.name for f in schema if pa.types.is_dictionary(f.type) and pa.types.is_string(f.type.value_type)}
+    if not coded:
+        return schema
+    meta = json.loads(schema.metadata[b"pandas"])
+    for column in meta["columns"]:
+        if column["name"] in coded:
+            column.update(pandas_type="unicode", numpy_type="object", metadata=None)
+    fields = [pa.field(f.name, f.type.value_type) if f.name in coded else f for f in schema]
+    return pa.schema(fields, metadata={**schema.metadata, b"pandas": json.dumps(meta).encode()})
 
 
 def read_table(table: str, dataset: str, root: Path | None = None) -> pd.DataFrame:

@@ -127,19 +127,21 @@ def test_a_moved_warehouse_folder_still_reads(tmp_path):
 
 
 def test_categorical_columns_read_as_text_in_sql_and_in_pandas(tmp_path):
-    """edge_scores is written with categorical TF, target and method columns (a 10x run's ~100 M
-    rows): SQL reads them as text, joins them with text, and reading the partition back gives the
-    same values; the dataset column holds the partition's key on every row."""
-    genes = pd.Index(["TF1", "G1", "G2"])
+    """edge_scores is built with categorical TF, target and method columns (a 10x run's ~100 M
+    rows): SQL and pandas read them back as text, sorted as text, not in the categories' order; the
+    dataset column holds the partition's key on every row."""
+    genes = pd.Index(["TF1", "G2", "G1"])
     table = pd.DataFrame({"method": pd.Categorical(["m", "m", "b"]),
                           "tf": pd.Categorical.from_codes([0, 0, 0], categories=genes),
                           "target": pd.Categorical.from_codes([1, 2, 2], categories=genes), "score": [0.5, 0.2, 0.9]})
     warehouse.write_table("edge_scores", "d1", table, tmp_path)
-    warehouse.write_table("names", "d1", pd.DataFrame({"gene": ["G2"]}), tmp_path)
+    warehouse.write_table("names", "d1", pd.DataFrame({"gene": ["G1"]}), tmp_path)
     con = warehouse.connect(f"{tmp_path}/warehouse.duckdb")
     types = dict(con.execute("select column_name, column_type from (describe edge_scores)").fetchall())
     assert types["tf"] == types["target"] == types["method"] == types["dataset"] == "VARCHAR"
     assert con.execute("select e.dataset, e.method, e.score from edge_scores e join names n on e.target = n.gene "
                        "order by e.score").fetchall() == [("d1", "m", 0.2), ("d1", "b", 0.9)]
     back = warehouse.read_table("edge_scores", "d1", tmp_path)
+    assert back.tf.dtype == back.target.dtype == object
+    assert back.sort_values("target").target.tolist() == ["G1", "G1", "G2"]
     assert back.drop(columns="dataset").astype(str).equals(table.astype(str))
