@@ -371,7 +371,7 @@ def markdown_tables(table: pd.DataFrame, exponents: pd.DataFrame) -> str:
     for axis, part in table.groupby("axis", sort=False):
         size = "n_cells" if axis == "cells" else "n_genes"
         wide = part.assign(text=part.apply(cell, axis=1)).pivot(index="stage", columns=size, values="text")
-        wide = wide.reindex([s for s in STAGES if s in wide.index])
+        wide = wide.reindex([s for s in STAGES if s in wide.index]).fillna("–")  # –: reads no cell, run at the ends
         wide.columns = [f"{'N' if axis == 'cells' else 'G'}={c:,}" for c in wide.columns]
         fixed = f"G={part.n_genes.iloc[0]:,}" if axis == "cells" else f"N={part.n_cells.iloc[0]:,}"
         parts.append(f"against {axis} ({fixed}):\n\n" + wide.assign(
