@@ -37,7 +37,10 @@ A stage's time at the profile's budget is about budget / cells times the per-cel
 The models' weights are their initial ones (the work does not depend on them).
 
     python benchmarks/scaling.py --quick         # a smoke run, a few minutes
-    python benchmarks/scaling.py                 # the table of docs/performance.md#scaling, ~1 h
+    python benchmarks/scaling.py                 # the table of docs/performance.md#scaling, ~70 min
+
+Each stage's result is kept in the work folder (DATA/work/KEY_results.jsonl): a stopped grid resumes
+where it stopped; delete a line (or the file) to measure that stage (or size) again.
     python benchmarks/scaling.py --cells 1500,3000 --genes 9150 --fixed-genes 9150 --fixed-cells 3000
 """
 from __future__ import annotations
@@ -438,7 +441,7 @@ def main(argv=None) -> None:
         run_size(args.root, args.worker, args.work, args.stages, args.timeout)
         return
     if args.quick:
-        args.cells, args.genes, args.fixed_genes, args.fixed_cells = [400, 800], [1_000, 2_000], 2_000, 800
+        args.cells, args.genes, args.fixed_genes, args.fixed_cells = [400, 800], [1_500, 3_000], 3_000, 800
         args.out = args.out.with_name("scaling_quick.csv")
 
     root, work = args.data / "data", args.data / "work"
