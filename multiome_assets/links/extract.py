@@ -34,7 +34,6 @@ from multiome_assets.models.cisformer import MAX_COUNT
 from multiome_assets.models.progress import ChunkLog
 from multiome_assets.translation.tokens import VocabCells, padded, sample_per_row
 
-MAX_CELLS_PER_SET = 100
 N_BACKGROUND = 100
 BACKGROUND_CHUNK = 20_000  # pairs whose background is drawn and correlated at once (2 M correlations)
 BATCH_ELEMENTS = 2 * 10**7  # cells x genes x cCRE keys per batch of attention links (~80 MB of fp32 each copy)
@@ -139,9 +138,9 @@ def attention_links(model, cells: VocabCells, pairs: pd.DataFrame, sets: dict[st
             for g0 in range(0, len(order), gene_chunk):
                 columns = torch.as_tensor(order[g0:g0 + gene_chunk])
                 genes = torch.as_tensor(cells.genes)[columns].expand(len(batch), -1)
-                _, layers = model.attention(ci.to(device), cm.to(device), genes.to(device),
-                                            torch.ones_like(genes, dtype=torch.bool, device=device), only_last=True)
-                weights[:, :, columns] = layers[-1].mean(1).float().transpose(1, 2).cpu()
+                last = model.last_attention(ci.to(device), cm.to(device), genes.to(device),
+                                            torch.ones_like(genes, dtype=torch.bool, device=device))
+                weights[:, :, columns] = last.mean(1).float().transpose(1, 2).cpu()
             # each cell's key position of every covered cCRE (-1: not among its keys)
             position = torch.full((len(batch), len(cells.cres)), -1, dtype=torch.long)
             cre_pos = torch.as_tensor(np.searchsorted(cells.cres, ci.numpy()))
@@ -171,9 +170,9 @@ def gene_link_scores(model, cells: VocabCells, sets: dict[str, np.ndarray], *, c
             received = torch.zeros(gi.shape, dtype=torch.float64)
             for c0 in range(0, len(cells.cres), cre_chunk):
                 cres = torch.as_tensor(cells.cres[c0:c0 + cre_chunk]).expand(len(batch), -1)
-                _, layers = model.attention(gi.to(device), gm.to(device), cres.to(device),
-                                            torch.ones_like(cres, dtype=torch.bool, device=device), value, only_last=True)
-                received += layers[-1].mean(1).sum(1).double().cpu()  # (B, keys): summed over cCRE queries
+                last = model.last_attention(gi.to(device), gm.to(device), cres.to(device),
+                                            torch.ones_like(cres, dtype=torch.bool, device=device), value)
+                received += last.mean(1).sum(1).double().cpu()  # (B, keys): summed over cCRE queries
             b, k = torch.nonzero(gm, as_tuple=True)
             total.index_add_(0, torch.as_tensor(np.searchsorted(cells.genes, gi[b, k].numpy())), received[b, k])
             progress.advance(len(batch))
@@ -303,9 +302,9 @@ def tf_attended_cres(model, cells: VocabCells, rows: np.ndarray, tf_pos: np.ndar
         value = gv.round().long().clamp(0, MAX_COUNT).to(device)
         for c0 in range(0, len(cells.cres), cre_chunk):
             cres = torch.as_tensor(cells.cres[c0:c0 + cre_chunk]).expand(len(batch), -1)
-            _, layers = model.attention(gi.to(device), gm.to(device), cres.to(device),
-                                        torch.ones_like(cres, dtype=torch.bool, device=device), value, only_last=True)
-            paid = layers[-1].mean(1).float().cpu()  # (B, cCRE queries, gene keys)
+            last = model.last_attention(gi.to(device), gm.to(device), cres.to(device),
+                                        torch.ones_like(cres, dtype=torch.bool, device=device), value)
+            paid = last.mean(1).float().cpu()  # (B, cCRE queries, gene keys)
             total[:, c0:c0 + cres.shape[1]].index_add_(0, key_slot[b, k], paid[b, :, k])
     n = min(top, len(cells.cres))
     values, cre_pos = total.topk(n, dim=1)

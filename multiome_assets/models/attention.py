@@ -76,3 +76,12 @@ class MultiHeadAttention(nn.Module):
         if need_weights:
             return y, attention_weights(q, k, may_attend)
         return y
+
+    def weights(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                may_attend: torch.Tensor | None = None) -> torch.Tensor:
+        """The (B, H, Lq, Lk) weights of `forward` alone (no values, no output)."""
+        context = x if context is None else context
+        inner = self.n_heads * self.head_dim
+        q = self._heads(self.q(x))
+        k = self._heads(F.linear(context, self.kv.weight[:inner], self.kv.bias[:inner]))  # the key half of `kv`
+        return attention_weights(q, k, may_attend)

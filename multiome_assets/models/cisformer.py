@@ -92,13 +92,21 @@ class DecoderLayer(nn.Module):
         self.dropout = Dropout(c.dropout)
 
     def forward(self, x, x_mask, source, source_mask, need_weights: bool = False):
-        if self.self_attn is not None:
-            x = self.ln_self(x + self.dropout(self.self_attn(x, None, x_mask)))
+        x = self._self_attention(x, x_mask)
         attended = self.cross_attn(x, source, source_mask, need_weights=need_weights)
         attended, weights = attended if need_weights else (attended, None)
         x = self.ln_cross(x + self.dropout(attended))
         x = self.ln_ffn(x + self.dropout(self.ffn(x)))
         return x, weights
+
+    def cross_weights(self, x, x_mask, source, source_mask):
+        """This layer's (B, H, queries, keys) cross-attention weights alone, as `forward` computes them."""
+        return self.cross_attn.weights(self._self_attention(x, x_mask), source, source_mask)
+
+    def _self_attention(self, x, x_mask):
+        if self.self_attn is None:
+            return x
+        return self.ln_self(x + self.dropout(self.self_attn(x, None, x_mask)))
 
 
 class Translator(nn.Module):
@@ -139,19 +147,26 @@ class Translator(nn.Module):
         loss = None if targets is None else self._loss(logits.float(), targets, query_mask)
         return logits, loss
 
-    def attention(self, source_index, source_mask, query_index, query_mask, source_value=None,
-                  only_last: bool = False):
+    def attention(self, source_index, source_mask, query_index, query_mask, source_value=None):
         """-> (logits, weights): each layer's cross-attention weights (B, H, queries, keys) as the
-        model computed them; with `only_last`, the other layers' are None (not computed)."""
-        return self._run(source_index, source_mask, query_index, query_mask, source_value, True, only_last)
+        model computed them."""
+        return self._run(source_index, source_mask, query_index, query_mask, source_value, True)
 
-    def _run(self, source_index, source_mask, query_index, query_mask, source_value, need_weights: bool,
-             only_last: bool = False):
+    def last_attention(self, source_index, source_mask, query_index, query_mask, source_value=None):
+        """The last layer's cross-attention weights (B, H, queries, keys), what the links read; the
+        last layer's output, feed-forward and head are not computed."""
+        source = self.embed_source(source_index, source_value)
+        x = self.embed_queries(query_index)
+        for layer in self.layers[:-1]:
+            x, _ = layer(x, query_mask, source, source_mask)
+        return self.layers[-1].cross_weights(x, query_mask, source, source_mask)
+
+    def _run(self, source_index, source_mask, query_index, query_mask, source_value, need_weights: bool):
         source = self.embed_source(source_index, source_value)
         x = self.embed_queries(query_index)
         weights = []
-        for i, layer in enumerate(self.layers):  # `only_last`: the others' weights are None (not computed)
-            x, w = layer(x, query_mask, source, source_mask, need_weights and (not only_last or i == len(self.layers) - 1))
+        for layer in self.layers:
+            x, w = layer(x, query_mask, source, source_mask, need_weights)
             weights.append(w)
         logits = self.head(x)
         logits = logits.squeeze(-1) if self.config.direction == "rna2atac" else logits + self.gene_bias(query_index)

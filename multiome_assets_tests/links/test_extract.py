@@ -144,7 +144,7 @@ def test_each_tf_genes_top_attended_cres_equal_a_slow_loop(tiny):
         cres = torch.as_tensor(cells.cres)[None]
         with torch.no_grad():
             _, layers = model.attention(gi, gm, cres, torch.ones_like(cres, dtype=torch.bool),
-                                        gv.round().long().clamp(0, 64), only_last=True)
+                                        gv.round().long().clamp(0, 64))
         w = layers[-1].mean(1)[0]  # (cCREs, genes of the cell)
         for j, g in enumerate(gi[0].numpy()):
             pos = np.searchsorted(cells.genes, g)

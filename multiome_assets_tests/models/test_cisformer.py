@@ -75,3 +75,18 @@ def test_loss_ignores_padded_queries():
     assert loss(targets, mask) == loss(other, mask)
     assert loss(targets, torch.ones_like(mask)) != loss(other, torch.ones_like(mask))
     assert model(source, torch.ones(2, 6, dtype=torch.bool), queries, mask)[1] is None  # no targets, no loss
+
+
+@pytest.mark.parametrize("direction", ["rna2atac", "atac2rna"])
+def test_last_attention_is_the_last_layers_weights(direction):
+    """What the links read: the last layer's cross-attention, computed without the rest of the model."""
+    model = _small(direction)
+    n_source, n_query = (50, 2_000) if direction == "rna2atac" else (2_000, 50)
+    src, qry = torch.randint(0, n_source, (2, 7)), torch.randint(0, n_query, (2, 5))
+    src_mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    value = torch.randint(1, 80, (2, 7)) if direction == "rna2atac" else None
+    with torch.no_grad():
+        _, layers = model.attention(src, src_mask, qry, torch.ones(2, 5, dtype=torch.bool), value)
+        last = model.last_attention(src, src_mask, qry, torch.ones(2, 5, dtype=torch.bool), value)
+    torch.testing.assert_close(last, layers[-1])
+    assert last.shape == (2, 2, 5, 7) and (last[1, :, :, 4:] == 0).all()  # padded keys get no weight
