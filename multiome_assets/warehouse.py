@@ -113,14 +113,18 @@ def _text_schema(schema):
     return pa.schema(fields, metadata={**schema.metadata, b"pandas": json.dumps(meta).encode()})
 
 
-def read_table(table: str, dataset: str, root: Path | None = None) -> pd.DataFrame:
-    return read_parquet(table_path(table, dataset, root))
+def read_table(table: str, dataset: str, root: Path | None = None, where: dict | None = None) -> pd.DataFrame:
+    return read_parquet(table_path(table, dataset, root), where)
 
 
-def read_parquet(path: Path) -> pd.DataFrame:
+def read_parquet(path: Path, where: dict | None = None) -> pd.DataFrame:
+    """A table partition as pandas; `where` ({column: value}) reads only the rows equal to each value,
+    row group by row group (edge_scores of a 10x run: ~90 M rows, whole ~10 GB as Python strings)."""
+    filters = [(column, "==", value) for column, value in (where or {}).items()] or None
+
     def read():
         with path.open("rb") as f:
-            return pd.read_parquet(f)
+            return pd.read_parquet(f, filters=filters)
 
     return reread_if_replaced(read)
 

@@ -145,3 +145,7 @@ def test_categorical_columns_read_as_text_in_sql_and_in_pandas(tmp_path):
     assert back.tf.dtype == back.target.dtype == object
     assert back.sort_values("target").target.tolist() == ["G1", "G1", "G2"]
     assert back.drop(columns="dataset").astype(str).equals(table.astype(str))
+    # what tf_cre_gene asks the IO manager for: one method's rows, read without the others
+    only = warehouse.read_table("edge_scores", "d1", tmp_path, where={"method": "m"})
+    assert only.method.tolist() == ["m", "m"] and only.target.tolist() == ["G2", "G1"]
+    assert warehouse.read_table("edge_scores", "d1", tmp_path, where={"method": "none"}).empty

@@ -42,8 +42,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext):
         name, key = context.upstream_output.asset_key.path[-1], context.partition_key
         table = warehouse.table_path(name, key, self._root())
-        if table.exists():
-            return warehouse.read_parquet(table).drop(columns=["dataset"])
+        if table.exists():  # an input's `where` metadata: only the rows it names
+            return warehouse.read_parquet(table, context.definition_metadata.get("where")).drop(columns=["dataset"])
         artifact = warehouse.read_artifact(warehouse.find_artifact(name, key, self._root()))
         wanted = context.dagster_type.typing_type
         if type(artifact).__name__ == "MuData" and hasattr(wanted, "from_mudata"):  # a file from before files named their type

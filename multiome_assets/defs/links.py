@@ -13,6 +13,7 @@ from multiome_assets.defs.partitions import dataset_partitions
 from multiome_assets.defs.resources import ComputeDevice, DatasetCatalog
 from multiome_assets.grn.artifacts import EdgeHeads, GeneEmbeddings
 from multiome_assets.links import pipeline
+from multiome_assets.links.triplets import EDGE_METHOD
 from multiome_assets.links.figures import enrichment_dotplot, link_figures, specific_cres_heatmap
 from multiome_assets.readers import Multiome
 from multiome_assets.translation.pipeline import Translators
@@ -138,8 +139,9 @@ def enrichment(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
                                      automation_condition=FOLLOWS_INPUTS),
           "tf_cre_gene_metrics": dg.AssetOut(io_manager_key="warehouse", code_version="1", kinds={"parquet"},
                                              automation_condition=FOLLOWS_INPUTS)},
-    ins={name: dg.AssetIn() for name in ("edge_scores", "cre_gene_links", "tf_attention_cres", "prior_edges",
-                                         "grn_embeddings", "grn_head")},
+    ins={"edge_scores": dg.AssetIn(metadata={"where": {"method": EDGE_METHOD}}),
+         **{name: dg.AssetIn() for name in ("cre_gene_links", "tf_attention_cres", "prior_edges", "grn_embeddings",
+                                           "grn_head")}},
 )
 def tf_cre_gene(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
                 edge_scores: pd.DataFrame, cre_gene_links: pd.DataFrame, tf_attention_cres: pd.DataFrame,
