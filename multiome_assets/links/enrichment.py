@@ -64,21 +64,31 @@ HG38 = {"chr1": 248956422, "chr2": 242193529, "chr3": 198295559, "chr4": 1902145
 
 def hypergeometric_rows(kind: str, cell_type: str, background: np.ndarray, selected: np.ndarray,
                         terms: dict[str, np.ndarray]) -> list[dict]:
-    """Rows for terms (name -> members) among `selected` out of `background` (arrays of ids)."""
-    background = np.unique(background)
-    chosen = np.intersect1d(selected, background)
+    """Rows for terms (name -> members) among `selected` out of `background` (arrays of ids). The
+    background is hashed once and each term looked up in it (a 10x run: ~1,000 regulons × ~20,000
+    linked genes per cell type, where sorting the background for every term took minutes)."""
+    background = pd.Index(pd.unique(np.asarray(background)))
+    is_chosen = np.zeros(len(background), dtype=bool)
+    is_chosen[_positions(background, selected)] = True
+    n_chosen = int(is_chosen.sum())
     rows = []
     for term, members in terms.items():
-        in_bg = np.intersect1d(members, background)
-        if len(in_bg) < MIN_TERM or not len(chosen):
+        in_bg = _positions(background, members)
+        if len(in_bg) < MIN_TERM or not n_chosen:
             continue
-        hits = len(np.intersect1d(in_bg, chosen))
-        expected = len(chosen) * len(in_bg) / len(background)
+        hits = int(is_chosen[in_bg].sum())
+        expected = n_chosen * len(in_bg) / len(background)
         rows.append({"kind": kind, "cell_type": cell_type, "term": term, "n_background": len(background),
-                     "n_term": len(in_bg), "n_selected": len(chosen), "n_hits": hits, "expected": expected,
+                     "n_term": len(in_bg), "n_selected": n_chosen, "n_hits": hits, "expected": expected,
                      "fold": hits / expected,
-                     "pvalue": float(hypergeometric_sf(hits, len(background), len(in_bg), len(chosen)))})
+                     "pvalue": float(hypergeometric_sf(hits, len(background), len(in_bg), n_chosen))})
     return rows
+
+
+def _positions(index: pd.Index, ids) -> np.ndarray:
+    """Positions in `index` (unique) of the distinct `ids` it holds."""
+    found = index.get_indexer(pd.unique(np.asarray(ids)))
+    return found[found >= 0]
 
 
 def with_fdr(rows: list[dict]) -> pd.DataFrame:
