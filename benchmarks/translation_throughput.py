@@ -240,7 +240,8 @@ def time_links(dataset: str) -> dict:
     vocab_map = annotation.map_to_vocab(genes, annotation.read_gene_vocab(reference_path("gene_vocab_38244")))
     cells, _ = load_cells(mo, vocab_map, binarize_to_vocab(mo.atac.X, peak_to_vocab(mo.atac.var, vocab)), spec)
     pairs = extract.window_pairs(cells, vocab_map.merge(genes[["gene", "chrom", "tss"]], on="gene"), vocab, spec.link_window)
-    sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells, max_cells=extract.MAX_CELLS_PER_SET)
+    max_cells = training_config("atac2rna", "cpu", 0).max_link_cells
+    sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells, max_cells=max_cells)
     torch.manual_seed(0)
     out = {"dataset": dataset, "sets": len(sets), "cells": int(sum(len(r) for r in sets.values())),
            "genes": len(cells.genes), "cres": len(cells.cres), "pairs": len(pairs)}

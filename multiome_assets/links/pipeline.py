@@ -22,7 +22,7 @@ from multiome_assets.readers import Multiome
 from multiome_assets.translation.pipeline import Translators, load_cells, vocab_genes
 from multiome_assets.translation.splits import rows_of
 from multiome_assets.translation.tokens import VocabCells
-from multiome_assets.translation.train import training_config
+from multiome_assets.translation.train import TrainConfig, training_config
 
 SCENARIO = "random"  # the translator whose attention is read: trained on 80% of the cells
 NO_CELL_TYPES = "no cell_type_column: one cell set, `all`; no cell-type-specific cCREs or enrichment"
@@ -52,6 +52,13 @@ def _rows(cells: VocabCells, rows: np.ndarray) -> VocabCells:
     return replace(cells, rna=cells.rna[rows], atac=cells.atac[rows])
 
 
+def link_cell_sets(labels: np.ndarray | None, n_cells: int, config: TrainConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """The cells whose attention the links read: `all` and each cell type, a seeded sample of at
+    most the profile's `max_link_cells` (`max_link_cells_per_type` for a cell type)."""
+    return cell_sets(labels, n_cells, max_cells=config.max_link_cells, max_cells_per_type=config.max_link_cells_per_type,
+                     seed=seed)
+
+
 def cre_gene_links(translators: Translators, mo: Multiome, gene_vocab_map: pd.DataFrame,
                    gene_annotation: pd.DataFrame, peak_vocab_matrix, splits: pd.DataFrame, spec: DatasetSpec,
                    device: str, log=None) -> pd.DataFrame:
@@ -59,9 +66,8 @@ def cre_gene_links(translators: Translators, mo: Multiome, gene_vocab_map: pd.Da
     correlation links see the cells the translator learned from, not its test cells, so that both
     methods can be validated on the same held-out cells."""
     cells, pairs, cre_chrom = _cells_and_pairs(mo, gene_vocab_map, gene_annotation, peak_vocab_matrix, spec)
-    sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells,
-                     max_cells=extract.MAX_CELLS_PER_SET)
     config = training_config("atac2rna", translators.profile, 0)
+    sets = link_cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells, config)
     attention = extract.attention_links(translators.model(SCENARIO, device), cells, pairs, sets,
                                         gene_chunk=config.n_queries, max_cres=config.max_source, device=device, log=log)
     seen = _rows(cells, seen_and_held_out(splits, mo.rna.obs_names)[0])
@@ -75,9 +81,8 @@ def gene_link_scores(translators: Translators, mo: Multiome, gene_vocab_map: pd.
     """`gene_link_scores`: per cell type (and `all`), how much attention each gene draws from the
     cCREs in RNA→ATAC translation (log10, min-max scaled), ranked (1 = most)."""
     cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec)
-    sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells,
-                     max_cells=extract.MAX_CELLS_PER_SET)
     config = training_config("rna2atac", translators.profile, 0)
+    sets = link_cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells, config)
     scores = extract.gene_link_scores(translators.model(SCENARIO, device), cells, sets, cre_chunk=config.n_queries,
                                       max_genes=config.max_source, device=device, log=log)
     vocab = vocab_genes(cells.genes, spec.reference("gene_vocab_38244"))
@@ -104,13 +109,13 @@ def tf_attention_cres(translators: Translators, mo: Multiome, gene_vocab_map: pd
     """`tf_attention_cres`: each TF gene's TF_TOP_CRES most attended cCREs in RNA→ATAC translation,
     over the `all` cell set (the paper's ChIP-seq check of a TF's top-attended peaks reads these)."""
     cells, _ = load_cells(mo, gene_vocab_map, peak_vocab_matrix, spec)
-    rows = cell_sets(None, cells.n_cells, max_cells=extract.MAX_CELLS_PER_SET)["all"]
+    config = training_config("rna2atac", translators.profile, 0)
+    rows = cell_sets(None, cells.n_cells, max_cells=config.max_link_cells)["all"]
     vocab = vocab_genes(cells.genes, spec.reference("gene_vocab_38244"))
     named = gene_vocab_map.dropna(subset=["vocab_index"]).drop_duplicates("vocab_index")
     names = named.set_index(named.vocab_index.astype(np.int64)).gene.reindex(cells.genes).fillna(
         pd.Series(vocab.symbol.to_numpy(), index=cells.genes)).to_numpy()
     tf_pos = np.flatnonzero(pd.Index(names).isin(read_tf_list(spec.tf_list)))
-    config = training_config("rna2atac", translators.profile, 0)
     top = extract.tf_attended_cres(translators.model(SCENARIO, device), cells, rows, tf_pos, cre_chunk=config.n_queries,
                                    max_genes=config.max_source, top=TF_TOP_CRES, device=device)
     bed = read_ccre_bed(spec.reference("ccre_hg38")).iloc[cells.cres[top.cre_pos.to_numpy()]]

@@ -45,6 +45,10 @@ class TrainConfig:
     # max_epochs decides): fewer epochs where the cells are many
     max_cells_seen: int | None = None
     max_test_cells: int | None = None  # held-out cells translated and scored per scenario
+    # cells whose attention the links read, a seeded sample per cell set: `all`, and each cell type
+    # (None: as `all`)
+    max_link_cells: int | None = 100
+    max_link_cells_per_type: int | None = None
 
 
 # the reference code's defaults (cisformer/generate_default_config.py): 500 and 100 epochs, stopped
@@ -63,17 +67,18 @@ PROFILES: dict[Profile, dict[str, tuple[dict, TrainConfig]]] = {
     # the bundled datasets in minutes on 2 CPU cores: the paper's optimizer and schedule, a larger
     # rate (tiny models sit longer on the uniform-attention plateau), fewer epochs, and fewer tokens
     # per cell (attention cost grows with queries x keys; ATAC→RNA's gene self-attention with their square);
-    # at most 1,000 cells per epoch, 6,000 seen in all, 256 validation cells and 1,000 test cells per
+    # at most 1,000 cells per epoch, 6,000 seen in all, 256 validation cells and 500 test cells per
     # scenario: the bundled datasets (385 and 500 cells) stay whole and train their 12 epochs; a 10x
-    # run trains about as long as they do (docs/performance.md#budgets)
+    # run trains about as long as they do. The links read 100 cells of `all` and 50 of each cell type
+    # (docs/performance.md#budgets)
     "cpu": {"rna2atac": (dict(d_model=56, n_layers=2, n_heads=4, head_dim=16),
                          replace(PAPER_TRAINING["rna2atac"], lr=3e-3, resamples=1, max_epochs=12, max_source=512,
                                  n_queries=512, cells_per_epoch=1_000, max_cells_seen=6_000, max_val_cells=256,
-                                 max_test_cells=1_000)),
+                                 max_test_cells=500, max_link_cells_per_type=50)),
             "atac2rna": (dict(d_model=56, n_layers=2, n_heads=4, head_dim=16),
                          replace(PAPER_TRAINING["atac2rna"], lr=1e-2, batch_size=32, max_epochs=12, patience=3,
                                  max_source=2_000, n_queries=1_000, cells_per_epoch=1_000, max_cells_seen=6_000,
-                                 max_val_cells=256, max_test_cells=1_000))},
+                                 max_val_cells=256, max_test_cells=500, max_link_cells_per_type=50))},
 }
 
 

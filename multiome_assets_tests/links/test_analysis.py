@@ -43,6 +43,10 @@ def test_hypergeometric_rows_against_a_hand_computed_case():
     assert (row["n_hits"], row["n_term"], row["n_selected"], row["n_background"]) == (3, 4, 5, 20)
     assert row["expected"] == pytest.approx(5 * 4 / 20)
     assert row["pvalue"] == pytest.approx(stats.hypergeom.sf(2, 20, 4, 5))
+    # repeated ids count once; ids outside the background are not counted
+    again = enrichment.hypergeometric_rows("regulon", "T1", np.r_[background, background[:3]],
+                                           np.r_[selected, selected[:2], ["x"]], {"TF1": np.r_[terms["TF1"], ["g0", "y"]]})
+    assert again == [row]
 
 
 def test_pip_ratio_against_a_hand_computed_case(tmp_path):
@@ -161,6 +165,21 @@ def test_links_learn_from_the_translators_cells_and_are_validated_on_its_test_ce
     assert len(np.intersect1d(seen, held_out)) == 0 and len(seen) + len(held_out) == 200
     random_test = splits[(splits.scenario == "random") & (splits.role == "test")].cell
     assert set(obs.index[held_out]) == set(random_test)
+
+
+def test_the_links_read_the_profiles_cells_per_set():
+    """`cpu`: 100 cells of `all` (what link_validation reads) and 50 of each cell type; the paper
+    profile 100 of each; a type smaller than its budget is read whole."""
+    from multiome_assets.links.pipeline import link_cell_sets
+    from multiome_assets.translation.train import training_config
+
+    labels = np.repeat(["B", "T", "NK"], [300, 80, 20])
+    for profile, per_type in (("cpu", 50), ("paper", 100)):
+        sets = link_cell_sets(labels, len(labels), training_config("atac2rna", profile, 0))
+        assert {k: len(v) for k, v in sets.items()} == {"all": 100, "B": per_type, "T": min(per_type, 80), "NK": 20}
+        assert all((labels[v] == k).all() for k, v in sets.items() if k != "all")
+        assert training_config("rna2atac", profile, 0).max_link_cells_per_type == training_config(
+            "atac2rna", profile, 0).max_link_cells_per_type  # gene_link_scores reads the same sets
 
 
 def test_remodelers_and_tfs_are_tested_among_the_most_attended_genes_of_each_cell_type():
