@@ -27,10 +27,18 @@ are its own. The stages call the plain functions behind the assets, `cpu` profil
 - ``link_pairs``: ``links.extract.window_pairs`` (in ``cre_gene_links``)
 - ``attention_links``: ``links.extract.attention_links`` of BUDGET["links"] cells (``cre_gene_links``)
 - ``correlation_links``: ``links.extract.correlation_links`` on every cell (``cre_gene_links``)
+- ``gene_link_scores``, ``tf_attention_cres``: ``links.extract.gene_link_scores`` and
+  ``tf_attended_cres`` of BUDGET["links"] cells (the assets of those names)
+- ``link_validation``, ``enrichment``: ``links.pipeline.link_validation``; ``cre_link_scores`` +
+  ``celltype_specific_cres`` + ``enrichment_table`` (the assets of those names), on a
+  ``cre_gene_links`` of this size with every in-window pair in every cell set (``_link_tables``)
+- ``export_write``: ``warehouse.write_table`` of the export (``edge_scores``' IO manager)
+- ``tf_cre_gene``: its filtered read of that table + ``links.pipeline.tf_cre_gene`` (``tf_cre_gene``
+  and ``tf_cre_gene_metrics``)
 
 The `cpu` profiles cap what the training and attention stages see at a number of cells
 (docs/performance.md#budgets: 500 cells per backbone epoch, 1,300 embedded, 1,000 translator cells
-per epoch and 1,000 test cells, 900 link cells). Here those stages run on BUDGET's smaller numbers
+per epoch and 500 test cells, 500 link cells). Here those stages run on BUDGET's smaller numbers
 of cells, the column ``cells``, so that the grid fits in an hour: their time against N says how
 what is not capped grows (the SVD start, sampling, reading rows), against G how a cell's cost grows.
 A stage's time at the profile's budget is about budget / cells times the per-cell part.
@@ -67,11 +75,14 @@ DEPTH = {"umi_median": 3_000, "open_median": 8_000}  # docs/performance.md's 10x
 BUDGET = {"backbone": 64, "embeddings": 64, "translator": 128, "translated": 32, "links": 8}
 STAGES = ("read_qc", "candidates", "peak_vocab", "grn_genes", "backbone_epoch", "embeddings", "heads", "baselines",
           "export", "evaluation", "translator_atac2rna_epoch", "translator_rna2atac_epoch", "translated_rna",
-          "translated_atac", "link_pairs", "attention_links", "correlation_links")
-NO_CELLS = ("candidates", "heads", "export", "evaluation", "link_pairs")  # read no cell: on the cells axis, its ends only
+          "translated_atac", "link_pairs", "attention_links", "correlation_links", "gene_link_scores",
+          "tf_attention_cres", "link_validation", "enrichment", "export_write", "tf_cre_gene")
+# read no cell: on the cells axis, its ends only
+NO_CELLS = ("candidates", "heads", "export", "evaluation", "link_pairs", "enrichment", "export_write", "tf_cre_gene")
 CELLS = {"backbone_epoch": BUDGET["backbone"], "embeddings": BUDGET["embeddings"],
          "translator_atac2rna_epoch": BUDGET["translator"], "translator_rna2atac_epoch": BUDGET["translator"],
-         "translated_rna": BUDGET["translated"], "translated_atac": BUDGET["translated"], "attention_links": BUDGET["links"]}
+         "translated_rna": BUDGET["translated"], "translated_atac": BUDGET["translated"], "attention_links": BUDGET["links"],
+         "gene_link_scores": BUDGET["links"], "tf_attention_cres": BUDGET["links"]}
 
 
 # ------------------------------------------------------------------------------------- inputs
@@ -165,6 +176,47 @@ def _grn_inputs(x: dict, work: Path, key: str):
     return made
 
 
+def _link_tables(x: dict, work: Path, key: str) -> dict:
+    """What the link and regulon stages read, at this size: `cre_gene_links` with every in-window
+    pair in every cell set (attention) and in `all` (correlation), as a 10x run's 100 cells per set
+    cover nearly every covered cCRE; `tf_attention_cres`, 500 cCREs per TF; `gene_link_scores`,
+    every vocabulary gene per set; the annotation tables. Scores are seeded random numbers: the work
+    downstream does not depend on them. Built once per dataset and kept."""
+    path = work / f"{key}_links.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    from multiome_assets import annotation
+    from multiome_assets.dataset import reference_path
+    from multiome_assets.links import extract
+
+    rng, pairs, cells = np.random.default_rng(0), x["pairs"], x["cells"]
+    every = np.arange(len(pairs))
+    attention = pd.concat([pd.DataFrame({"cell_set": name, "pair": every, "score": rng.random(len(pairs))})
+                           for name in x["sets"]], ignore_index=True)
+    correlation = pd.DataFrame({"cell_set": "all", "pair": every, "score": rng.uniform(-1, 1, len(pairs)),
+                                "zscore": rng.normal(size=len(pairs)), "pvalue": rng.random(len(pairs))})
+    links = pd.concat([extract.links_table(pairs, attention, "attention"),
+                       extract.links_table(pairs, correlation, "correlation")], ignore_index=True)
+    named = x["located"].dropna(subset=["vocab_index"]).drop_duplicates("vocab_index")
+    named = named[named.vocab_index.astype(np.int64).isin(cells.genes)]
+    tfs = named[named.gene.isin(x["regulators"])].gene.to_numpy()
+    top = np.stack([rng.choice(len(cells.cres), 500, replace=False) for _ in tfs])
+    bed = x["vocab"].iloc[cells.cres[top.ravel()]]
+    tf_cres = pd.DataFrame({"tf": np.repeat(tfs, 500), "cre": [f"cCRE{i}" for i in cells.cres[top.ravel()]],
+                            "chrom": bed.Chromosome.to_numpy(), "start": bed.Start.to_numpy(), "end": bed.End.to_numpy(),
+                            "attention": rng.random(top.size), "rank": np.tile(np.arange(1, 501), len(tfs))})
+    gene_scores = pd.concat([pd.DataFrame({"cell_type": name, "gene": named.gene.to_numpy(), "score": rng.random(len(named))})
+                             for name in x["sets"]], ignore_index=True)
+    gene_scores["rank"] = gene_scores.groupby("cell_type").score.rank(ascending=False, method="min").astype(np.int64)
+    gene_table, _ = _candidates(x["spec"], x["mo"])
+    vocab_map = annotation.map_to_vocab(gene_table, annotation.read_gene_vocab(reference_path("gene_vocab_38244")))
+    made = dict(links=links, tf_cres=tf_cres, gene_scores=gene_scores, gene_table=gene_table, vocab_map=vocab_map,
+                peak_vocab=_peak_vocab(x["vocab"], x["mo"]), tf_pos=np.flatnonzero(np.isin(
+                    cells.genes, named[named.gene.isin(x["regulators"])].vocab_index.astype(np.int64))))
+    path.write_bytes(pickle.dumps(made, protocol=5))
+    return made
+
+
 # ------------------------------------------------------------------------------------- stages
 def _translator(direction: str):
     from multiome_assets.models.cisformer import Translator
@@ -248,7 +300,49 @@ def stage_call(stage: str, root: Path, key: str, x: dict, work: Path):
 
         return lambda: extract.correlation_links(cells, log_normalize(cells.rna[:, cells.genes].tocsr()), x["pairs"],
                                                  x["vocab"].Chromosome.to_numpy()[cells.cres])
+    if stage == "gene_link_scores":
+        model, config = _translator("rna2atac")
+        return lambda: extract.gene_link_scores(model, cells, {"all": np.arange(BUDGET["links"])},
+                                                cre_chunk=config.n_queries, max_genes=config.max_source)
+    if stage in ("tf_attention_cres", "link_validation", "enrichment", "tf_cre_gene"):
+        return _link_stage(stage, x, work, key)
+    if stage == "export_write":
+        from multiome_assets import warehouse
+
+        embeddings, heads, base = _grn_inputs(x, work, key)
+        table = pipeline.export_scores(embeddings, heads, base, x["prior"], 500, device="cpu")
+        return lambda: warehouse.write_table("edge_scores", key, table, work / "warehouse")
     raise ValueError(f"no stage {stage}")
+
+
+def _link_stage(stage: str, x: dict, work: Path, key: str):
+    """The stages downstream of the links, on `_link_tables`' tables of this size; `tf_cre_gene`
+    reads `edge_scores` as its asset does, the head's rows only, from `export_write`'s table."""
+    from multiome_assets import warehouse
+    from multiome_assets.links import extract, pipeline
+    from multiome_assets.links.triplets import EDGE_METHOD
+
+    t, spec = _link_tables(x, work, key), x["spec"]
+    if stage == "tf_attention_cres":
+        model, config = _translator("rna2atac")
+        return lambda: extract.tf_attended_cres(model, x["cells"], np.arange(BUDGET["links"]), t["tf_pos"], top=500,
+                                                cre_chunk=config.n_queries, max_genes=config.max_source)
+    if stage == "link_validation":
+        return lambda: pipeline.link_validation(t["links"], x["mo"], t["vocab_map"], t["gene_table"], t["peak_vocab"],
+                                                x["splits"], spec)
+    if stage == "enrichment":
+        def enrichment():
+            specific = pipeline.celltype_specific_cres(pipeline.cre_link_scores(t["links"]))
+            return pipeline.enrichment_table(t["links"], specific, x["prior"], t["tf_cres"], t["gene_scores"],
+                                             t["gene_table"], spec)
+        return enrichment
+    embeddings, heads, _ = _grn_inputs(x, work, key)
+
+    def tf_cre_gene():
+        edges = warehouse.read_table("edge_scores", key, work / "warehouse", where={"method": EDGE_METHOD})
+        return pipeline.tf_cre_gene(edges.drop(columns=["dataset"]), t["links"], t["tf_cres"], x["prior"], embeddings,
+                                    heads, spec, n_random=100, device="cpu")
+    return tf_cre_gene
 
 
 def run_forked(stage: str, root: Path, key: str, x: dict, work: Path, timeout: float) -> dict:
@@ -328,7 +422,7 @@ def run_size(root: Path, key: str, work: Path, stages: list[str], timeout: float
     t0 = time.perf_counter()
     inputs = prepare(root, key, work)
     print(json.dumps({"stage": "_inputs", "seconds": time.perf_counter() - t0, "peak_rss_gb": _peak_rss_gb()}), flush=True)
-    if {"heads", "export", "evaluation"} & set(todo):  # built in a child: the parent never runs torch
+    if {"heads", "export", "evaluation", "export_write", "tf_cre_gene"} & set(todo):  # built in a child: the parent never runs torch
         print(json.dumps({"stage": "_grn_inputs", **run_forked("_grn_inputs", root, key, inputs, work, timeout)}), flush=True)
     for stage in todo:
         line = json.dumps({"stage": stage, **run_forked(stage, root, key, inputs, work, timeout)})
