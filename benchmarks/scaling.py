@@ -32,6 +32,7 @@ are its own. The stages call the plain functions behind the assets, `cpu` profil
 - ``link_validation``, ``enrichment``: ``links.pipeline.link_validation``; ``cre_link_scores`` +
   ``celltype_specific_cres`` + ``enrichment_table`` (the assets of those names), on a
   ``cre_gene_links`` of this size with every in-window pair in every cell set (``_link_tables``)
+- ``link_tracks``: ``links.pipeline.link_tracks`` of that table (``link_tracks``)
 - ``export_write``: ``warehouse.write_table`` of the export (``edge_scores``' IO manager)
 - ``tf_cre_gene``: its filtered read of that table + ``links.pipeline.tf_cre_gene`` (``tf_cre_gene``
   and ``tf_cre_gene_metrics``)
@@ -76,9 +77,10 @@ BUDGET = {"backbone": 64, "embeddings": 64, "translator": 128, "translated": 32,
 STAGES = ("read_qc", "candidates", "peak_vocab", "grn_genes", "backbone_epoch", "embeddings", "heads", "baselines",
           "export", "evaluation", "translator_atac2rna_epoch", "translator_rna2atac_epoch", "translated_rna",
           "translated_atac", "link_pairs", "attention_links", "correlation_links", "gene_link_scores",
-          "tf_attention_cres", "link_validation", "enrichment", "export_write", "tf_cre_gene")
+          "tf_attention_cres", "link_validation", "enrichment", "link_tracks", "export_write", "tf_cre_gene")
 # read no cell: on the cells axis, its ends only
-NO_CELLS = ("candidates", "heads", "export", "evaluation", "link_pairs", "enrichment", "export_write", "tf_cre_gene")
+NO_CELLS = ("candidates", "heads", "export", "evaluation", "link_pairs", "enrichment", "link_tracks", "export_write",
+            "tf_cre_gene")
 CELLS = {"backbone_epoch": BUDGET["backbone"], "embeddings": BUDGET["embeddings"],
          "translator_atac2rna_epoch": BUDGET["translator"], "translator_rna2atac_epoch": BUDGET["translator"],
          "translated_rna": BUDGET["translated"], "translated_atac": BUDGET["translated"], "attention_links": BUDGET["links"],
@@ -304,7 +306,7 @@ def stage_call(stage: str, root: Path, key: str, x: dict, work: Path):
         model, config = _translator("rna2atac")
         return lambda: extract.gene_link_scores(model, cells, {"all": np.arange(BUDGET["links"])},
                                                 cre_chunk=config.n_queries, max_genes=config.max_source)
-    if stage in ("tf_attention_cres", "link_validation", "enrichment", "tf_cre_gene"):
+    if stage in ("tf_attention_cres", "link_validation", "enrichment", "link_tracks", "tf_cre_gene"):
         return _link_stage(stage, x, work, key)
     if stage == "export_write":
         from multiome_assets import warehouse
@@ -336,6 +338,8 @@ def _link_stage(stage: str, x: dict, work: Path, key: str):
             return pipeline.enrichment_table(t["links"], specific, x["prior"], t["tf_cres"], t["gene_scores"],
                                              t["gene_table"], spec)
         return enrichment
+    if stage == "link_tracks":
+        return lambda: pipeline.link_tracks(t["links"], t["gene_table"])
     embeddings, heads, _ = _grn_inputs(x, work, key)
 
     def tf_cre_gene():
