@@ -25,7 +25,7 @@ def _note(datasets: DatasetCatalog, key: str) -> dict:
     return {} if datasets.spec(key).cell_type_column else {"note": pipeline.NO_CELL_TYPES}
 
 
-@dg.asset(**ARGS, deps=[INPUTS["link_window"], INPUTS["cell_type_column"]], pool="gpu", code_version="2",
+@dg.asset(**ARGS, deps=[INPUTS["link_window"], INPUTS["cell_type_column"]], pool="gpu", code_version="3",
           kinds={"parquet"})
 def cre_gene_links(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
                    multiome: Multiome, gene_vocab_map: pd.DataFrame, gene_annotation: pd.DataFrame,
@@ -43,7 +43,7 @@ def cre_gene_links(context: dg.AssetExecutionContext, datasets: DatasetCatalog, 
     return table
 
 
-@dg.asset(**ARGS, deps=[INPUTS["cell_type_column"]], pool="gpu", code_version="1", kinds={"parquet"})
+@dg.asset(**ARGS, deps=[INPUTS["cell_type_column"]], pool="gpu", code_version="2", kinds={"parquet"})
 def gene_link_scores(context: dg.AssetExecutionContext, datasets: DatasetCatalog, compute: ComputeDevice,
                      multiome: Multiome, gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
                      translator_rna2atac: Translators) -> pd.DataFrame:

@@ -83,7 +83,7 @@ def _translated(context, compute, datasets, multiome, gene_vocab_map, peak_vocab
     return profiles
 
 
-@dg.asset(**ARGS, pool="gpu", code_version="2", kinds={"anndata"})
+@dg.asset(**ARGS, pool="gpu", code_version="3", kinds={"anndata"})
 def translated_atac(context: dg.AssetExecutionContext, compute: ComputeDevice, datasets: DatasetCatalog, multiome: Multiome,
                     gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix, translation_splits: pd.DataFrame,
                     translator_rna2atac: Translators) -> mudata.MuData:
@@ -93,7 +93,7 @@ def translated_atac(context: dg.AssetExecutionContext, compute: ComputeDevice, d
                        translator_rna2atac)
 
 
-@dg.asset(**ARGS, pool="gpu", code_version="2", kinds={"anndata"})
+@dg.asset(**ARGS, pool="gpu", code_version="3", kinds={"anndata"})
 def translated_rna(context: dg.AssetExecutionContext, compute: ComputeDevice, datasets: DatasetCatalog, multiome: Multiome,
                    gene_vocab_map: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix, translation_splits: pd.DataFrame,
                    translator_atac2rna: Translators) -> mudata.MuData:
