@@ -52,35 +52,9 @@ def load(dataset: str, tables: tuple[str, ...], artifacts: tuple[str, ...]) -> d
     return out
 
 
-def link_checks(dataset: str, n: int, seed: int, x: dict) -> dict:
-    from multiome_assets.cells import cell_labels, cell_sets
-    from multiome_assets.dataset import load_spec
-    from multiome_assets.links import extract, pipeline
-    from multiome_assets.translation.train import training_config
-
-    spec, t = load_spec(dataset), time.perf_counter()
-    cells, pairs, _ = pipeline._cells_and_pairs(x["multiome"], x["gene_vocab_map"], x["gene_annotation"],
-                                                 x["peak_vocab_matrix"], spec)
-    sets = cell_sets(cell_labels(x["multiome"].rna.obs, spec.cell_type_column), cells.n_cells, max_cells=n, seed=seed)
-    translators = x["translator_atac2rna"]
-    config = training_config("atac2rna", translators.profile, 0)
-    scored = extract.attention_links(translators.model(pipeline.SCENARIO), cells, pairs, sets,
-                                     gene_chunk=config.n_queries, max_cres=config.max_source, seed=seed)
-    links = x["cre_gene_links"]
-    table = pd.concat([extract.links_table(pairs, scored, "attention"), links[links.method == "correlation"]],
-                      ignore_index=True)
-    seconds = time.perf_counter() - t
-    checks = pipeline.link_validation(table, x["multiome"], x["gene_vocab_map"], x["gene_annotation"],
-                                      x["peak_vocab_matrix"], x["translation_splits"], spec)
-    checks = checks[(checks.method == "attention") & (checks.cells == "held_out") & checks.kind.isin(LINK_CHECKS)
-                    & checks.subset.str.match("top|spearman")]
-    return {"cells_read": int(sum(map(len, sets.values()))), "seconds": round(seconds, 1),
-            **{f"{LINK_CHECKS[k]} {s.split('(')[0]}".strip(): v for k, s, v in
-               zip(checks.kind, checks.subset, checks.observed)}}
-
-
-def _type_links(x: dict, spec, model, per_type: int | None, seed: int) -> pd.DataFrame:
-    """Each cell type's attention links, `per_type` cells each (None: the profile's `max_link_cells`)."""
+def _attention_links(x: dict, spec, model, seed: int, types_only: bool = False, **budget) -> tuple[pd.DataFrame, int]:
+    """The attention links of `model` as `cre_gene_links` makes them, with the profile's link budgets
+    changed by `budget` (`max_link_cells`, `max_link_cells_per_type`); and the number of cells read."""
     from dataclasses import replace
 
     from multiome_assets.cells import cell_labels
@@ -89,13 +63,38 @@ def _type_links(x: dict, spec, model, per_type: int | None, seed: int) -> pd.Dat
 
     cells, pairs, _ = pipeline._cells_and_pairs(x["multiome"], x["gene_vocab_map"], x["gene_annotation"],
                                                  x["peak_vocab_matrix"], spec)
-    config = training_config("atac2rna", x["translator_atac2rna"].profile, 0)
-    sets = pipeline.link_cell_sets(cell_labels(x["multiome"].rna.obs, spec.cell_type_column), cells.n_cells,
-                                   replace(config, max_link_cells_per_type=per_type), seed=seed)
-    sets.pop("all")
+    config = replace(training_config("atac2rna", x["translator_atac2rna"].profile, 0), **budget)
+    sets = pipeline.link_cell_sets(cell_labels(x["multiome"].rna.obs, spec.cell_type_column), cells.n_cells, config,
+                                   seed=seed)
+    if types_only:
+        sets.pop("all")
     scored = extract.attention_links(model, cells, pairs, sets, gene_chunk=config.n_queries, max_cres=config.max_source,
                                      seed=seed)
     return extract.links_table(pairs, scored, "attention"), int(sum(map(len, sets.values())))
+
+
+def _model(x: dict):
+    from multiome_assets.links import pipeline
+
+    return x["model"] if "model" in x else x["translator_atac2rna"].model(pipeline.SCENARIO)
+
+
+def link_checks(dataset: str, n: int, seed: int, x: dict) -> dict:
+    from multiome_assets.dataset import load_spec
+    from multiome_assets.links import pipeline
+
+    spec, t = load_spec(dataset), time.perf_counter()
+    attention, n_cells = _attention_links(x, spec, _model(x), seed, max_link_cells=n, max_link_cells_per_type=n)
+    seconds = time.perf_counter() - t
+    links = x["cre_gene_links"]
+    table = pd.concat([attention, links[links.method == "correlation"]], ignore_index=True)
+    checks = pipeline.link_validation(table, x["multiome"], x["gene_vocab_map"], x["gene_annotation"],
+                                      x["peak_vocab_matrix"], x["translation_splits"], spec)
+    checks = checks[(checks.method == "attention") & (checks.cells == "held_out") & checks.kind.isin(LINK_CHECKS)
+                    & checks.subset.str.match("top|spearman")]
+    return {"cells_read": n_cells, "seconds": round(seconds, 1),
+            **{f"{LINK_CHECKS[k]} {s.split('(')[0]}".strip(): v for k, s, v in
+               zip(checks.kind, checks.subset, checks.observed)}}
 
 
 def _agreement(links: pd.DataFrame, reference: pd.DataFrame) -> dict:
@@ -117,14 +116,17 @@ def _agreement(links: pd.DataFrame, reference: pd.DataFrame) -> dict:
 
 
 def type_agreement(dataset: str, n: int | None, seed: int, x: dict) -> dict:
+    """Each cell type's links at `n` cells (None: `max_link_cells`, every cell of a bundled type)
+    against the warehouse translator's with every cell."""
     from multiome_assets.dataset import load_spec
     from multiome_assets.links import pipeline
 
     spec = load_spec(dataset)
     if "reference" not in x:
-        x["reference"] = _type_links(x, spec, x["translator_atac2rna"].model(pipeline.SCENARIO), None, 0)[0]
+        x["reference"] = _attention_links(x, spec, x["translator_atac2rna"].model(pipeline.SCENARIO), 0,
+                                          types_only=True, max_link_cells_per_type=None)[0]
     t = time.perf_counter()
-    links, n_cells = _type_links(x, spec, x.get("model") or x["translator_atac2rna"].model(pipeline.SCENARIO), n, seed)
+    links, n_cells = _attention_links(x, spec, _model(x), seed, types_only=True, max_link_cells_per_type=n)
     return {"cells_read": n_cells, "seconds": round(time.perf_counter() - t, 1), **_agreement(links, x["reference"])}
 
 
