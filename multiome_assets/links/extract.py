@@ -36,6 +36,7 @@ from multiome_assets.translation.tokens import VocabCells, padded, sample_per_ro
 
 N_BACKGROUND = 100
 BACKGROUND_CHUNK = 20_000  # pairs whose background is drawn and correlated at once (2 M correlations)
+KEY_BLOCK = 16  # keys ranked at once: their (16, G) 64-bit words stay in cache (~3.5 MB at 27,444 genes)
 BATCH_ELEMENTS = 2 * 10**7  # cells x genes x cCRE keys per batch of attention links (~80 MB of fp32 each copy)
 
 
@@ -72,15 +73,10 @@ def pair_rank_scores(weights: torch.Tensor, key_mask: torch.Tensor, cell: torch.
     by key (`key_mask` (B, K): real keys): genes ranked within each key, those ranks ranked within
     each gene over the real keys, ties averaged, scaled by (keys - 1).
 
-    Only the entries asked for are ranked within their gene: the within-key ranks of the genes asked
-    about come from one sort per key and a binary search, and each entry's within-gene rank is a
+    Only the entries asked for are ranked within their gene: each entry's within-gene rank is a
     count over its gene's row (the full (B, G, K) rank matrix is ~3x the work at a 10x run's size)."""
-    ordered = torch.from_numpy(np.sort(weights.numpy(), -1))  # numpy's vectorized sort: ~3x torch's on (2,000 x 27,444)
     genes, slot = torch.unique(gene, return_inverse=True)
-    values = weights[:, :, genes].contiguous()  # (B, K, U)
-    first = torch.searchsorted(ordered, values)
-    last = _tie_ends(ordered, values, first, key_mask)
-    within_key = ((first + last).to(torch.float32) / 2).transpose(1, 2).contiguous()  # (B, U, K)
+    within_key = _within_key_ranks(weights, genes, key_mask).transpose(1, 2).contiguous()  # (B, U, K)
     n_keys = key_mask.sum(1).clamp(min=2).to(torch.float32)  # one key: every gene ranks 0
     out = torch.empty(len(cell))
     for i in range(0, len(cell), chunk):
@@ -92,28 +88,65 @@ def pair_rank_scores(weights: torch.Tensor, key_mask: torch.Tensor, cell: torch.
     return out
 
 
-def _tie_ends(ordered: torch.Tensor, values: torch.Tensor, first: torch.Tensor, key_mask: torch.Tensor,
-              max_steps: int = 32) -> torch.Tensor:
-    """The last sorted position of each value (`first`: its first) in its row of `ordered`. Ties are
-    few in float attention (a few % of entries, runs of 2-3), so the tied entries step along their
-    row; a second binary search of every entry would cost as much as the first. Padded keys' rows
-    are never read, so not resolved."""
-    n = ordered.shape[-1]
-    after = (first + 1).clamp(max=n - 1)
-    tied = (ordered.gather(-1, after) == values) & (first + 1 < n) & key_mask[:, :, None]
-    if not tied.any():
-        return first
-    b, k, u = torch.nonzero(tied, as_tuple=True)
-    base, end, value = (b * ordered.shape[1] + k) * n, first[b, k, u], values[b, k, u]
-    flat = ordered.view(-1)
+def _within_key_ranks(weights: torch.Tensor, genes: torch.Tensor, key_mask: torch.Tensor,
+                      block: int = KEY_BLOCK) -> torch.Tensor:
+    """(B, K, U): the rank (from 0, ties averaged) of each of `genes` among all G genes of its key in
+    (B, K, G) non-negative attention.
+
+    One sort per key of 64-bit words, the weight's float32 bits above the gene's index (non-negative
+    floats order as their bits do), gives each gene's place in its key's order; a tied gene's rank is
+    the middle of its run of ties. Keys go in blocks whose words stay in cache. At a 10x run's size
+    `pair_rank_scores` takes 0.85 s a cell this way, 2.2 s with a float sort and a binary search of
+    every asked weight (one core, the same synthetic attention; the results identical)."""
+    rows = weights.numpy().reshape(-1, weights.shape[-1])
+    real = key_mask.numpy().reshape(-1)
+    ranks = [_key_block_ranks(rows[i:i + block], genes.numpy(), real[i:i + block]) for i in range(0, len(rows), block)]
+    return torch.from_numpy(np.concatenate(ranks)).reshape(*weights.shape[:2], len(genes))
+
+
+def _key_block_ranks(rows: np.ndarray, genes: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """_within_key_ranks of a block of keys' rows (keys, G); padded keys' (`real` False) ties not resolved."""
+    n = rows.shape[-1]
+    words = rows.view(np.int32).astype(np.int64)
+    words <<= 32
+    words |= np.arange(n)
+    words.sort(-1)
+    halves = words.view(np.int32).reshape(*words.shape, 2)  # little-endian: [..., 0] the gene, [..., 1] the bits
+    place = np.empty(words.shape, np.int32)
+    np.put_along_axis(place, halves[..., 0], np.arange(n, dtype=np.int32)[None], -1)
+    at = place[:, genes]
+    same = halves[:, 1:, 1] == halves[:, :-1, 1]  # place i ties with i + 1
+    tied = np.zeros(words.shape, bool)
+    tied[:, 1:] |= same
+    tied[:, :-1] |= same
+    ranks = at.astype(np.float32)
+    row, column = np.nonzero(np.take_along_axis(tied, at, -1) & real[:, None])
+    first, last = _run_ends(same, row, at[row, column])
+    ranks[row, column] = (first + last) / 2
+    return ranks
+
+
+def _run_ends(same: np.ndarray, row: np.ndarray, place: np.ndarray, max_steps: int = 32):
+    """The first and last places of the runs of ties holding `place` in `row` (`same[r, i]`: place i
+    of row r ties with i + 1). Ties are few in float attention (a few % of entries, runs of 2-3), so
+    they step along their rows; long runs (e.g. many exact zeros) take every row's bounds at once."""
+    n = same.shape[-1] + 1
+    first, last = place.copy(), place.copy()
     for _ in range(max_steps):
-        more = (end + 1 < n) & (flat[base + (end + 1).clamp(max=n - 1)] == value)
-        if not more.any():
-            last = first.clone()
-            last[b, k, u] = end
-            return last
-        end = end + more
-    return torch.searchsorted(ordered, values, right=True) - 1  # long runs (e.g. many exact zeros)
+        left = (first > 0) & same[row, np.maximum(first - 1, 0)]
+        right = (last < n - 1) & same[row, np.minimum(last, n - 2)]
+        if not (left.any() or right.any()):
+            return first, last
+        first -= left
+        last += right
+    places = np.arange(n)
+    starts = np.ones((len(same), n), bool)
+    starts[:, 1:] = ~same
+    ends = np.ones_like(starts)
+    ends[:, :-1] = ~same
+    run_first = np.maximum.accumulate(np.where(starts, places, 0), -1)
+    run_last = np.minimum.accumulate(np.where(ends, places, n)[:, ::-1], -1)[:, ::-1]
+    return run_first[row, place], run_last[row, place]
 
 
 @torch.no_grad()

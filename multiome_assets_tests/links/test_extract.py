@@ -41,6 +41,11 @@ def test_pair_rank_scores_match_scipy_with_ties_and_padding():
         within_gene = rankdata(within_key, axis=0) - 1
         want.append((within_gene / (n - 1)).ravel())
     np.testing.assert_allclose(got.numpy(), np.concatenate(want))
+    for block in (1, 5):  # blocks of keys that split a cell's keys
+        ranks = extract._within_key_ranks(weights, torch.tensor([0, 3, 8]), key_mask, block=block)
+        for b in range(2):
+            n = int(key_mask[b].sum())
+            np.testing.assert_array_equal(ranks[b, :n], (rankdata(weights[b, :n], axis=1) - 1)[:, [0, 3, 8]])
 
 
 def _slow_links(model, cells, pairs, rows, max_cres):
@@ -156,11 +161,15 @@ def test_each_tf_genes_top_attended_cres_equal_a_slow_loop(tiny):
         assert set(mine.cre_pos[:3]) == set(np.argsort(-slow[t])[:3])
 
 
-@pytest.mark.parametrize("max_steps", [1, 32])  # 1: runs longer than the steps fall back to a binary search
-def test_tie_ends_are_the_last_equal_position(max_steps):
-    values = torch.as_tensor(np.random.default_rng(1).integers(0, 3, (2, 4, 10)).astype(np.float32))
-    ordered, _ = values.sort(-1)
-    first = torch.searchsorted(ordered, values)
-    key_mask = torch.ones(2, 4, dtype=torch.bool)
-    want = torch.searchsorted(ordered, values, right=True) - 1
-    assert torch.equal(extract._tie_ends(ordered, values, first, key_mask, max_steps), want)
+@pytest.mark.parametrize("max_steps", [1, 32])  # 1: runs longer than the steps take every row's bounds
+def test_run_ends_are_the_first_and_last_equal_places(max_steps):
+    rng = np.random.default_rng(1)
+    ordered = torch.as_tensor(rng.integers(0, 3, (8, 10))).sort(-1).values
+    first = torch.searchsorted(ordered, ordered).numpy()
+    last = torch.searchsorted(ordered, ordered, right=True).numpy() - 1
+    row, i = np.nonzero(np.ones(ordered.shape, bool))
+    inside = first[row, i] + (rng.random(len(row)) * (last - first + 1)[row, i]).astype(int)  # anywhere in its run
+    same = (ordered[:, 1:] == ordered[:, :-1]).numpy()
+    got_first, got_last = extract._run_ends(same, row, inside, max_steps)
+    np.testing.assert_array_equal(got_first, first[row, i])
+    np.testing.assert_array_equal(got_last, last[row, i])
