@@ -161,13 +161,14 @@ def _materialize(defs: dg.Definitions, keys: list[dg.AssetKey], partition: str, 
                  run_config, tags: dict) -> dg.ExecuteInProcessResult:
     """`dg.materialize(..., raise_on_error=False)`, except that no step's output stays in memory
     until the run ends: `execute_in_process` keeps every output (for `result.output_for_node`), so a
-    build of every asset held all of them at once (~6 GB more at the paper's size). Dagster's
-    in-process execution with that one switch turned off; no public API has it."""
+    build of every asset held all of them at once (docs/performance.md#a-10x-run-at-the-papers-size).
+    Dagster's in-process execution with that one switch turned off; no public API has it."""
     from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.definitions.materialize import EPHEMERAL_JOB_NAME  # the job name dg.materialize gives its runs
     from dagster._core.execution.execute_in_process import core_execute_in_process, merge_run_tags
 
-    job = dg.Definitions(jobs=[dg.define_asset_job("__build__", selection=keys)], assets=defs.assets,
-                         resources=defs.resources).resolve_job_def("__build__")
+    job = dg.Definitions(jobs=[dg.define_asset_job(EPHEMERAL_JOB_NAME, selection=keys)], assets=defs.assets,
+                         resources=defs.resources).resolve_job_def(EPHEMERAL_JOB_NAME)
     in_process = job.as_ephemeral_job(resource_defs={}, input_values={})
     if not run_config and in_process.partitioned_config:
         run_config = in_process.partitioned_config.get_run_config_for_partition_key(partition)
