@@ -18,9 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from multiome_assets.build import release_freed_memory  # noqa: E402
-from multiome_assets.grn.head import train_edge_head  # noqa: E402
-from multiome_assets.models.edge_head import EdgeHeadConfig  # noqa: E402
+from multiome_assets.build import release_freed_memory
+from multiome_assets.grn.head import train_edge_head
+from multiome_assets.models.edge_head import EdgeHeadConfig
 
 GENES, TFS, D, POSITIVES = 11_053, 1_627, 32, 15_000
 

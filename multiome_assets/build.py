@@ -164,9 +164,10 @@ def _materialize(defs: dg.Definitions, keys: list[dg.AssetKey], partition: str, 
     build of every asset held all of them at once (docs/performance.md#a-10x-run-at-the-papers-size).
     Dagster's in-process execution with that one switch turned off; no public API has it."""
     from dagster._core.definitions.job_base import InMemoryJob
-    from dagster._core.definitions.materialize import EPHEMERAL_JOB_NAME  # the job name dg.materialize gives its runs
+    from dagster._core.definitions.materialize import EPHEMERAL_JOB_NAME
     from dagster._core.execution.execute_in_process import core_execute_in_process, merge_run_tags
 
+    # the job name dg.materialize gives its runs
     job = dg.Definitions(jobs=[dg.define_asset_job(EPHEMERAL_JOB_NAME, selection=keys)], assets=defs.assets,
                          resources=defs.resources).resolve_job_def(EPHEMERAL_JOB_NAME)
     in_process = job.as_ephemeral_job(resource_defs={}, input_values={})

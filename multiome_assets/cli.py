@@ -138,7 +138,7 @@ def _selection(select: str) -> list:
 
 @main.command()
 @click.option("--dataset", "keys", multiple=True, help="Only these datasets (default: every folder in data/datasets)")
-@click.option("--select", default="*", help="Dagster asset selection, e.g. 'group:foundation', 'grn_embeddings*'")
+@click.option("--select", default="*", help="Dagster asset selection, e.g. 'group:foundation', 'grn_embeddings*', 'key:grn_baselines or key:edge_scores'")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="YAML run config, as in the UI's launchpad (ops: {grn_evaluation: {config: ...}})")
 @click.option("--stale", is_flag=True, help="Only what is missing or stale, and what depends on it (as make does)")
