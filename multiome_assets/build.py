@@ -2,7 +2,8 @@
 grown to whole steps, what is out of date in a dataset partition, the run config for one run, and a
 failed step's root error. The CLI parses arguments and prints.
 
-Dagster's public API throughout, except the stale status, which has none (see `_not_fresh`).
+Dagster's public API throughout, except the stale status and in-process execution that keeps no
+outputs, which have none (see `_not_fresh`, `_materialize`).
 """
 from __future__ import annotations
 
