@@ -26,7 +26,10 @@ class Dropout(nn.Dropout):
         if not self.training or self.p == 0 or x.device.type != "cpu":
             return super().forward(x)
         keep, scale = _keep_mask(x.shape, self.p, x.device)
-        return torch.mul(x, keep).mul_(scale)
+        # The mask as x's dtype: multiplying by a bool tensor (dtype promotion) took 40% of the layer.
+        if x.dtype == torch.float32:  # the rescale folded into the mask: the same bits, one pass less
+            return torch.mul(x, keep.to(x.dtype).mul_(scale))
+        return torch.mul(x, keep.to(x.dtype)).mul_(scale)  # scale rounded to bf16 would change the bits
 
 
 class FeedForward(nn.Module):
