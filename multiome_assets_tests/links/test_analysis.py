@@ -25,13 +25,19 @@ def test_the_five_rank_rule_on_a_hand_made_matrix():
     assert specific == [("a", "T1"), ("d", "T3")]
 
 
-def test_decoys_come_from_the_same_distance_decile():
-    rng = np.random.default_rng(0)
-    distance = rng.integers(0, 250_000, 5000)
-    chosen = np.argsort(distance)[:50]  # the 50 nearest pairs
-    decoys = analysis.distance_matched(distance, chosen, rng)
+def test_decoys_come_from_the_chosen_pairs_distance_decile_whatever_their_rank_order():
+    distance = np.random.default_rng(0).integers(0, 250_000, 5000)
+    nearest, farthest = np.argsort(distance)[:50], np.argsort(distance)[-50:]
+    chosen = np.r_[nearest, farthest]
+    decoys = analysis.distance_matched(distance, chosen, np.random.default_rng(1))
+    assert decoys.shape == (100, analysis.DECOYS_PER_PAIR)
     assert not np.isin(decoys, chosen).any()
-    assert distance[decoys].max() <= np.quantile(distance, 0.1) + 1
+    assert distance[decoys[:50]].max() <= np.quantile(distance, 0.1) + 1
+    assert distance[decoys[50:]].min() >= np.quantile(distance, 0.9) - 1
+    # the same pairs ranked otherwise: each keeps its decoys (a near-tie that swaps moves nothing)
+    shuffled = np.random.default_rng(2).permutation(100)
+    again = analysis.distance_matched(distance, chosen[shuffled], np.random.default_rng(1))
+    np.testing.assert_array_equal(again, decoys[shuffled])
 
 
 def test_hypergeometric_rows_against_a_hand_computed_case():
