@@ -29,7 +29,7 @@ Without it, no ratio is printed.
     python benchmarks/translation_throughput.py --links-10x  # attention links per cell at a 10x run's size
 
 ``--links`` times what the link assets compute (`links.extract`) with `cpu`-profile translators
-(weights do not change the cost): attention links of up to 100 cells per cell type and of `all`,
+(weights do not change the cost): attention links of the cells the link assets read (`link_cell_sets`),
 gene link scores, and correlation links, per bundled dataset.
 """
 from __future__ import annotations
@@ -219,7 +219,7 @@ def time_links(dataset: str) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from multiome_assets import annotation
-    from multiome_assets.cells import cell_labels, cell_sets
+    from multiome_assets.cells import cell_labels
     from multiome_assets.dataset import load_spec, reference_path
     from multiome_assets.intervals import (
         binarize_to_vocab,
@@ -227,6 +227,7 @@ def time_links(dataset: str) -> dict:
         read_ccre_bed,
     )
     from multiome_assets.links import extract
+    from multiome_assets.links.pipeline import link_cell_sets
     from multiome_assets.models.cisformer import Translator
     from multiome_assets.preprocess import preprocess
     from multiome_assets.readers import read_dataset
@@ -240,14 +241,15 @@ def time_links(dataset: str) -> dict:
     vocab_map = annotation.map_to_vocab(genes, annotation.read_gene_vocab(reference_path("gene_vocab_38244")))
     cells, _ = load_cells(mo, vocab_map, binarize_to_vocab(mo.atac.X, peak_to_vocab(mo.atac.var, vocab)), spec)
     pairs = extract.window_pairs(cells, vocab_map.merge(genes[["gene", "chrom", "tss"]], on="gene"), vocab, spec.link_window)
-    max_cells = training_config("atac2rna", "cpu", 0).max_link_cells
-    sets = cell_sets(cell_labels(mo.rna.obs, spec.cell_type_column), cells.n_cells, max_cells=max_cells)
+    labels = cell_labels(mo.rna.obs, spec.cell_type_column)
+    sets = link_cell_sets(labels, cells.n_cells, training_config("atac2rna", "cpu", 0))
     torch.manual_seed(0)
     out = {"dataset": dataset, "sets": len(sets), "cells": int(sum(len(r) for r in sets.values())),
            "genes": len(cells.genes), "cres": len(cells.cres), "pairs": len(pairs)}
     for direction in ("atac2rna", "rna2atac"):
         model = Translator(translator_config(direction, "cpu"))
         config = training_config(direction, "cpu", 0)
+        sets = link_cell_sets(labels, cells.n_cells, config)  # the cells the link assets read
         t = time.perf_counter()
         if direction == "atac2rna":
             extract.attention_links(model, cells, pairs, sets, gene_chunk=config.n_queries, max_cres=config.max_source)
