@@ -93,7 +93,7 @@ def celltype_specific_cres(context: dg.AssetExecutionContext, warehouse: dg.Reso
     return table
 
 
-@dg.asset(**ARGS, code_version="2", kinds={"parquet"})
+@dg.asset(**ARGS, code_version="3", kinds={"parquet"})
 def link_validation(context: dg.AssetExecutionContext, datasets: DatasetCatalog,
                     warehouse: dg.ResourceParam[WarehouseIOManager], multiome: Multiome,
                     gene_vocab_map: pd.DataFrame, gene_annotation: pd.DataFrame, peak_vocab_matrix: sp.csr_matrix,
