@@ -8,8 +8,8 @@ that need no external data (Cisformer Fig. 3d, 3i and the distance profile).
 - `link_validation`, per method: the top-N links against distance-matched random in-window pairs
   (10 per link) by pseudobulk peak–gene correlation, one-sided Mann–Whitney (the paper's Fig. 3d);
   mean expression of genes by their number of links above the 90th-percentile score (Fig. 3i); the
-  median distance of the top-N links. For the correlation method the first check is circular (its score is a
-  correlation), which the table's `note` says.
+  median distance of the top-N links. For the correlation method the first check is circular (its
+  score is a correlation), which the table's `note` says.
 """
 from __future__ import annotations
 
