@@ -26,10 +26,15 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from multiome_assets.grn.edge_space import EdgeSpace
-from multiome_assets.grn.expression import Expression, dense, dense_expression
+from multiome_assets.grn.expression import (
+    Expression,
+    check_expression,
+    column_ranks,
+    correlations,
+    regulator_columns,
+)
 from multiome_assets.grn.grnboost2 import grnboost2_scores
 from multiome_assets.priors import read_edge_table
 
@@ -45,22 +50,6 @@ __all__ = [
     "import_external_grn",
 ]
 
-def _standardize(Xd: np.ndarray) -> np.ndarray:
-    """(cells, G) columns centred and scaled to unit population variance; constant columns -> 0."""
-    Z = Xd - Xd.mean(axis=0)
-    sd = np.sqrt((Z * Z).mean(axis=0))  # (G,)
-    nonconstant = sd > 1e-12 * np.maximum(1.0, np.abs(Xd).max(axis=0))
-    Z[:, nonconstant] /= sd[nonconstant]
-    Z[:, ~nonconstant] = 0.0  # zero-variance gene: correlation 0, not NaN
-    return Z
-
-
-def _abs_correlation(Xd: np.ndarray, reg_idx: np.ndarray) -> np.ndarray:
-    Z = _standardize(Xd)  # (cells, G)
-    cor = Z[:, reg_idx].T @ Z / Z.shape[0]  # (R, cells) @ (cells, G) -> (R, G)
-    return np.minimum(np.abs(cor), 1.0)
-
-
 # ---------------------------------------------------------------------------------------
 # Correlation
 # ---------------------------------------------------------------------------------------
@@ -68,31 +57,35 @@ def pearson_scores(X: Expression, genes, regulators) -> np.ndarray:
     """Absolute Pearson correlation of each regulator with each gene.
 
     The absolute value is taken because a prior edge may be activating or repressing; the
-    sign is not evaluated. Genes with zero variance score 0. ``X`` is densified as float64
-    (cells × G × 8 bytes).
+    sign is not evaluated. Genes with zero variance score 0. ``X`` is read a block of cells at a
+    time, never densified whole.
 
     Returns
     -------
     (R, G) float64 in [0, 1].
     """
-    Xd, reg_idx = dense_expression(X, genes, regulators)
-    return _abs_correlation(Xd, reg_idx)
+    return _abs(correlations(X, regulator_columns(X, genes, regulators)))
 
 
 def spearman_scores(X: Expression, genes, regulators) -> np.ndarray:
     """Absolute Spearman correlation: Pearson on per-gene ranks (ties get average ranks).
 
     Same conventions as :func:`pearson_scores`. On sparse data most ties are the zeros,
-    which share one average rank.
+    which share one average rank; the ranks of sparse X stay sparse (:func:`.expression.column_ranks`).
     """
-    Xd, reg_idx = dense_expression(X, genes, regulators)
-    return _abs_correlation(rankdata(Xd, axis=0, method="average"), reg_idx)
+    return _abs(correlations(column_ranks(X), regulator_columns(X, genes, regulators)))
+
+
+def _abs(cor: np.ndarray) -> np.ndarray:
+    np.abs(cor, out=cor)
+    return np.minimum(cor, 1.0, out=cor)
 
 
 # ---------------------------------------------------------------------------------------
 # WGCNA topological overlap
 # ---------------------------------------------------------------------------------------
 WGCNA_POWERS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20)  # pickSoftThreshold's default
+WGCNA_MIN_R2, WGCNA_DEFAULT_POWER = 0.8, 6  # a power's scale-free fit needed; the power when none fits
 
 
 def _scale_free_r2(k: np.ndarray, n_breaks: int = 10) -> float:
@@ -119,8 +112,8 @@ def soft_threshold_power(
     genes,
     *,
     powers: tuple[int, ...] = WGCNA_POWERS,
-    min_r2: float = 0.8,
-    default: int = 6,
+    min_r2: float = WGCNA_MIN_R2,
+    default: int = WGCNA_DEFAULT_POWER,
 ) -> int:
     """Lowest β whose connectivity fits a scale-free law with signed R² ≥ `min_r2`.
 
@@ -128,7 +121,11 @@ def soft_threshold_power(
     returns `default` when no power reaches `min_r2`, which is common on small, sparse
     single-cell data.
     """
-    C = _abs_cor_matrix(dense(X, len(genes)))  # (G, G) float32
+    check_expression(X, genes)
+    return _pick_power(_abs_cor_matrix(X), powers, min_r2, default)
+
+
+def _pick_power(C: np.ndarray, powers: tuple[int, ...], min_r2: float, default: int) -> int:
     for beta in powers:
         k = (C**beta).sum(axis=1, dtype=np.float64)  # diagonal is 0
         if _scale_free_r2(k) >= min_r2:
@@ -136,13 +133,9 @@ def soft_threshold_power(
     return default
 
 
-def _abs_cor_matrix(Xd: np.ndarray) -> np.ndarray:
+def _abs_cor_matrix(X: Expression) -> np.ndarray:
     """(G, G) float32 |cor| with a zero diagonal; G = 8,600 is 300 MB."""
-    Z = _standardize(Xd).astype(np.float32)
-    C = Z.T @ Z  # (G, G)
-    C /= Z.shape[0]
-    np.abs(C, out=C)
-    np.minimum(C, 1.0, out=C)
+    C = _abs(correlations(X, dtype=np.float32))
     np.fill_diagonal(C, 0.0)
     return C
 
@@ -166,12 +159,12 @@ def wgcna_scores(
     Builds the (G, G) float32 adjacency (G = 8,600: 300 MB) and one (R, G) product; no
     (G, G) TOM is formed.
     """
-    Xd, reg_idx = dense_expression(X, genes, regulators)
-    if power == "auto":
-        power = soft_threshold_power(Xd, genes)
-    if isinstance(power, str) or power < 1:
+    reg_idx = regulator_columns(X, genes, regulators)
+    if power != "auto" and (isinstance(power, str) or power < 1):
         raise ValueError(f"`power` must be a positive number or 'auto', got {power!r}")
-    A = _abs_cor_matrix(Xd)
+    A = _abs_cor_matrix(X)
+    if power == "auto":
+        power = _pick_power(A, WGCNA_POWERS, WGCNA_MIN_R2, WGCNA_DEFAULT_POWER)
     np.power(A, power, out=A)  # (G, G) adjacency
     k = A.sum(axis=1, dtype=np.float64).astype(np.float32)  # (G,)
     A_reg = A[reg_idx]  # (R, G)
