@@ -47,6 +47,9 @@ The models' weights are their initial ones (the work does not depend on them).
 
     python benchmarks/scaling.py --quick         # a smoke run, a few minutes
     python benchmarks/scaling.py                 # the table of docs/performance.md#scaling, ~70 min
+    python benchmarks/scaling.py --report        # the tables and exponents of the last run again
+    python benchmarks/scaling.py --stages baselines   # measure one stage again: its rows in the table are
+                                                      # replaced, the other stages' kept
 
 Each stage's result is kept in the work folder (DATA/work/KEY_results.jsonl): a stopped grid resumes
 where it stopped; delete a line (or the file) to measure that stage (or size) again.
@@ -81,6 +84,11 @@ STAGES = ("read_qc", "candidates", "peak_vocab", "grn_genes", "backbone_epoch", 
 # read no cell: on the cells axis, its ends only
 NO_CELLS = ("candidates", "heads", "export", "evaluation", "link_pairs", "enrichment", "link_tracks", "export_write",
             "tf_cre_gene")
+# stages whose work follows rows that grow faster than G on the genes axis (the simulator puts P = 3.06 G
+# peaks on one genome, so a gene's window holds more cCREs as G grows; the regulators grow with G too)
+WORK_ROWS = {"evaluation": "TF x GRN gene pairs", "link_pairs": "window pairs", "correlation_links": "window pairs",
+             "link_validation": "link table rows", "enrichment": "link table rows", "link_tracks": "link table rows",
+             "tf_cre_gene": "link table rows"}
 CELLS = {"backbone_epoch": BUDGET["backbone"], "embeddings": BUDGET["embeddings"],
          "translator_atac2rna_epoch": BUDGET["translator"], "translator_rna2atac_epoch": BUDGET["translator"],
          "translated_rna": BUDGET["translated"], "translated_atac": BUDGET["translated"], "attention_links": BUDGET["links"],
@@ -453,14 +461,38 @@ def run_worker(root: Path, key: str, work: Path, stages: list[str], timeout: flo
     return rows + [{"stage": s, "status": f"not run: the size's process ended ({failure})"} for s in stages if s not in done]
 
 
+def input_rows(work: Path, key: str) -> dict[str, int]:
+    """The rows of each kind in WORK_ROWS at this size, from the inputs kept in `work` ({} if none)."""
+    counts = {}
+    links, grn = work / f"{key}_links.pkl", work / f"{key}_grn_inputs.pkl"
+    if links.exists():
+        table = pickle.loads(links.read_bytes())["links"]
+        counts |= {"link table rows": len(table), "window pairs": int((table.method == "correlation").sum())}
+    if grn.exists():
+        embeddings, heads, _ = pickle.loads(grn.read_bytes())
+        counts["TF x GRN gene pairs"] = len(heads.regulators) * len(embeddings.genes)
+    return counts
+
+
+def with_input_rows(table: pd.DataFrame, work: Path) -> pd.DataFrame:
+    """`table` with `input_rows`: for the stages of WORK_ROWS, the rows of their kind at the size."""
+    sizes = {key: input_rows(work, key) for key in {dataset_key(n, g) for n, g in zip(table.n_cells, table.n_genes)}}
+    return table.assign(input_rows=[sizes[dataset_key(n, g)].get(WORK_ROWS.get(s), np.nan)
+                                    for n, g, s in zip(table.n_cells, table.n_genes, table.stage)])
+
+
 def growth_exponents(table: pd.DataFrame) -> pd.DataFrame:
-    """Slope of log(seconds) against log(size) per stage and axis (least squares, >= 2 sizes)."""
+    """Slope of log(seconds) against log(size) per stage and axis (least squares, >= 2 sizes); on the
+    genes axis also against the stage's input rows (`per_row`), where WORK_ROWS names them."""
     rows = []
     for (axis, stage), part in table[table.status == "ok"].groupby(["axis", "stage"], sort=False):
         size = part.n_cells if axis == "cells" else part.n_genes
         if part.seconds.gt(0).sum() >= 2:
             slope = np.polyfit(np.log(size), np.log(part.seconds), 1)[0]
-            rows.append({"axis": axis, "stage": stage, "exponent": slope, "sizes": len(part)})
+            counted = part.get("input_rows", pd.Series(np.nan, index=part.index))
+            per_row = (np.polyfit(np.log(counted), np.log(part.seconds), 1)[0]
+                       if axis == "genes" and counted.notna().all() and counted.nunique() >= 2 else np.nan)
+            rows.append({"axis": axis, "stage": stage, "exponent": slope, "per_row": per_row, "sizes": len(part)})
     return pd.DataFrame(rows)
 
 
@@ -480,8 +512,16 @@ def markdown_tables(table: pd.DataFrame, exponents: pd.DataFrame) -> str:
             cells=[f"{CELLS[s]:,}" if s in CELLS else "all" for s in wide.index]).to_markdown())
     if len(exponents):
         wide = exponents.pivot(index="stage", columns="axis", values="exponent")
+        per_row = exponents[exponents.axis == "genes"].set_index("stage").per_row
+        wide["genes, per input row"] = [f"{per_row[s]:.2f} ({WORK_ROWS[s]})" if s in WORK_ROWS and pd.notna(per_row.get(s))
+                                        else "" for s in wide.index]
         wide = wide.reindex([s for s in STAGES if s in wide.index])
         parts.append("growth exponents (slope of log time on log size):\n\n" + wide.to_markdown(floatfmt=".2f"))
+    if "input_rows" in table:
+        genes = table[(table.axis == "genes") & table.stage.isin(WORK_ROWS)].assign(kind=lambda t: t.stage.map(WORK_ROWS))
+        wide = genes.drop_duplicates(["kind", "n_genes"]).pivot(index="kind", columns="n_genes", values="input_rows")
+        wide.columns = [f"G={c:,}" for c in wide.columns]
+        parts.append("input rows against genes:\n\n" + wide.map(lambda v: f"{v:,.0f}").to_markdown())
     return "\n\n".join(parts)
 
 
@@ -511,6 +551,18 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def merged(before: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
+    """`before`'s rows of the stages not measured now, and the rows measured now; axes, then stages
+    in pipeline order, then sizes."""
+    kept = before[~before.stage.isin(measured.stage.unique())]
+    if len(kept):
+        print(f"kept {len(kept)} rows of {kept.stage.nunique()} stages measured before", file=sys.stderr)
+    table = pd.concat([kept, measured], ignore_index=True)
+    order = {s: i for i, s in enumerate(STAGES)}
+    return table.sort_values(["axis", "stage", "n_cells", "n_genes"], key=lambda c: c.map(order) if c.name == "stage"
+                             else c, kind="stable").reset_index(drop=True)
+
+
 def grid(args) -> list[tuple[str, int, int]]:
     cells = [("cells", n, args.fixed_genes) for n in args.cells]
     genes = [("genes", args.fixed_cells, g) for g in args.genes]
@@ -529,6 +581,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, default=Path("/tmp/multiome_scaling"), help="simulated datasets, kept")
     parser.add_argument("--out", type=Path, default=RESULTS / "scaling.csv")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--report", action="store_true", help="no run: the tables and exponents of --out again")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -544,6 +597,8 @@ def main(argv=None) -> None:
         args.out = args.out.with_name("scaling_quick.csv")
 
     root, work = args.data / "data", args.data / "work"
+    if args.report:
+        return report(pd.read_csv(args.out), work, args.out)
     work.mkdir(parents=True, exist_ok=True)
     rows, done = [], {}
     for axis, n, g in tqdm(grid(args), desc="sizes", file=sys.stderr):
@@ -559,13 +614,23 @@ def main(argv=None) -> None:
     table = pd.DataFrame(rows)
     for column in ("seconds", "rss_before_gb", "peak_rss_gb"):
         table[column] = table.get(column, np.nan)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
+    if args.out.exists():
+        table = merged(pd.read_csv(args.out), table)
+    report(table, work, args.out)
+
+
+def report(table: pd.DataFrame, work: Path, out: Path) -> None:
+    """Write the table (with its input rows, where the work folder keeps the inputs), its exponents
+    and figure, and print them."""
+    if work.exists():
+        table = with_input_rows(table.drop(columns="input_rows", errors="ignore"), work)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
     exponents = growth_exponents(table)
-    exponents.to_csv(args.out.with_name(args.out.stem + "_exponents.csv"), index=False)
-    plot(table, args.out.with_suffix(".png"))
+    exponents.to_csv(out.with_name(out.stem + "_exponents.csv"), index=False)
+    plot(table, out.with_suffix(".png"))
     print(markdown_tables(table, exponents))
-    print(f"\nwrote {args.out}, {args.out.with_suffix('.png')}")
+    print(f"\nwrote {out}, {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
