@@ -13,6 +13,7 @@ on top of popularity.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -185,10 +186,6 @@ def train_heads(embeddings: GeneEmbeddings, prior_edges: pd.DataFrame, genes: pd
     held-out edges are never seen (they are unlabeled like every other pair). `epochs`,
     `min_steps`, `prior_pi` (nnPU's class prior): None for EdgeHeadConfig's defaults.
     """
-    from dataclasses import asdict
-
-
-
     settings = {k: v for k, v in (("epochs", epochs), ("min_steps", min_steps), ("prior_pi", prior_pi)) if v is not None}
     reg_index = pd.Index(genes).get_indexer(regulators)
     heads, histories = {}, []
